@@ -1,0 +1,148 @@
+"""The per-code-point folding table behind normalisation.
+
+Every evasion that is a property of a single character (full-width forms,
+case, circled/parenthesised/mathematical letters and digits, Traditional and
+regional variant characters, invisible or decorative characters) is folded by
+one lookup in a table indexed by code point. A table lookup is what lets the
+hot path normalise a whole batch with one numpy gather instead of a Python loop
+per character; it also makes the map back to the original text trivial: each
+original character becomes at most one normalised character.
+
+Multi-character evasions (HTML entities) and phrase-level regional wording
+(網際網路 for 互联网) are handled elsewhere: entities in ``normalise``, regional
+phrases by expanding lexicon terms (``lexicon.variants``).
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Table value for "delete this character" (noise).
+DELETE = np.uint32(0xFFFFFFFF)
+N_CODEPOINTS = 0x110000
+
+#: Unicode general categories treated as noise by default: separators,
+#: controls and format characters (zero-width, bidi), combining marks
+#: (variation selectors, zalgo), punctuation and symbols (emoji are So/Sk).
+DEFAULT_NOISE_CATEGORIES: tuple[str, ...] = (
+    "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Mn", "Me",
+    "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po",
+    "Sm", "Sc", "Sk", "So",
+)
+
+# Code point ranges whose characters can change under folding. Everything
+# outside them (unassigned planes, private use) maps to itself; skipping them
+# keeps table construction well under a second.
+_FOLD_RANGES = ((0x0000, 0x40000), (0xE0000, 0xE1000))
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """What single-character folding does. Part of the lexicon version."""
+
+    noise_categories: tuple[str, ...] = DEFAULT_NOISE_CATEGORIES
+    #: Extra characters that are noise whatever their category.
+    noise_extra: str = ""
+    #: Characters that are never noise (e.g. keep "+" or "#" meaningful).
+    noise_keep: str = ""
+    traditional: bool = True
+    compatibility: bool = True  # NFKC: full-width, styled letters, ① → 1
+    casefold: bool = True
+
+
+def _compat_fold(ch: str, is_noise: "callable[[str], bool]") -> str:
+    """NFKC of one character, kept only if it is still one character.
+
+    ⒡ and ⑴ decompose to "(f)" and "(1)": the parentheses are noise, so the
+    letter inside is what the author meant. ⑩ becomes "10", two characters,
+    which a 1:1 table cannot express; it stays as it is.
+    """
+    folded = unicodedata.normalize("NFKC", ch)
+    if len(folded) > 1:
+        folded = "".join(c for c in folded if not is_noise(c))
+    return folded if len(folded) == 1 else ch
+
+
+def _opencc_char_map(chars: list[str]) -> dict[str, str]:
+    """Character-level Traditional/Taiwan/Hong Kong → Simplified from OpenCC.
+
+    One ``convert`` call over all candidates joined by newlines: OpenCC's
+    phrase rules cannot fire across the separators, so each line is the
+    character-level answer.
+    """
+    import opencc
+
+    mapping: dict[str, str] = {}
+    joined = "\n".join(chars)
+    for config in ("t2s", "tw2s", "hk2s"):
+        converter = opencc.OpenCC(f"{config}.json")
+        converted = converter.convert(joined).split("\n")
+        if len(converted) != len(chars):  # pragma: no cover - OpenCC contract
+            raise RuntimeError(f"OpenCC {config} changed the line count")
+        for src, dst in zip(chars, converted):
+            if dst != src and len(dst) == 1 and src not in mapping:
+                mapping[src] = dst
+    return mapping
+
+
+@functools.lru_cache(maxsize=8)
+def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
+    """Return the uint32 table: code point → folded code point or DELETE."""
+    categories = frozenset(config.noise_categories)
+    extra, keep = frozenset(config.noise_extra), frozenset(config.noise_keep)
+
+    def is_noise(c: str) -> bool:
+        if c in keep:
+            return False
+        return c in extra or unicodedata.category(c) in categories
+
+    table = np.arange(N_CODEPOINTS, dtype=np.uint32)
+    cjk: list[str] = []
+    for lo, hi in _FOLD_RANGES:
+        for cp in range(lo, hi):
+            ch = chr(cp)
+            if ch in extra and ch not in keep:
+                table[cp] = DELETE
+                continue
+            # Fold before judging noise: circled letters (ⓕ) are symbols (So)
+            # but stand for letters, so they must fold, not vanish.
+            out = _compat_fold(ch, is_noise) if config.compatibility else ch
+            if config.casefold:
+                low = out.lower()
+                out = low if len(low) == 1 else out
+            if is_noise(out):
+                table[cp] = DELETE
+                continue
+            table[cp] = ord(out)
+            if config.traditional and unicodedata.category(out) == "Lo" and ord(out) >= 0x2E80:
+                cjk.append(out)
+    if config.traditional:
+        # Traditional → Simplified on top of compatibility folding, so that
+        # full-width or compatibility forms of traditional characters fold too.
+        t2s = _opencc_char_map(sorted(set(cjk)))
+        remap = np.arange(N_CODEPOINTS, dtype=np.uint32)
+        for src, dst in t2s.items():
+            remap[ord(src)] = ord(dst)
+        live = table != DELETE
+        table[live] = remap[table[live]]
+    return _close(table)
+
+
+def _close(table: np.ndarray) -> np.ndarray:
+    """Make folding idempotent: fold(fold(c)) == fold(c).
+
+    Lexicon terms and post text are folded by the same table; if a→b and b→c,
+    a term written with b would no longer match text written with a.
+    """
+    for _ in range(8):
+        live = table != DELETE
+        nxt = table.copy()
+        nxt[live] = table[table[live]]
+        if np.array_equal(nxt, table):
+            return table
+        table = nxt
+    raise RuntimeError("character folding does not converge")  # pragma: no cover

@@ -1,0 +1,64 @@
+"""What a compiled lexicon set is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Action = Literal["flag", "recall"]
+Mode = Literal["word", "substring"]
+Kind = Literal["term", "combo", "allow"]
+
+ACTIONS: tuple[Action, ...] = ("flag", "recall")
+MODES: tuple[Mode, ...] = ("word", "substring")
+#: Strictness order used by the decision stage: the strictest hit wins.
+SEVERITY_OF_ACTION = {"pass": 0, "flag": 1, "recall": 2}
+
+
+@dataclass(frozen=True)
+class Category:
+    key: str
+    title_zh: str
+    title_en: str
+    basis: tuple[str, ...]
+    action: Action
+    severity: int
+    mode: Mode = "word"
+    #: True for categories whose terms the operator must supply (political
+    #: speech, rumours, religion): we ship them empty on purpose.
+    operator_supplied: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of a lexicon file (a term, a combination or an allow entry)."""
+
+    id: str
+    kind: Kind
+    category: str
+    written: str  # as the operator wrote it
+    parts: tuple[str, ...]  # normalised; one part unless kind == "combo"
+    action: Action
+    mode: Mode
+    within: int | None
+    path: str
+    line: int
+
+    @property
+    def label(self) -> str:
+        """The term as events report it: normalised, parts joined by '+'."""
+        return "+".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string the matcher looks for, and the rule it belongs to.
+
+    A rule has one pattern per part, plus regional variants of each part
+    (``variant`` true) that report as the same rule.
+    """
+
+    text: str
+    rule: int
+    part: int
+    variant: bool = False

@@ -1,0 +1,65 @@
+"""Matcher backends behind one interface, and the rule ``auto`` follows.
+
+``auto`` picks hyperscan when it imports (SIMD literal matching, 200-1000 MB/s
+measured here) and pyahocorasick otherwise (portable, 6-17 MB/s on Chinese).
+The choice is reported, never silent: :func:`build_matcher` returns the
+backend, whose ``name`` says what was picked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Literal, Sequence
+
+import numpy as np
+
+from ..errors import MatcherUnavailable
+from .base import Matcher
+
+MatcherName = Literal["auto", "aho", "hyperscan", "oracle"]
+BACKENDS: tuple[str, ...] = ("hyperscan", "aho")
+
+
+def _load(name: str) -> type:
+    modules = {
+        "aho": ("aho", "AhoMatcher"),
+        "hyperscan": ("hyperscan_backend", "HyperscanMatcher"),
+        "oracle": ("oracle", "OracleMatcher"),
+    }
+    if name not in modules:
+        raise MatcherUnavailable(f"unknown matcher {name!r}; choose auto, aho or hyperscan")
+    module, cls = modules[name]
+    try:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    except ImportError as exc:
+        raise MatcherUnavailable(f"matcher {name!r} is not available here: {exc}") from exc
+
+
+def available() -> list[str]:
+    """Backends that import on this machine, fastest first."""
+    names = []
+    for name in BACKENDS:
+        try:
+            _load(name)
+        except MatcherUnavailable:
+            continue
+        names.append(name)
+    return names
+
+
+def resolve(name: str) -> str:
+    """The concrete backend ``name`` stands for (``auto`` → fastest available)."""
+    if name != "auto":
+        _load(name)
+        return name
+    found = available()
+    if not found:  # pragma: no cover - pyahocorasick is a hard dependency
+        raise MatcherUnavailable("no matcher backend imports")
+    return found[0]
+
+
+def build_matcher(name: str, patterns: Sequence[str], fold_table: np.ndarray) -> Matcher:
+    return _load(resolve(name))(patterns, fold_table)
+
+
+__all__ = ["Matcher", "MatcherName", "BACKENDS", "available", "resolve", "build_matcher"]

@@ -1,0 +1,171 @@
+"""Stage: normalise. Fold evasions away while keeping a map to the original.
+
+Two entry points share one definition of "normalised":
+
+* :meth:`Normaliser.normalise` folds one text and returns, for every
+  normalised character, where it came from in the original. It serves lexicon
+  compilation, verification of posts that have candidate hits, and
+  ``screener explain``.
+* :meth:`Normaliser.encode_batch` folds a whole batch of posts with a handful
+  of numpy operations and returns it in a matcher's alphabet, separated so
+  that no match can span two posts. It keeps no per-character map: positions
+  are mapped back only for the few posts that have hits, by re-running
+  :meth:`normalise` on them. Both paths apply the same table and the same
+  HTML rule, so a post's offsets agree between them (a property test checks
+  it).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .charmap import DELETE, FoldConfig, build_table
+
+# Tags and comments are deleted whole; entities are decoded to the character
+# they stand for (&#36172; is 赌), so both are noise that cannot hide a term.
+# The tag form is strict (a name right after "<") so that "a<b and c>d" in
+# prose is not mistaken for markup.
+_HTML_RE = re.compile(
+    r"<!--[^\x00]{0,2000}?-->"
+    r"|</?[A-Za-z][A-Za-z0-9-]{0,20}(?:\s[^<>\x00]{0,500})?/?>"
+    r"|(?P<ent>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
+)
+
+#: Separator between posts in a batch; forced, not looked up, so a U+0000
+#: inside a post is plain noise.
+_SEP_CHAR = "\x00"
+
+
+@dataclass(frozen=True)
+class NormaliseConfig:
+    """Settings of the normaliser; they are part of the lexicon version."""
+
+    fold: FoldConfig = field(default_factory=FoldConfig)
+    html: bool = True
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """A folded text with its map back to the original.
+
+    ``starts[i]``/``ends[i]`` are the original code-point span of normalised
+    character ``i`` (``ends[i] - starts[i]`` > 1 for a decoded entity).
+
+    >>> n = Normaliser().normalise("赌*博")
+    >>> n.text, n.span(0, 2)
+    ('赌博', (0, 3))
+    """
+
+    original: str
+    text: str
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Original ``[start, end)`` of normalised ``[start, end)``; end > start."""
+        return self.starts[start], self.ends[end - 1]
+
+
+@dataclass(frozen=True)
+class Alphabet:
+    """How a matcher wants the normalised text encoded.
+
+    ``table`` maps an original code point straight to the matcher's code (the
+    fold table composed with the matcher's own alphabet); ``delete`` is the
+    code meaning "noise, drop it" and ``separator`` the code placed between
+    posts, which no pattern may contain.
+    """
+
+    table: np.ndarray
+    delete: int
+    separator: int
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch of posts in a matcher alphabet.
+
+    Post ``i`` occupies ``codes[starts[i]:starts[i + 1] - 1]``; the code at
+    ``starts[i + 1] - 1`` is the separator.
+    """
+
+    codes: np.ndarray
+    starts: np.ndarray
+
+    def post_of(self, positions: np.ndarray) -> np.ndarray:
+        """Index of the post that each code position belongs to."""
+        return np.searchsorted(self.starts, positions, side="right") - 1
+
+
+class Normaliser:
+    """Folds text with one table lookup per character plus an HTML pass."""
+
+    def __init__(self, config: NormaliseConfig | None = None) -> None:
+        self.config = config or NormaliseConfig()
+        self.table = build_table(self.config.fold)
+        self.alphabet = Alphabet(self.table, int(DELETE), 0)
+
+    # -- one text ---------------------------------------------------------
+    def normalise(self, text: str) -> Normalised:
+        codes, extend = self._fold(text, self.alphabet, ())
+        kept = np.flatnonzero(codes != self.alphabet.delete)
+        folded = codes[kept].astype("<u4").tobytes().decode("utf-32-le")
+        starts = kept.tolist()
+        ends = [extend.get(i, i + 1) for i in starts]
+        return Normalised(text, folded, tuple(starts), tuple(ends))
+
+    def fold_string(self, text: str) -> str:
+        """Just the normalised text (lexicon terms, tests)."""
+        return self.normalise(text).text
+
+    # -- a batch ------------------------------------------------------------
+    def encode_batch(self, texts: Sequence[str], alphabet: Alphabet) -> EncodedBatch:
+        """Fold and encode many posts in one pass, separated by ``alphabet.separator``."""
+        joined = _SEP_CHAR.join(texts) + _SEP_CHAR
+        lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
+        ends = np.cumsum(lengths)
+        codes, _ = self._fold(joined, alphabet, ends - 1)
+        keep = codes != alphabet.delete
+        compact = codes[keep]
+        # Posts are never empty here (each carries its separator), so
+        # reduceat's index list is strictly increasing as it requires.
+        seg_starts = np.concatenate(([0], ends[:-1])) if len(texts) else ends
+        kept = np.add.reduceat(keep, seg_starts, dtype=np.int64) if len(texts) else ends
+        starts = np.concatenate(([0], np.cumsum(kept)))
+        return EncodedBatch(compact, starts)
+
+    def _fold(
+        self, text: str, alphabet: Alphabet, separators: "np.ndarray | tuple[()]"
+    ) -> tuple[np.ndarray, dict[int, int]]:
+        """Codes for every original character (``delete`` for noise).
+
+        Returns also the original end of characters that stand for more than
+        one original character (decoded entities).
+        """
+        points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        extend: dict[int, int] = {}
+        spans: list[tuple[int, int]] = []
+        if self.config.html and ("<" in text or "&" in text):
+            points = points.copy()
+            for m in _HTML_RE.finditer(text):
+                start, end = m.span()
+                if m.group("ent"):
+                    char = html.unescape(m.group("ent"))
+                    if len(char) == 1 and char != m.group("ent"):
+                        points[start] = ord(char)
+                        extend[start] = end
+                        start += 1
+                    else:
+                        continue  # unknown entity: leave the characters as text
+                spans.append((start, end))
+        codes = alphabet.table[points]
+        for start, end in spans:
+            codes[start:end] = alphabet.delete
+        if len(separators):
+            codes[separators] = alphabet.separator
+        return codes, extend

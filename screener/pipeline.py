@@ -1,0 +1,63 @@
+"""The screening core: normalise → match → verify → decide, one batch at a time.
+
+This is the single path every front end uses (``scan``, ``explain``, the
+Kafka worker): it takes texts and knows nothing of where they came from.
+
+>>> from screener import Screener, load_lexicons
+>>> s = Screener(load_lexicons("lexicons"))
+>>> [r.action for r in s.screen(["今天天气不错", "网上赌*博，稳赚不赔"])]
+['pass', 'recall']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .decide import Verdict, decide
+from .lexicon import LexiconSet
+from .match import find_candidates
+from .matchers import build_matcher
+from .verify import Decision, Hit, Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """The outcome for one post: its action, kept hits and every decision."""
+
+    action: Verdict
+    hits: tuple[Hit, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+
+PASS = Screening("pass")
+
+
+class Screener:
+    """Screens batches of texts against one compiled lexicon set.
+
+    Build it once per lexicon version (matcher compilation is the expensive
+    part); ``screen`` is then safe to call from one thread at a time.
+    """
+
+    def __init__(self, lexicons: LexiconSet, matcher: str = "auto") -> None:
+        self.lexicons = lexicons
+        self.matcher = build_matcher(matcher, [p.text for p in lexicons.patterns], lexicons.normaliser.table)
+        self.verifier = Verifier(lexicons)
+
+    @property
+    def matcher_name(self) -> str:
+        return self.matcher.name
+
+    @property
+    def version(self) -> str:
+        return self.lexicons.version
+
+    def screen(self, texts: Sequence[str]) -> list[Screening]:
+        """One :class:`Screening` per text, in order. Batch for speed."""
+        results = [PASS] * len(texts)
+        _, candidates = find_candidates(self.lexicons, self.matcher, texts)
+        for index, found in candidates.items():
+            hits, decisions = self.verifier.verify(texts[index], found)
+            results[index] = Screening(decide(hits), tuple(hits), tuple(decisions))
+        return results
