@@ -1,0 +1,52 @@
+"""Stage: decode. One raw record (bytes) → a Post, or the reason it is not one.
+
+A malformed record is data, not an exception: the caller sends the reason to
+the dead-letter sink and carries on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+PostId = "str | int"
+_RESERVED = ("id", "text", "account_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: str | int
+    text: str
+    account_id: Any
+    #: Every other field of the input object, kept for the event's ``meta``.
+    meta: dict[str, Any]
+
+
+def decode_post(raw: bytes, max_bytes: int) -> Post | str:
+    """Decode one JSON object; return a :class:`Post` or a reason string.
+
+    >>> decode_post(b'{"id": 1, "text": "hi"}', 1000).text
+    'hi'
+    >>> decode_post(b'{"id": 1}', 1000)
+    'missing "text"'
+    """
+    if len(raw) > max_bytes:
+        return f"record of {len(raw)} bytes exceeds the limit of {max_bytes} bytes"
+    if not raw.strip():
+        return "empty record"
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(obj, dict):
+        return f"not a JSON object but {type(obj).__name__}"
+    text = obj.get("text")
+    if not isinstance(text, str):
+        return 'missing "text"' if text is None else f'"text" is {type(text).__name__}, not a string'
+    post_id = obj.get("id")
+    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+        return 'missing "id"' if post_id is None else f'"id" is {type(post_id).__name__}, not a string or integer'
+    meta = {k: v for k, v in obj.items() if k not in _RESERVED} if len(obj) > 2 else {}
+    return Post(post_id, text, obj.get("account_id"), meta)

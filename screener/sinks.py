@@ -1,0 +1,42 @@
+"""Where events and dead letters go in ``scan`` mode (files or std streams)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from typing import Any, BinaryIO
+
+import orjson
+
+from .emit import now_iso
+
+
+def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
+    if path in (None, "-"):
+        return default
+    return open(path, "ab", buffering=1 << 16)
+
+
+def dead_letter_record(source: str, line: int, raw: bytes, reason: str) -> dict[str, Any]:
+    """A dead letter keeps the record whole: as text if it is UTF-8, else base64."""
+    record: dict[str, Any] = {"source": source, "line": line, "reason": reason, "at": now_iso()}
+    try:
+        record["raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    return record
+
+
+class DeadLetterSink:
+    def __init__(self, path: str | None) -> None:
+        self._stream = open_sink(path, sys.stderr.buffer)
+        self.count = 0
+
+    def write(self, source: str, line: int, raw: bytes, reason: str) -> None:
+        self._stream.write(orjson.dumps(dead_letter_record(source, line, raw, reason), option=orjson.OPT_APPEND_NEWLINE))
+        self.count += 1
+
+    def close(self) -> None:
+        self._stream.flush()
+        if self._stream is not sys.stderr.buffer:
+            self._stream.close()
