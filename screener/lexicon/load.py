@@ -66,11 +66,11 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
     problems += found
     warnings += warned
     if problems:
-        raise LexiconError(problems)
+        raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns = _patterns(rules, normaliser)
     return LexiconSet(
         str(root), _version(root), dict(categories), tuple(rules), tuple(patterns),
-        normaliser, tuple(warnings),
+        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
     )
 
 

@@ -1,0 +1,126 @@
+"""Lexicon loading: all-or-nothing validation with path:line reasons."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from screener import LexiconError, load_lexicons
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .conftest import LEXICONS
+
+# (name, files, manifest, expected problems as (file, line, regex))
+ERRORS = [
+    ("empty after normalisation", {"a": "赌博\n***\n"}, None, [("a.txt", 2, "empty after normalisation")]),
+    ("unknown option", {"a": "赌博 ; colour=red\n"}, None, [("a.txt", 1, "unknown option 'colour'")]),
+    ("bad action", {"a": "赌博 ; action=delete\n"}, None, [("a.txt", 1, "action must be one of flag, recall")]),
+    ("bad mode", {"a": "赌博 ; mode=fuzzy\n"}, None, [("a.txt", 1, "mode must be one of word, substring")]),
+    ("option without value", {"a": "赌博 ; action\n"}, None, [("a.txt", 1, "needs a value")]),
+    ("within on a plain term", {"a": "赌博 ; within=3\n"}, None, [("a.txt", 1, "within applies only to a combination")]),
+    ("bad within", {"a": "代开 + 发票 ; within=-2\n"}, None, [("a.txt", 1, "within must be a positive whole number")]),
+    ("empty combination part", {"a": "代开 + \n"}, None, [("a.txt", 1, "empty part in combination")]),
+    ("option on allow entry", {"a": "allow: 参加微信 ; action=flag\n"}, None, [("a.txt", 1, "does not apply to an allow entry")]),
+    ("same term two categories", {"a": "赌博\n", "b": "\n賭博\n"}, None, [("b.txt", 2, "already in category 'a' at .*a.txt:1")]),
+    ("same term two actions", {"a": "赌博\n赌博 ; action=recall\n"}, None, [("a.txt", 2, "conflicts with .*a.txt:1")]),
+    ("invalid utf-8", {"a": "赌博\n"}, None, [("a.txt", 2, "invalid UTF-8")]),
+    ("bad manifest action", {"a": "赌博\n"}, "[categories.a]\naction = 'ban'\n", [("categories.toml", 1, "action must be flag or recall")]),
+    ("bad manifest toml", {"a": "赌博\n"}, "[categories.a\n", [("categories.toml", 1, "not valid TOML")]),
+    ("unknown normalise setting", {"a": "赌博\n"}, "[normalise]\nfold_everything = true\n", [("categories.toml", 1, "unknown setting 'fold_everything'")]),
+    ("several problems at once", {"a": "***\n赌博 ; x=1\n"}, None, [("a.txt", 1, "empty"), ("a.txt", 2, "unknown option")]),
+]
+
+
+@pytest.mark.parametrize("name,files,manifest,expected", ERRORS, ids=[r[0] for r in ERRORS])
+def test_errors(make_lexicon, name, files, manifest, expected):
+    root = make_lexicon(files, manifest)
+    if name == "invalid utf-8":
+        (root / "a.txt").write_bytes("赌博\n".encode() + b"\xff\xfe bad\n")
+    with pytest.raises(LexiconError) as info:
+        load_lexicons(root)
+    problems = info.value.problems
+    assert len(problems) == len(expected), [str(p) for p in problems]
+    for problem, (file, line, pattern) in zip(problems, expected):
+        assert problem.path.endswith(file) and problem.line == line, str(problem)
+        assert re.search(pattern, problem.reason), str(problem)
+        assert str(problem).startswith(f"{problem.path}:{line}: ")
+
+
+def test_plain_directory_is_a_valid_set(make_lexicon):
+    lex = load_lexicons(make_lexicon({"gambling": "# only terms\n赌博\n博彩\n"}))
+    assert lex.term_count == 2
+    category = lex.categories["gambling"]
+    assert (category.action, category.severity, category.mode) == ("flag", 1, "word")
+    assert all(r.action == "flag" for r in lex.rules)
+
+
+def test_manifest_defaults_apply_and_terms_override(make_lexicon):
+    lex = load_lexicons(make_lexicon(
+        {"g": "赌博\n博彩 ; action=flag ; mode=substring\n"},
+        "[categories.g]\ntitle_zh='赌博'\ntitle_en='Gambling'\nbasis=['Yuhang Art. 5(7)']\naction='recall'\nseverity=4\n",
+    ))
+    by_term = {r.label: r for r in lex.rules}
+    assert (by_term["赌博"].action, by_term["赌博"].mode) == ("recall", "word")
+    assert (by_term["博彩"].action, by_term["博彩"].mode) == ("flag", "substring")
+
+
+def test_warnings(make_lexicon):
+    lex = load_lexicons(make_lexicon({"a": "赌\nＡＢＣ\n赌博\n赌博\n参加微信\nallow: 参加微信\n"}))
+    reasons = [w.reason for w in lex.warnings]
+    assert any("one-character term '赌'" in r for r in reasons)
+    assert any("changes under normalisation" in r and "abc" in r for r in reasons)
+    assert any("duplicate of" in r for r in reasons)
+    assert any("always suppressed by allow entry" in r for r in reasons)
+
+
+def test_version_is_a_content_hash(make_lexicon):
+    a = load_lexicons(make_lexicon({"a": "赌博\n"}))
+    b = load_lexicons(make_lexicon({"a": "赌博\n"}))
+    c = load_lexicons(make_lexicon({"a": "赌博\n博彩\n"}))
+    assert a.version == b.version != c.version
+    assert re.fullmatch(r"[0-9a-f]{16}", a.version)
+
+
+def test_regional_variants_are_aliases(make_lexicon):
+    lex = load_lexicons(make_lexicon({"a": "互联网\n"}))
+    assert {p.text for p in lex.patterns} == {"互联网", "网际网路"}
+    assert {p.rule for p in lex.patterns} == {0}
+
+
+# -- the shipped set ---------------------------------------------------------------
+YUHANG_ITEMS = 11
+GEJIU_ITEMS = 14
+SAMPLED = {"pornography", "gambling", "drugs", "weapons", "fraud_illegal_services", "abuse", "spam", "violent_terror"}
+
+
+def test_shipped_set_loads_cleanly(shipped):
+    assert shipped.warnings == ()
+    assert set(shipped.categories) == {p.stem for p in LEXICONS.glob("*.txt")}
+
+
+def test_shipped_set_covers_every_item_of_both_regulations(shipped):
+    cited = {b for c in shipped.categories.values() for b in c.basis}
+    for n in range(1, YUHANG_ITEMS + 1):
+        assert f"Yuhang Art. 5({n})" in cited
+    for n in range(1, GEJIU_ITEMS + 1):
+        assert f"Gejiu Art. 10({n})" in cited
+    for c in shipped.categories.values():
+        assert c.title_zh and c.title_en and c.basis
+
+
+def test_only_the_moderated_everywhere_categories_carry_terms(shipped):
+    with_terms = {r.category for r in shipped.rules if r.kind != "allow"}
+    assert with_terms == SAMPLED
+    manifest = tomllib.loads((LEXICONS / "categories.toml").read_text(encoding="utf-8"))
+    for key, spec in manifest["categories"].items():
+        body = (LEXICONS / f"{key}.txt").read_text(encoding="utf-8")
+        if key not in SAMPLED:
+            assert spec.get("operator_supplied") is True
+            assert "operator supplies" in body
+            assert all(line.startswith("#") or not line.strip() for line in body.splitlines())

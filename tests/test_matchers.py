@@ -1,0 +1,99 @@
+"""Matcher backends: table-driven semantics plus a differential property test.
+
+Rows are (name, patterns, haystacks, expected) where expected lists
+(pattern id, post index, start, end) in normalised positions of each post.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from screener.matchers import BACKENDS, available, build_matcher, resolve
+from screener.matchers.hyperscan_backend import HyperscanMatcher
+from screener.normalise import Normaliser
+
+from .conftest import BACKENDS as TEST_BACKENDS
+
+NORMALISER = Normaliser()
+
+BASICS = [
+    ("single", ["ab"], ["xaby"], [(0, 0, 1, 3)]),
+    ("repeated", ["ab"], ["abab"], [(0, 0, 0, 2), (0, 0, 2, 4)]),
+    ("overlapping self", ["aa"], ["aaa"], [(0, 0, 0, 2), (0, 0, 1, 3)]),
+    ("nested", ["我的", "我的世界"], ["玩我的世界"], [(0, 0, 1, 3), (1, 0, 1, 5)]),
+    ("failure link", ["abce", "bcd"], ["abcde"], [(1, 0, 1, 4)]),
+    ("cjk", ["赌博", "博人"], ["我是赌博人"], [(0, 0, 2, 4), (1, 0, 3, 5)]),
+    ("astral cjk", ["𠀀𠀁"], ["x𠀀𠀁y"], [(0, 0, 1, 3)]),
+    ("several posts", ["ab"], ["ab", "", "xab"], [(0, 0, 0, 2), (0, 2, 1, 3)]),
+    ("no match across posts", ["ab"], ["a", "b"], []),
+    ("one character", ["吃"], ["吃饭吃"], [(0, 0, 0, 1), (0, 0, 2, 3)]),
+    ("empty batch", ["ab"], [], []),
+    ("no patterns", [], ["abc"], []),
+    ("duplicate patterns", ["ab", "ab"], ["ab"], [(0, 0, 0, 2), (1, 0, 0, 2)]),
+]
+
+REGRESSION = [
+    # A NUL byte in an encoded pattern used to truncate it in the binding.
+    ("id with low byte 1", ["百家乐"], ["玩百家乐"], [(0, 0, 1, 4)]),
+    # Misaligned two-byte matches must never be reported.
+    ("misalignment", ["乐百", "家乐"], ["百家乐百家"], [(1, 0, 1, 3), (0, 0, 2, 4)]),
+]
+
+
+def _scan(matcher, texts: list[str]) -> list[tuple[int, int, int, int]]:
+    batch = NORMALISER.encode_batch(texts, matcher.alphabet)
+    rows = matcher.scan(batch)
+    posts = batch.post_of(rows[:, 1]) if len(rows) else np.array([], dtype=np.int64)
+    return sorted(
+        (int(pid), int(post), int(s - batch.starts[post]), int(e - batch.starts[post]))
+        for (pid, s, e), post in zip(rows.tolist(), posts.tolist())
+    )
+
+
+def _build(backend: str, patterns: list[str]):
+    folded = [NORMALISER.fold_string(p) for p in patterns]
+    if backend == "hyperscan-wide":
+        return HyperscanMatcher(folded, NORMALISER.table, max_dense=0)
+    return build_matcher(backend, folded, NORMALISER.table)
+
+
+ALL = TEST_BACKENDS + (["hyperscan-wide"] if "hyperscan" in available() else [])
+
+
+@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("name,patterns,texts,expected", BASICS + REGRESSION, ids=[r[0] for r in BASICS + REGRESSION])
+def test_table(backend, name, patterns, texts, expected):
+    assert _scan(_build(backend, patterns), texts) == sorted(expected)
+
+
+def test_auto_reports_its_choice():
+    chosen = resolve("auto")
+    assert chosen == available()[0]
+    assert build_matcher("auto", ["ab"], NORMALISER.table).name == chosen
+    assert set(available()) <= set(BACKENDS)
+
+
+def test_hyperscan_fallback_is_used_for_huge_alphabets():
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    assert HyperscanMatcher(["ab"], NORMALISER.table, max_dense=1).dense is False
+    assert HyperscanMatcher(["ab"], NORMALISER.table).dense is True
+
+
+# -- differential property test ------------------------------------------------
+# Alphabets chosen to collide often: a few CJK characters, full-width and
+# astral forms, Latin letters in several styles, and noise.
+_CHARS = "赌博网站大麻烦我的世界𠀀𠀁ａｂAbc ，*\u200b😀①1"
+_text = st.text(alphabet=_CHARS, max_size=40)
+_pattern = st.text(alphabet="赌博网站大麻我的世界𠀀𠀁abc1", min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterns=st.lists(_pattern, min_size=1, max_size=8), texts=st.lists(_text, max_size=5))
+def test_backends_agree_with_oracle(patterns, texts):
+    expected = _scan(_build("oracle", patterns), texts)
+    for backend in ALL:
+        assert _scan(_build(backend, patterns), texts) == expected, backend

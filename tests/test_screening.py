@@ -1,0 +1,160 @@
+"""End-to-end screening cases, grouped by semantics, run against every backend.
+
+Each row: (name, text, expected hits as (term, matched original substring)).
+The lexicon is the small one below, written so that every row has a reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from screener.decide import decide
+
+from .conftest import screener_for
+
+LEXICON = {
+    "gambling": """
+        赌博
+        赌博网站
+        allow: 打赌博
+    """,
+    "drugs": """
+        大麻
+        冰毒 ; action=recall
+    """,
+    "abuse": """
+        fuck
+        av
+        sb
+        傻逼
+    """,
+    "spam": """
+        加微信 ; mode=substring
+        allow: 参加微信
+    """,
+    "fraud": """
+        代开 + 发票 ; within=10 ; action=recall
+    """,
+    "news": """
+        互联网
+        信息
+    """,
+}
+
+EVASIONS = [
+    ("plain", "网上赌博", [("赌博", "赌博")]),
+    ("ascii symbol inside", "赌*博", [("赌博", "赌*博")]),
+    ("spaces inside", "赌  博", [("赌博", "赌  博")]),
+    ("cjk punctuation inside", "赌，博。", [("赌博", "赌，博")]),
+    ("cjk brackets inside", "【赌]博", [("赌博", "赌]博")]),
+    ("zero width space", "赌\u200b博", [("赌博", "赌\u200b博")]),
+    ("zero width joiner", "赌\u200d博", [("赌博", "赌\u200d博")]),
+    ("bidi override", "赌\u202e博", [("赌博", "赌\u202e博")]),
+    ("variation selector", "赌\ufe0f博", [("赌博", "赌\ufe0f博")]),
+    ("emoji inside", "赌😀博", [("赌博", "赌😀博")]),
+    ("emoji with skin tone", "赌👍🏻博", [("赌博", "赌👍🏻博")]),
+    ("html tag inside", "赌<b></b>博", [("赌博", "赌<b></b>博")]),
+    ("html around", "<p>傻逼</p>", [("傻逼", "傻逼")]),
+    ("html entities", "&#36172;&#x535a;", [("赌博", "&#36172;&#x535a;")]),
+    ("named entity noise", "赌&nbsp;博", [("赌博", "赌&nbsp;博")]),
+    ("traditional", "賭博", [("赌博", "賭博")]),
+    ("traditional phrase", "賭博網站", [("赌博", "賭博"), ("赌博网站", "賭博網站")]),
+    ("taiwan phrasing", "網際網路", [("互联网", "網際網路")]),
+    ("taiwan phrasing 2", "資訊", [("信息", "資訊")]),
+    ("full width latin", "ｆｕｃｋ", [("fuck", "ｆｕｃｋ")]),
+    ("upper case", "FuCk", [("fuck", "FuCk")]),
+    ("circled letters", "ⓕⓤⓒⓚ", [("fuck", "ⓕⓤⓒⓚ")]),
+    ("parenthesised letters", "⒡⒰⒞⒦", [("fuck", "⒡⒰⒞⒦")]),
+    ("mathematical bold", "𝐟𝐮𝐜𝐤", [("fuck", "𝐟𝐮𝐜𝐤")]),
+    ("mixed styles with noise", "Ⓕ.ⓤ-c⒦", [("fuck", "Ⓕ.ⓤ-c⒦")]),
+    ("latin abbreviation next to cjk", "你是SB吧", [("sb", "SB")]),
+    ("full width digits", "加微信１２３", [("加微信", "加微信")]),
+]
+
+BOUNDARIES = [
+    ("jieba: 大麻 inside 大麻烦", "这是个大麻烦", []),
+    ("jieba: 赌博 across 打赌/博士", "我打赌博士明天会来", []),
+    ("jieba: real 大麻", "他因为吸食大麻被抓", [("大麻", "大麻")]),
+    ("latin inside word", "I have a nice day", []),
+    ("latin between cjk", "测av试", [("av", "av")]),
+    ("latin next to digits", "1av2", [("av", "av")]),
+    ("latin prefix of word", "fucking", []),
+    ("latin separated by space", "what the fuck man", [("fuck", "fuck")]),
+    ("suffix of word", "Middlesb", []),
+    ("substring mode ignores words", "请加微信", [("加微信", "加微信")]),
+]
+
+ALLOWLIST = [
+    ("allow entry suppresses", "我参加微信公开课", []),
+    ("outside allow span still fires", "我参加微信公开课，有事加微信", [("加微信", "加微信")]),
+    ("allow 打赌博", "打赌博", []),
+]
+
+COMBINATIONS = [
+    ("parts within window", "代开各类发票", [("代开+发票", "代开各类发票")]),
+    ("parts in either order", "发票可以代开", [("代开+发票", "发票可以代开")]),
+    ("parts too far apart", "代开" + "很" * 20 + "发票", []),
+    ("one part only", "代开", []),
+    ("noise inside parts", "代*开各类发#票", [("代开+发票", "代*开各类发#票")]),
+]
+
+
+def _hits(backend: str, make_lexicon, text: str) -> list[tuple[str, str]]:
+    screener = screener_for(LEXICON, backend, make_lexicon)
+    result = screener.screen([text])[0]
+    return [(h.rule.label, h.matched) for h in result.hits]
+
+
+@pytest.mark.parametrize("name,text,expected", EVASIONS, ids=[r[0] for r in EVASIONS])
+def test_evasions(backend, make_lexicon, name, text, expected):
+    assert _hits(backend, make_lexicon, text) == expected
+
+
+@pytest.mark.parametrize("name,text,expected", BOUNDARIES, ids=[r[0] for r in BOUNDARIES])
+def test_word_boundaries(backend, make_lexicon, name, text, expected):
+    assert _hits(backend, make_lexicon, text) == expected
+
+
+@pytest.mark.parametrize("name,text,expected", ALLOWLIST, ids=[r[0] for r in ALLOWLIST])
+def test_allowlist(backend, make_lexicon, name, text, expected):
+    assert _hits(backend, make_lexicon, text) == expected
+
+
+@pytest.mark.parametrize("name,text,expected", COMBINATIONS, ids=[r[0] for r in COMBINATIONS])
+def test_combinations(backend, make_lexicon, name, text, expected):
+    assert _hits(backend, make_lexicon, text) == expected
+
+
+def test_offsets_point_at_original(backend, make_lexicon):
+    screener = screener_for(LEXICON, backend, make_lexicon)
+    text = "前言😀😀 ＦＵＣＫ，然后 赌*博 和 &#36172;&#21338;"
+    hits = screener.screen([text])[0].hits
+    expected = ["ＦＵＣＫ", "赌*博", "&#36172;&#21338;"]
+    assert [(h.start, h.end) for h in hits] == [(text.index(s), text.index(s) + len(s)) for s in expected]
+    assert (hits[0].start, hits[0].end) == (5, 9)
+    assert all(h.matched == text[h.start:h.end] for h in hits)
+
+
+def test_strictest_action_wins(backend, make_lexicon):
+    screener = screener_for(LEXICON, backend, make_lexicon)
+    flag, recall, both, clean = screener.screen(["傻逼", "冰毒", "傻逼卖冰毒", "你好"])
+    assert (flag.action, recall.action, both.action, clean.action) == ("flag", "recall", "recall", "pass")
+    assert decide(both.hits) == "recall"
+
+
+def test_posts_do_not_bleed_into_each_other(backend, make_lexicon):
+    """A term split across two posts of one batch must not match."""
+    screener = screener_for(LEXICON, backend, make_lexicon)
+    results = screener.screen(["我要赌", "博", "", "赌博"])
+    assert [r.action for r in results] == ["pass", "pass", "pass", "flag"]
+
+
+def test_lexicon_terms_in_global_jieba_do_not_defeat_the_check(backend, make_lexicon):
+    """Teaching the process-wide jieba 大麻 must not change our segmentation."""
+    import jieba
+
+    jieba.add_word("大麻", freq=10_000_000)
+    try:
+        assert _hits(backend, make_lexicon, "这是个大麻烦") == []
+    finally:
+        jieba.del_word("大麻")
