@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-PostId = "str | int"
 _RESERVED = ("id", "text", "account_id")
 
 
@@ -48,5 +47,10 @@ def decode_post(raw: bytes, max_bytes: int) -> Post | str:
     post_id = obj.get("id")
     if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
         return 'missing "id"' if post_id is None else f'"id" is {type(post_id).__name__}, not a string or integer'
+    return post_from_object(obj)
+
+
+def post_from_object(obj: dict[str, Any]) -> Post:
+    """A Post from an object already known to have a valid ``id`` and ``text``."""
     meta = {k: v for k, v in obj.items() if k not in _RESERVED} if len(obj) > 2 else {}
-    return Post(post_id, text, obj.get("account_id"), meta)
+    return Post(obj["id"], obj["text"], obj.get("account_id"), meta)

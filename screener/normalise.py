@@ -127,11 +127,10 @@ class Normaliser:
     def encode_batch(self, texts: Sequence[str], alphabet: Alphabet) -> EncodedBatch:
         """Fold and encode many posts in one pass, separated by ``alphabet.separator``."""
         joined = _SEP_CHAR.join(texts) + _SEP_CHAR
-        lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
-        ends = np.cumsum(lengths)
+        ends = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1)
         codes, _ = self._fold(joined, alphabet, ends - 1)
         keep = codes != alphabet.delete
-        compact = codes[keep]
+        compact = codes.compress(keep)
         # Posts are never empty here (each carries its separator), so
         # reduceat's index list is strictly increasing as it requires.
         seg_starts = np.concatenate(([0], ends[:-1])) if len(texts) else ends
@@ -163,7 +162,7 @@ class Normaliser:
                     else:
                         continue  # unknown entity: leave the characters as text
                 spans.append((start, end))
-        codes = alphabet.table[points]
+        codes = alphabet.table.take(points)  # take: half the time of fancy indexing
         for start, end in spans:
             codes[start:end] = alphabet.delete
         if len(separators):

@@ -56,8 +56,19 @@ class Screener:
     def screen(self, texts: Sequence[str]) -> list[Screening]:
         """One :class:`Screening` per text, in order. Batch for speed."""
         results = [PASS] * len(texts)
+        for index, screening in self.screen_sparse(texts).items():
+            results[index] = screening
+        return results
+
+    def screen_sparse(self, texts: Sequence[str]) -> dict[int, Screening]:
+        """Screenings of only the texts that had candidate hits; all others pass.
+
+        The hot path of the front ends: work after matching is proportional to
+        candidate posts, not to the batch.
+        """
         _, candidates = find_candidates(self.lexicons, self.matcher, texts)
+        out: dict[int, Screening] = {}
         for index, found in candidates.items():
             hits, decisions = self.verifier.verify(texts[index], found)
-            results[index] = Screening(decide(hits), tuple(hits), tuple(decisions))
-        return results
+            out[index] = Screening(decide(hits), tuple(hits), tuple(decisions))
+        return out

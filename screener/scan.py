@@ -11,12 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Sequence
 
-from .decode import Post, decode_post
+import orjson
+
+from .decode import decode_post, post_from_object
 from .emit import build_event, now_iso, serialise
 from .pipeline import Screener
 from .settings import Settings
 from .sinks import DeadLetterSink
-from .source import Record, batches, read_records, total_size
+from .source import Chunk, read_chunks, strip_eol, total_size
 
 
 _OUTCOME_FIELD = {"pass": "passed", "flag": "flagged", "recall": "recalled"}
@@ -77,8 +79,8 @@ def run_scan(settings: Settings, screener: Screener, paths: Sequence[str], out: 
     progress = Progress(total_size(paths), settings.progress)
     started = time.perf_counter()
     try:
-        for batch in batches(read_records(paths), settings.batch_records, settings.batch_bytes):
-            out.write(_screen_batch(batch, screener, settings, summary, dead))
+        for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes):
+            out.write(_screen_chunk(chunk, screener, settings.max_post_bytes, summary, dead))
             progress.update(summary.input_bytes, summary.posts)
     finally:
         progress.close()
@@ -88,23 +90,53 @@ def run_scan(settings: Settings, screener: Screener, paths: Sequence[str], out: 
     return summary
 
 
-def _screen_batch(
-    batch: list[Record], screener: Screener, settings: Settings, summary: Summary, dead: DeadLetterSink
-) -> bytes:
-    decoded: list[Post | str] = [decode_post(r.raw, settings.max_post_bytes) for r in batch]
-    posts = [d for d in decoded if isinstance(d, Post)]
-    results = iter(screener.screen([p.text for p in posts]))
+def _screen_chunk(chunk: Chunk, screener: Screener, max_bytes: int, summary: Summary, dead: DeadLetterSink) -> bytes:
+    """Decode, screen and emit one chunk; every line lands in exactly one count."""
+    objects, texts, rejected = _decode_chunk(chunk.lines, max_bytes)
+    for index, reason in rejected:
+        dead.write(chunk.source, chunk.first_line + index, strip_eol(chunk.lines[index]), reason)
+    screenings = screener.screen_sparse(texts)
     version, screened_at = screener.version, now_iso()
-    events: list[bytes] = []
-    for record, item in zip(batch, decoded):
-        summary.posts += 1
-        summary.input_bytes += len(record.raw) + 1
-        if isinstance(item, str):
-            dead.write(record.source, record.line, record.raw, item)
-            summary.dead_lettered += 1
-            continue
-        screening = next(results)
-        summary.count(screening.action)
+    events = []
+    for index in sorted(screenings):  # input order
+        screening = screenings[index]
         if screening.action != "pass":
-            events.append(serialise(build_event(item, screening, version, screened_at)))
+            summary.count(screening.action)
+            post = post_from_object(objects[index])
+            events.append(serialise(build_event(post, screening, version, screened_at)))
+    summary.posts += len(chunk.lines)
+    summary.dead_lettered += len(rejected)
+    summary.passed += len(texts) - sum(1 for s in screenings.values() if s.action != "pass")
+    summary.input_bytes += sum(map(len, chunk.lines))
     return b"".join(events)
+
+
+def _decode_chunk(lines: list[bytes], max_bytes: int) -> tuple[list[dict], list[str], list[tuple[int, str]]]:
+    """Objects and texts of the good lines, and (index, reason) of the bad ones.
+
+    The loop inlines the common case of :func:`decode_post` (the per-line cost
+    dominates ``scan``); anything unusual goes through ``decode_post`` itself,
+    so there is one definition of what is accepted and why not.
+    """
+    loads, error = orjson.loads, orjson.JSONDecodeError
+    objects: list[dict] = []
+    texts: list[str] = []
+    rejected: list[tuple[int, str]] = []
+    for index, raw in enumerate(lines):
+        try:
+            obj = loads(raw) if len(raw) <= max_bytes else None
+        except error:
+            obj = None
+        if type(obj) is dict:
+            text, post_id = obj.get("text"), obj.get("id")
+            if type(text) is str and (type(post_id) is int or type(post_id) is str):
+                objects.append(obj)
+                texts.append(text)
+                continue
+        result = decode_post(strip_eol(raw), max_bytes)
+        if isinstance(result, str):
+            rejected.append((index, result))
+        else:  # the fast path is only a shortcut; decode_post has the last word
+            objects.append(loads(raw))
+            texts.append(result.text)
+    return objects, texts, rejected

@@ -124,15 +124,20 @@ class Verifier:
         text = norm.text
         first, last = _edge_kind(text[start]), _edge_kind(text[end - 1])
         o_start, o_end = norm.span(start, end)
-        for edge, kind, neighbour in ((start, first, o_start - 1), (end, last, o_end)):
-            if kind in ("latin", "digit"):
-                ch = self._folded(norm.original, neighbour)
-                if ch and _edge_kind(ch) == kind:
-                    return f"inside a {'Latin word' if kind == 'latin' else 'number'} (next to {norm.original[neighbour]!r})"
-        if "cjk" in (first, last):
+        before, after = self._folded(norm.original, o_start - 1), self._folded(norm.original, o_end)
+        for kind, neighbour, index in ((first, before, o_start - 1), (last, after, o_end)):
+            if kind in ("latin", "digit") and neighbour and _edge_kind(neighbour) == kind:
+                what = "Latin word" if kind == "latin" else "number"
+                return f"inside a {what} (next to {norm.original[index]!r})"
+        # A CJK edge next to punctuation, space or the end of the post is a
+        # word boundary already; only an edge touching another character
+        # needs jieba (the costly part of verification).
+        check_start = first == "cjk" and bool(before)
+        check_end = last == "cjk" and bool(after)
+        if check_start or check_end:
             tokens = self.segmenter.tokens(text, start, end)
             for word, s, e in tokens:
-                if (first == "cjk" and s < start < e) or (last == "cjk" and s < end < e):
+                if (check_start and s < start < e) or (check_end and s < end < e):
                     return f"cuts through the word {word!r} ({' / '.join(t[0] for t in tokens)})"
         return None
 
