@@ -31,6 +31,12 @@ def decode_post(raw: bytes, max_bytes: int) -> Post | str:
     >>> decode_post(b'{"id": 1}', 1000)
     'missing "text"'
     """
+    obj = decode_object(raw, max_bytes)
+    return obj if isinstance(obj, str) else post_from_object(obj)
+
+
+def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
+    """The validated JSON object of a post record, or the reason it is not one."""
     if len(raw) > max_bytes:
         return f"record of {len(raw)} bytes exceeds the limit of {max_bytes} bytes"
     if not raw.strip():
@@ -47,7 +53,7 @@ def decode_post(raw: bytes, max_bytes: int) -> Post | str:
     post_id = obj.get("id")
     if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
         return 'missing "id"' if post_id is None else f'"id" is {type(post_id).__name__}, not a string or integer'
-    return post_from_object(obj)
+    return obj
 
 
 def post_from_object(obj: dict[str, Any]) -> Post:
