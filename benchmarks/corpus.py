@@ -2,7 +2,7 @@
 
 Posts are sentences of dictionary words drawn by frequency (so character and
 word statistics look like Chinese text), 20-200 characters with punctuation.
-About 1% of posts carry a lexicon term, half of them obfuscated (noise between
+About 1% of posts carry a lexicon term, three quarters of them obfuscated (noise between
 characters, Traditional characters, full-width forms) the way evaders write.
 
 Lexicon terms join two mid-frequency words (ranks 3,000-150,000): realistic
@@ -80,11 +80,13 @@ def _obfuscate(term: str, rng: random.Random) -> str:
 
 
 def make_posts(dictionary: Dictionary, terms: list[str], count: int, rate: float = 0.01, seed: int = SEED) -> tuple[list[str], set[int]]:
-    """Posts, and the indices of those that carry a planted term."""
+    """Generated posts, and the indices of those that carry a planted term.
+
+    Plants sit between punctuation, as a spammer writes them.
+    """
     rng = random.Random(seed)
     posts: list[str] = []
-    planted: set[int] = set()
-    for index in range(count):
+    for _ in range(count):
         target = rng.randint(20, 200)
         words: list[str] = []
         length = 0
@@ -94,11 +96,25 @@ def make_posts(dictionary: Dictionary, terms: list[str], count: int, rate: float
             length += len(word)
             if rng.random() < 0.12:
                 words.append(rng.choice(PUNCT))
-        if rng.random() < rate:
-            words.insert(rng.randrange(len(words) + 1), "，" + _obfuscate(rng.choice(terms), rng) + "，")
-            planted.add(index)
         posts.append("".join(words))
-    return posts, planted
+    return plant(posts, terms, rate, seed, "，")
+
+
+def plant(posts: list[str], terms: list[str], rate: float = 0.01, seed: int = SEED, around: str = "") -> tuple[list[str], set[int]]:
+    """Insert a (possibly obfuscated) term into about ``rate`` of the posts.
+
+    With ``around=""`` the term lands at a random character of running text, so
+    some plants cut through a word and word-boundary verification suppresses
+    them, as it should.
+    """
+    rng = random.Random(seed + 1)
+    out, planted = list(posts), set()
+    for index, post in enumerate(posts):
+        if rng.random() < rate:
+            at = rng.randrange(len(post) + 1)
+            out[index] = post[:at] + around + _obfuscate(rng.choice(terms), rng) + around + post[at:]
+            planted.add(index)
+    return out, planted
 
 
 def read_corpus(path: Path, limit: int | None = None) -> list[str]:

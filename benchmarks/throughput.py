@@ -11,7 +11,7 @@ another in the same run, so build time and peak RSS are its own. Contenders:
 * ``naive``: the design read literally: per post ``OpenCC.convert`` then
   pyahocorasick iteration, no batching, no noise removal;
 * ``aho`` / ``hyperscan``: the screening core (normalise → match → verify →
-  decide) on batches of 8,192 posts with that backend;
+  decide) on the same batches as ``scan`` with that backend;
 * ``scan``: ``screener scan`` end to end (JSONL file → decode → screen →
   events serialised to /dev/null), matcher ``auto``.
 
@@ -45,7 +45,6 @@ sys.path.insert(0, str(HERE.parent))
 import corpus as bench_corpus  # noqa: E402
 
 CONTENDERS = ("naive", "aho", "hyperscan", "scan")
-BATCH = 8192
 
 
 # -- child: measure one contender ---------------------------------------------------
@@ -59,7 +58,10 @@ def _median_time(fn, reps: int) -> float:
 
 
 def _batches(posts: list[str]) -> list[list[str]]:
-    return [posts[i:i + BATCH] for i in range(0, len(posts), BATCH)]
+    from screener.settings import Settings
+
+    size = Settings().batch_records  # the same batches as scan
+    return [posts[i:i + size] for i in range(0, len(posts), size)]
 
 
 def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
@@ -118,7 +120,7 @@ def _measure_scan(screener, posts: list[str], reps: int) -> dict:
         source.write_bytes(b"".join(
             orjson.dumps({"id": i, "text": p, "account_id": f"u{i % 997}"}) + b"\n" for i, p in enumerate(posts)
         ))
-        settings = Settings(dead_letter=os.devnull, progress="off", batch_records=BATCH)
+        settings = Settings(dead_letter=os.devnull, progress="off")
         summaries = []
 
         def run() -> None:
@@ -204,8 +206,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="screener-bench-"))
     largest_terms = bench_corpus.make_terms(by_rank, max(sizes))
     if args.corpus:
-        posts, planted = bench_corpus.read_corpus(args.corpus), set()
-        source = str(args.corpus)
+        posts, planted = bench_corpus.plant(bench_corpus.read_corpus(args.corpus), largest_terms[:min(sizes)])
+        source = f"{args.corpus} ({len(posts)} lines, {len(planted)} with a planted term)"
     else:
         posts, planted = bench_corpus.make_posts(dictionary, largest_terms[:min(sizes)], args.posts)
         source = f"generated ({len(posts)} posts, {len(planted)} planted)"

@@ -37,10 +37,12 @@ class Settings:
     dead_letter: str = "-"
     #: Records larger than this go to the dead-letter sink (SCREENER_MAX_POST_BYTES).
     max_post_bytes: int = 256 * 1024
-    #: Posts screened per matcher call (SCREENER_BATCH_RECORDS).
-    batch_records: int = 8192
+    #: Posts screened per matcher call (SCREENER_BATCH_RECORDS). Measured at 50k
+    #: terms: 1-2k posts per batch scan ~20% faster than 8k, because the
+    #: matcher's tables stay in cache between decoding and matching.
+    batch_records: int = 2048
     #: ... or this many input bytes, whichever comes first (SCREENER_BATCH_BYTES).
-    batch_bytes: int = 4 << 20
+    batch_bytes: int = 1 << 20
     #: auto | on | off: progress bar on stderr (SCREENER_PROGRESS).
     progress: str = "auto"
 

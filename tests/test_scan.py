@@ -139,3 +139,20 @@ def test_taiwan_seed_folds(shipped):
     seed = next((SHARED / "seeds").glob("000_*.txt")).read_text(encoding="utf-8")
     folded = shipped.normaliser.fold_string(seed)
     assert "网际网路" in folded and "资讯" in folded and "網" not in folded
+
+
+def test_progress_bar_when_asked(capsys, tmp_path):
+    assert main(["scan", "--progress", "on", "--dead-letter", "/dev/null", str(EXAMPLE)]) == 0
+    err = capsys.readouterr().err
+    assert "\r[" in err and "posts" in err
+
+
+def test_benchmark_smoke_run(tmp_path):
+    """The benchmark runs end to end and its correctness gates pass."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| 1000 | scan (" in proc.stdout
+    assert (tmp_path / "throughput.csv").exists() and (tmp_path / "throughput.png").exists()

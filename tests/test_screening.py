@@ -158,3 +158,32 @@ def test_lexicon_terms_in_global_jieba_do_not_defeat_the_check(backend, make_lex
         assert _hits(backend, make_lexicon, "这是个大麻烦") == []
     finally:
         jieba.del_word("大麻")
+
+
+# -- property: hits always point back at what the author wrote ------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NOISE = st.sampled_from(["", "", "*", " ", "\u200b", "😀", "<b>", "&nbsp;", "，", "\ufe0f"])
+_FILLER = st.text(alphabet="今天天气不错我们去公园散步吧ａＢ1 ，。", max_size=12)
+_TERMS = ["赌博", "冰毒", "fuck", "加微信"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hits_map_back_to_the_original(data, make_lexicon):
+    """Plant a term with noise between its characters: it is found, and every
+    hit's ``text[start:end]`` re-normalises to its term."""
+    lexicon = {"x": "\n".join(f"{t} ; mode=substring" for t in _TERMS) + "\n"}
+    if not hasattr(test_hits_map_back_to_the_original, "screener"):
+        test_hits_map_back_to_the_original.screener = screener_for(lexicon, "auto", make_lexicon)
+    screener = test_hits_map_back_to_the_original.screener
+    term = data.draw(st.sampled_from(_TERMS))
+    planted = "".join(c + data.draw(_NOISE) for c in term[:-1]) + term[-1]
+    text = data.draw(_FILLER) + planted + data.draw(_FILLER)
+    result = screener.screen([text])[0]
+    fold = screener.lexicons.normaliser.fold_string
+    assert any(h.rule.label == term and h.matched == planted for h in result.hits), (text, result.hits)
+    for hit in result.hits:
+        assert text[hit.start:hit.end] == hit.matched
+        assert fold(hit.matched) == hit.rule.label
