@@ -39,6 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("text", metavar="TEXT")
     exp.add_argument("--json", action="store_true", help="machine-readable output")
 
+    run = sub.add_parser("run", help="Kafka consumer-group worker: posts in, events and dead letters out")
+    _common(run)
+    run.add_argument("--bootstrap-servers", metavar="HOSTS", help="comma-separated brokers (default localhost:9092)")
+    run.add_argument("--input-topic", metavar="TOPIC", help="topic of posts (default screener.posts)")
+    run.add_argument("--group-id", metavar="GROUP", help="consumer group (default screener)")
+    run.add_argument("--events-topic", metavar="TOPIC", help="flag and recall events (default screener.events)")
+    run.add_argument("--flag-topic", metavar="TOPIC", help="flag events only (default: the events topic)")
+    run.add_argument("--recall-topic", metavar="TOPIC", help="recall events only (default: the events topic)")
+    run.add_argument("--dead-letter-topic", metavar="TOPIC", help="malformed records (default screener.dead-letter)")
+    run.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
+    run.add_argument("--metrics-host", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
+    run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
+    run.add_argument("--max-post-bytes", type=int, metavar="N", help="larger records are dead-lettered")
+    run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
+                     help="kafka-python option for consumer and producer (repeatable), e.g. security_protocol=SASL_SSL")
+
     lex = sub.add_parser("lexicon", help="lexicon tools")
     lex_sub = lex.add_subparsers(dest="lexicon_command", required=True)
     check = lex_sub.add_parser("check", help="validate a lexicon directory; errors and warnings")
@@ -79,6 +95,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .stream.run import run
+
+    return run(_settings(args))
+
+
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
     lexicons = load_lexicons(args.directory)  # LexiconError → main prints problems
     for warning in lexicons.warnings:
@@ -90,7 +112,7 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"scan": cmd_scan, "explain": cmd_explain, "lexicon": cmd_lexicon_check}[args.command]
+    handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check}[args.command]
     try:
         return handler(args)
     except LexiconError as exc:

@@ -16,6 +16,7 @@ import threading
 import jieba
 
 WINDOW = 8  # characters of context on each side of a hit (jieba words rarely exceed 4)
+MAX_WORD = 16  # longest word considered when checking whether a boundary is spanned
 
 
 class Segmenter:
@@ -31,6 +32,27 @@ class Segmenter:
                 tokenizer.initialize()
                 self._tokenizer = tokenizer
             return self._tokenizer
+
+    def spanned(self, text: str, boundary: int) -> bool:
+        """Whether some dictionary word covers ``text[boundary-1:boundary+1]``.
+
+        With HMM off, jieba's tokens are dictionary words or single characters,
+        so a boundary no dictionary word spans is a token boundary in every
+        segmentation: no need to segment. jieba's FREQ holds every prefix of
+        every word (with frequency 0), which bounds the scan.
+        """
+        freq = self._get().FREQ
+        for left in range(boundary - 1, max(-1, boundary - MAX_WORD), -1):
+            prefix = text[left:boundary]
+            if prefix not in freq:
+                continue  # no word starts here and reaches the boundary
+            for right in range(boundary + 1, min(len(text), left + MAX_WORD) + 1):
+                word = text[left:right]
+                if word not in freq:
+                    break
+                if freq[word]:
+                    return True
+        return False
 
     def tokens(self, text: str, start: int, end: int) -> list[tuple[str, int, int]]:
         """Tokens of the window around ``[start, end)``, in ``text`` positions."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,6 +47,45 @@ class Settings:
     #: auto | on | off: progress bar on stderr (SCREENER_PROGRESS).
     progress: str = "auto"
 
+    # -- the Kafka worker (``screener run``) -----------------------------------
+    #: Comma-separated brokers (SCREENER_BOOTSTRAP_SERVERS).
+    bootstrap_servers: str = "localhost:9092"
+    #: Topic of posts (SCREENER_INPUT_TOPIC).
+    input_topic: str = "screener.posts"
+    #: Consumer group; every worker process of a deployment shares it (SCREENER_GROUP_ID).
+    group_id: str = "screener"
+    #: Topic for flag and recall events (SCREENER_EVENTS_TOPIC).
+    events_topic: str = "screener.events"
+    #: Per-action topics; empty means events_topic (SCREENER_FLAG_TOPIC, SCREENER_RECALL_TOPIC).
+    flag_topic: str = ""
+    recall_topic: str = ""
+    #: Malformed messages, with their origin in headers (SCREENER_DEAD_LETTER_TOPIC).
+    dead_letter_topic: str = "screener.dead-letter"
+    #: Prometheus metrics, /healthz and /readyz; 0 turns the server off (SCREENER_METRICS_PORT).
+    metrics_port: int = 9108
+    metrics_host: str = "0.0.0.0"
+    #: Worker processes in this consumer group on this machine (SCREENER_WORKERS).
+    workers: int = 1
+    #: Most records screened per poll (SCREENER_POLL_MAX_RECORDS).
+    poll_max_records: int = 2048
+    #: How long a poll waits for records, in ms (SCREENER_POLL_TIMEOUT_MS).
+    poll_timeout_ms: int = 200
+    #: Graceful shutdown must finish within this many seconds (SCREENER_SHUTDOWN_TIMEOUT_S).
+    shutdown_timeout_s: int = 10
+    #: How often the lexicon directory is checked for a new version, in s (SCREENER_RELOAD_INTERVAL_S).
+    reload_interval_s: int = 2
+    #: Raw kafka-python options for consumer and producer (security_protocol,
+    #: sasl_mechanism, ssl_cafile, ...): TOML table [kafka], env
+    #: SCREENER_KAFKA_<OPTION>, CLI --kafka-option KEY=VALUE.
+    kafka: Mapping[str, Any] = field(default_factory=dict)
+    #: Options for only the consumer / only the producer (TOML [kafka_consumer], [kafka_producer]).
+    kafka_consumer: Mapping[str, Any] = field(default_factory=dict)
+    kafka_producer: Mapping[str, Any] = field(default_factory=dict)
+
+    def topic_for(self, action: str) -> str:
+        chosen = self.flag_topic if action == "flag" else self.recall_topic
+        return chosen or self.events_topic
+
     def __post_init__(self) -> None:
         if not self.lexicons:
             object.__setattr__(self, "lexicons", shipped_lexicons())
@@ -53,9 +93,14 @@ class Settings:
             raise ConfigError(f"matcher must be auto, aho or hyperscan, not {self.matcher!r}")
         if self.progress not in ("auto", "on", "off"):
             raise ConfigError(f"progress must be auto, on or off, not {self.progress!r}")
-        for name in ("max_post_bytes", "batch_records", "batch_bytes"):
+        for name in ("max_post_bytes", "batch_records", "batch_bytes", "workers", "poll_max_records",
+                     "shutdown_timeout_s", "reload_interval_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError("metrics_port must be 0-65535")
+        for name in ("kafka", "kafka_consumer", "kafka_producer"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -67,6 +112,20 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     return value
 
 
+def kafka_value(text: str) -> Any:
+    """A Kafka option given as text (env, CLI): int or bool when it looks like one."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _kind(f: Any) -> type:
+    return {"int": int, "str": str}.get(str(f.type), dict)
+
+
 def load_settings(
     cli: Mapping[str, Any] | None = None,
     *,
@@ -75,8 +134,8 @@ def load_settings(
 ) -> Settings:
     """Merge the sources; a ``None`` CLI value means "not given"."""
     env = os.environ if env is None else env
-    kinds = {f.name: (int if f.type in ("int", int) else str) for f in fields(Settings)}
-    merged: dict[str, Any] = {}
+    kinds = {f.name: _kind(f) for f in fields(Settings)}
+    merged: dict[str, Any] = {"kafka": {}}
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
         try:
@@ -87,8 +146,19 @@ def load_settings(
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         merged.update(doc)
-    for name in kinds:
-        if ENV_PREFIX + name.upper() in env:
+        merged["kafka"] = dict(doc.get("kafka", {}))
+    for name, kind in kinds.items():
+        if kind is not dict and ENV_PREFIX + name.upper() in env:
             merged[name] = env[ENV_PREFIX + name.upper()]
-    merged.update({k: v for k, v in (cli or {}).items() if v is not None and k in kinds})
-    return Settings(**{k: _coerce(k, v, kinds[k]) for k, v in merged.items()})
+    kafka_prefix = ENV_PREFIX + "KAFKA_"
+    for key, value in env.items():
+        if key.startswith(kafka_prefix) and not key.startswith((kafka_prefix + "CONSUMER", kafka_prefix + "PRODUCER")):
+            merged["kafka"][key[len(kafka_prefix):].lower()] = kafka_value(value)
+    cli = dict(cli or {})
+    for option in cli.pop("kafka_option", None) or []:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--kafka-option takes KEY=VALUE, not {option!r}")
+        merged["kafka"][key.strip()] = kafka_value(value.strip())
+    merged.update({k: v for k, v in cli.items() if v is not None and k in kinds})
+    return Settings(**{k: (_coerce(k, v, kinds[k]) if kinds[k] is not dict else v) for k, v in merged.items()})

@@ -130,10 +130,10 @@ class Verifier:
                 what = "Latin word" if kind == "latin" else "number"
                 return f"inside a {what} (next to {norm.original[index]!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
-        # word boundary already; only an edge touching another character
-        # needs jieba (the costly part of verification).
-        check_start = first == "cjk" and bool(before)
-        check_end = last == "cjk" and bool(after)
+        # word boundary already, and so is one that no dictionary word spans;
+        # only the rest needs jieba (the costly part of verification).
+        check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
+        check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
         if check_start or check_end:
             tokens = self.segmenter.tokens(text, start, end)
             for word, s, e in tokens:

@@ -187,3 +187,25 @@ def test_hits_map_back_to_the_original(data, make_lexicon):
     for hit in result.hits:
         assert text[hit.start:hit.end] == hit.matched
         assert fold(hit.matched) == hit.rule.label
+
+
+_WORDS = ["大麻", "麻烦", "这是", "个", "大", "赌博", "博士", "打赌", "我", "明天", "会来", "冰毒", "毒品", "吸", "加微信", "微信", "参加"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.sampled_from(_WORDS), min_size=1, max_size=10))
+def test_spanned_precheck_never_changes_a_verdict(words, make_lexicon):
+    """Skipping jieba where no dictionary word spans an edge is exact."""
+    if not hasattr(test_spanned_precheck_never_changes_a_verdict, "pair"):
+        fast = screener_for(LEXICON, "auto", make_lexicon)
+        slow = screener_for(LEXICON, "auto", make_lexicon)
+        from screener.segment import Segmenter
+
+        always = Segmenter()
+        always.spanned = lambda text, boundary: True  # type: ignore[method-assign]
+        slow.verifier.segmenter = always
+        test_spanned_precheck_never_changes_a_verdict.pair = (fast, slow)
+    fast, slow = test_spanned_precheck_never_changes_a_verdict.pair
+    text = "".join(words)
+    a, b = fast.screen([text])[0], slow.screen([text])[0]
+    assert [(d.hit.rule.id, d.hit.start, d.kept) for d in a.decisions] == [(d.hit.rule.id, d.hit.start, d.kept) for d in b.decisions]

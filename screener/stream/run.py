@@ -1,0 +1,52 @@
+"""Composition root of ``screener run``: settings → screener → worker (+ metrics)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from ..lexicon import load_lexicons
+from ..pipeline import Screener
+from ..settings import Settings
+
+log = logging.getLogger("screener.run")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its own retries are ours to report
+
+
+def run_worker(settings: Settings, worker_id: str = "") -> int:
+    """One worker process; serves metrics itself unless it is a supervised child."""
+    configure_logging()
+    from . import metrics
+    from .worker import Worker
+
+    screener = Screener(load_lexicons(settings.lexicons), settings.matcher)
+    log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), input %s, group %s",
+             worker_id, screener.matcher_name, settings.lexicons, screener.version,
+             screener.lexicons.term_count, settings.input_topic, settings.group_id)
+    health = metrics.Health()
+    worker = Worker(settings, screener, health)
+    worker.install_signals()
+    if settings.metrics_port:
+        server = metrics.serve(
+            settings.metrics_host, settings.metrics_port,
+            lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
+            lambda: (health.ready, health.reason),
+        )
+        log.info("metrics on %s:%d", *server.server_address[:2])
+    return worker.run()
+
+
+def run(settings: Settings) -> int:
+    if settings.workers > 1:
+        configure_logging()
+        from .supervisor import run_supervised
+
+        return run_supervised(settings)
+    return run_worker(settings)

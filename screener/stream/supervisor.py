@@ -1,0 +1,109 @@
+"""``screener run --workers N``: N worker processes in one consumer group.
+
+Kafka partitions give the parallelism: each process is an ordinary group
+member, so N processes here and M on other machines share the partitions.
+The supervisor serves the metrics of all of them (prometheus-client's
+multiprocess mode), answers /healthz and /readyz for the set, forwards
+SIGTERM/SIGINT/SIGHUP, and restarts a process that dies (with backoff).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import fields
+from typing import Any
+
+from ..settings import Settings
+
+log = logging.getLogger("screener.supervisor")
+
+
+def _settings_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: (dict(v) if f.name.startswith("kafka") else v)
+            for f in fields(settings) for v in [getattr(settings, f.name)]}
+
+
+def _child(settings: dict[str, Any], index: int) -> None:
+    os.environ["SCREENER_WORKER_CHILD"] = "1"
+    from .run import run_worker
+
+    settings.update(workers=1, metrics_port=0)
+    raise SystemExit(run_worker(Settings(**settings), worker_id=f"{os.uname().nodename}-{index}"))
+
+
+def run_supervised(settings: Settings) -> int:
+    metrics_dir = tempfile.mkdtemp(prefix="screener-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from prometheus_client import multiprocess
+
+    from . import metrics
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited client sockets
+    config = _settings_dict(settings)
+    processes: dict[int, multiprocessing.process.BaseProcess] = {}
+    stopping = {"flag": False}
+    restarts: dict[int, float] = {}
+
+    def start(index: int) -> None:
+        process = context.Process(target=_child, args=(config, index), name=f"screener-worker-{index}")
+        process.start()
+        processes[index] = process
+        log.info("worker %d started (pid %d)", index, process.pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping["flag"] = True
+        for process in processes.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+
+    def ready() -> tuple[bool, str]:
+        total = _gauge_sum(metrics.registry(), "screener_worker_ready")
+        return total >= settings.workers, f"{int(total)}/{settings.workers} workers ready"
+
+    def alive() -> tuple[bool, str]:
+        up = sum(1 for p in processes.values() if p.is_alive())
+        return up == settings.workers, f"{up}/{settings.workers} workers running"
+
+    if settings.metrics_port:
+        server = metrics.serve(settings.metrics_host, settings.metrics_port, alive, ready)
+        log.info("metrics on %s:%d", *server.server_address[:2])
+    for index in range(settings.workers):
+        start(index)
+    codes: dict[int, int] = {}
+    try:
+        while True:
+            for index, process in list(processes.items()):
+                if process.is_alive() or index in codes:
+                    continue
+                multiprocess.mark_process_dead(process.pid)
+                if stopping["flag"]:
+                    codes[index] = process.exitcode or 0
+                    continue
+                log.error("worker %d (pid %d) exited with %s; restarting", index, process.pid, process.exitcode)
+                time.sleep(min(10.0, 1.0 + restarts.get(index, 0)))
+                restarts[index] = restarts.get(index, 0) + 1
+                start(index)
+            if stopping["flag"] and len(codes) == len(processes):
+                break
+            time.sleep(0.2)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def _gauge_sum(registry: Any, name: str) -> float:
+    return sum(
+        sample.value
+        for family in registry.collect() if family.name == name
+        for sample in family.samples if sample.name == name
+    )

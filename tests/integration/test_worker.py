@@ -1,0 +1,154 @@
+"""``screener run`` against a real Kafka-compatible broker (Tansu).
+
+What a user relies on: events out for posts in, dead letters with their origin,
+nothing lost across kill -9 or a broker outage, a clean SIGTERM, hot reload.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import orjson
+import pytest
+
+from .conftest import ROOT, Broker, Proxy, committed, consume, create_topics, free_port, posts, produce
+
+pytestmark = pytest.mark.integration
+
+TEXTS = {"pass": "今天天气不错", "recall": "网上赌*博稳赚", "flag": "你个傻逼"}
+
+
+def stream(n: int, start: int = 0) -> tuple[list[bytes], dict[int, str]]:
+    """n posts cycling pass/recall/flag; returns values and the expected action per id."""
+    kinds = list(TEXTS)
+    items = [(start + i, kinds[i % 3]) for i in range(n)]
+    return posts([(pid, TEXTS[kind]) for pid, kind in items]), {pid: k for pid, k in items if k != "pass"}
+
+
+def event_map(records) -> dict:
+    out: dict = {}
+    for r in records:
+        event = orjson.loads(r.value)
+        out.setdefault(event["post_id"], []).append(event)
+    return out
+
+
+def test_posts_in_events_and_dead_letters_out(topics, workers):
+    worker = workers(topics).start()
+    values, expected = stream(30)
+    bad = [b"not json", b'{"id": 1}', b"\xff\xfe", orjson.dumps({"id": 2, "text": 5})]
+    produce(topics.bootstrap, topics.input, values + bad)
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(expected))
+    got = event_map(events)
+    assert {pid: evs[0]["action"] for pid, evs in got.items()} == expected
+    recall = got[1][0]
+    assert recall["hits"][0]["matched"] == "赌*博" and recall["account_id"] == "a1"
+    dead = consume(topics.bootstrap, topics.dead, lambda r: len(r) >= len(bad))
+    assert sorted(d.value for d in dead) == sorted(bad)
+    for d in dead:
+        headers = dict(d.headers)
+        assert headers["screener.source.topic"] == topics.input.encode()
+        assert {"screener.reason", "screener.source.partition", "screener.source.offset",
+                "screener.source.timestamp"} <= set(headers)
+    reasons = {d.value: dict(d.headers)["screener.reason"].decode() for d in dead}
+    assert reasons[b'{"id": 1}'] == 'missing "text"' and reasons[b"\xff\xfe"].startswith("invalid JSON")
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == len(values) + len(bad))
+    assert worker.metric('screener_posts_total{outcome="dead_lettered"}') == len(bad)
+    assert worker.metric('screener_posts_total{outcome="recalled"}') == 10
+    assert worker.terminate() == 0
+
+
+def test_sigterm_exits_cleanly_with_offsets_committed(topics, workers):
+    worker = workers(topics).start()
+    values, _ = stream(200)
+    produce(topics.bootstrap, topics.input, values)
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 200)
+    started = time.monotonic()
+    assert worker.terminate() == 0
+    assert time.monotonic() - started < 10
+    assert sum(committed(topics.bootstrap, topics.group).values()) == 200
+    assert "stopped cleanly, offsets committed" in worker.log()
+
+
+def test_kill_9_mid_stream_loses_nothing(topics, workers):
+    values, expected = stream(3000)
+    produce(topics.bootstrap, topics.input, values)
+    # Small batches so that the kill lands in the middle of the stream.
+    first = workers(topics, env={"SCREENER_POLL_MAX_RECORDS": "20"}).start()
+    first.wait_metric("screener_posts_consumed_total", lambda v: v >= 300)
+    first.kill()
+    workers(topics).start()
+    events = consume(topics.bootstrap, topics.events,
+                     lambda r: set(event_map(r)) >= set(expected), timeout=90)
+    got = event_map(events)
+    assert set(got) == set(expected), f"missing {len(set(expected) - set(got))} events"
+    for pid, evs in got.items():
+        assert {e["action"] for e in evs} == {expected[pid]}
+        assert len({e["event_id"] for e in evs}) == 1  # duplicates share the id
+
+
+def test_broker_outage_through_proxy(workers):
+    proxy_port = free_port()
+    broker = Broker(advertised_port=proxy_port)  # clients must always go through the proxy
+    proxy = Proxy(proxy_port, broker.port)
+    try:
+        topics = create_topics(broker.bootstrap)
+        worker = workers(topics, env={"SCREENER_POLL_MAX_RECORDS": "50"}).start()
+        values, expected = stream(600)
+        produce(topics.bootstrap, topics.input, values[:300])
+        worker.wait_metric("screener_posts_consumed_total", lambda v: v >= 100)
+        proxy.cut()
+        time.sleep(6)
+        assert worker.get("/readyz")[0] == 503
+        proxy.restore()
+        produce(topics.bootstrap, topics.input, values[300:])
+        events = consume(topics.bootstrap, topics.events,
+                         lambda r: set(event_map(r)) >= set(expected), timeout=120)
+        assert set(event_map(events)) == set(expected)
+        worker.wait_ready()
+        assert worker.terminate() == 0
+    finally:
+        proxy.cut()
+        broker.stop()
+
+
+def test_hot_reload_and_broken_lexicon(topics, workers, tmp_path):
+    lexicons = tmp_path / "lexicons"
+    shutil.copytree(ROOT / "lexicons", lexicons)
+    worker = workers(topics, "--lexicons", str(lexicons)).start()
+    placeholder = "测试占位词甲"  # a neutral placeholder for an operator-supplied category
+    produce(topics.bootstrap, topics.input, posts([(1, f"今天{placeholder}")]))
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 1)
+    assert worker.metric('screener_posts_total{outcome="passed"}') == 1
+
+    with open(lexicons / "rumour.txt", "a", encoding="utf-8") as f:
+        f.write(f"{placeholder}\n")
+    worker.wait_metric("screener_lexicon_reloads_total", lambda v: v == 1)
+    produce(topics.bootstrap, topics.input, posts([(2, f"今天{placeholder}")]))
+    [event] = consume(topics.bootstrap, topics.events, lambda r: len(r) >= 1)
+    event = orjson.loads(event.value)
+    assert (event["post_id"], event["action"], event["categories"]) == (2, "flag", ["rumour"])
+
+    with open(lexicons / "rumour.txt", "a", encoding="utf-8") as f:
+        f.write("*** ; colour=red\n")
+    worker.wait_metric("screener_lexicon_reload_failures_total", lambda v: v == 1)
+    assert f"{lexicons}/rumour.txt:" in worker.log() and "unknown option 'colour'" in worker.log()
+    produce(topics.bootstrap, topics.input, posts([(3, f"又是{placeholder}")]))
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= 2)
+    third = orjson.loads(events[-1].value)
+    assert (third["post_id"], third["lexicon_version"]) == (3, event["lexicon_version"])  # old set still serving
+    assert worker.get("/readyz")[0] == 200
+    assert worker.terminate() == 0
+
+
+def test_two_workers_share_the_group_and_metrics(topics, workers):
+    worker = workers(topics, "--workers", "2").start()
+    values, expected = stream(600)
+    produce(topics.bootstrap, topics.input, values)
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 600)
+    assert worker.metric("screener_worker_up") == 2
+    assert worker.metric("screener_worker_ready") == 2
+    events = consume(topics.bootstrap, topics.events, lambda r: set(event_map(r)) >= set(expected))
+    assert set(event_map(events)) == set(expected)
+    assert worker.terminate() == 0
