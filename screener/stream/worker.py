@@ -307,11 +307,29 @@ class Worker:
         metrics.set_lexicon(fresh.version, fresh.lexicons.term_count, previous)
         log.info("lexicon version %s now serving (was %s)", fresh.version, previous)
 
+    def _coordinator_connected(self) -> bool:
+        """Whether the group coordinator is known and connected.
+
+        An idle poll does not raise while kafka-python retries a lost broker in
+        the background, so readiness asks the coordinator (a kafka-python
+        internal, hence the guard: without it we fall back to "connected").
+        """
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        try:
+            return coordinator is None or not coordinator.coordinator_unknown()
+        except Exception:  # noqa: BLE001 - an internal API; never let it stop the loop
+            return True
+
     def _set_ready(self) -> None:
-        ready = bool(self.consumer.assignment()) and not self.uncommitted
-        if ready != self.health.ready:
-            self.health.ready = ready
-            self.health.reason = "ready" if ready else "waiting for partition assignment"
+        assigned = bool(self.consumer.assignment())
+        connected = self._coordinator_connected()
+        ready = assigned and connected and not self.uncommitted
+        reason = ("ready" if ready else "broker connection lost" if not connected
+                  else "waiting for partition assignment" if not assigned else "commits pending")
+        if ready != self.health.ready or reason != self.health.reason:
+            if not ready:
+                log.warning("not ready: %s", reason)
+            self.health.ready, self.health.reason = ready, reason
             metrics.READY.set(1 if ready else 0)
 
     def _not_ready(self, reason: str) -> None:

@@ -136,15 +136,15 @@ def consume(bootstrap: str, topic: str, until, timeout: float = 60.0) -> list:
     return records
 
 
-def committed(bootstrap: str, group: str) -> dict[int, int]:
-    from kafka.admin import KafkaAdminClient
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
+    """The group's committed offsets (an OffsetFetch; the reader does not join the group)."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        offsets = admin.list_consumer_group_offsets(group)
+        return {p: reader.committed(TopicPartition(topic, p)) or 0 for p in range(partitions)}
     finally:
-        admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()}
+        reader.close(autocommit=False)
 
 
 class WorkerProcess:

@@ -67,7 +67,7 @@ def test_sigterm_exits_cleanly_with_offsets_committed(topics, workers):
     started = time.monotonic()
     assert worker.terminate() == 0
     assert time.monotonic() - started < 10
-    assert sum(committed(topics.bootstrap, topics.group).values()) == 200
+    assert sum(committed(topics.bootstrap, topics.group, topics.input).values()) == 200
     assert "stopped cleanly, offsets committed" in worker.log()
 
 
