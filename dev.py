@@ -4,6 +4,7 @@
     python3 dev.py demo    # screen examples/posts.jsonl, events on stdout
     python3 dev.py test    # the whole test suite
     python3 dev.py bench   # the throughput benchmark (benchmarks/README.md)
+    python3 dev.py bench-stream   # end to end through Kafka (benchmarks/README.md)
 
 It creates .venv/ and installs the project into it (again only when
 pyproject.toml changes), then runs the command inside it.
@@ -39,6 +40,7 @@ COMMANDS = {
     "demo": lambda extra: [str(BIN / "screener"), "scan", str(ROOT / "examples" / "posts.jsonl"), *extra],
     "test": lambda extra: [str(BIN / "python"), "-m", "pytest", *(extra or ["-q"])],
     "bench": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "throughput.py"), *extra],
+    "bench-stream": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "stream.py"), *extra],
 }
 
 
