@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -30,6 +31,11 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), input %s, group %s",
              worker_id, screener.matcher_name, settings.lexicons, screener.version,
              screener.lexicons.term_count, settings.input_topic, settings.group_id)
+    # Lexicon, matcher tables and jieba's dictionary live as long as the
+    # process: take them out of the cyclic GC's full passes, which otherwise
+    # walk them again and again while the loop allocates per record.
+    gc.collect()
+    gc.freeze()
     health = metrics.Health()
     worker = Worker(settings, screener, health)
     worker.install_signals()

@@ -9,6 +9,7 @@ its events come out again with the same ``event_id``. Nothing is lost.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -322,6 +323,8 @@ class Worker:
             return
         previous = self.screener.version
         self.screener = fresh  # between batches: a batch is screened by one version
+        gc.collect()
+        gc.freeze()  # the new lexicon is as long-lived as the first (see run.py)
         metrics.RELOADS.inc()
         metrics.set_lexicon(fresh.version, fresh.lexicons.term_count, previous)
         log.info("lexicon version %s now serving (was %s)", fresh.version, previous)
