@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import pytest
 
+import textwrap
+
+from screener import Screener, load_lexicons
 from screener.decide import decide
 
-from .conftest import screener_for
+from .conftest import BACKENDS, screener_for
 
 LEXICON = {
     "gambling": """
@@ -99,30 +102,27 @@ COMBINATIONS = [
 ]
 
 
-def _hits(backend: str, make_lexicon, text: str) -> list[tuple[str, str]]:
-    screener = screener_for(LEXICON, backend, make_lexicon)
-    result = screener.screen([text])[0]
-    return [(h.rule.label, h.matched) for h in result.hits]
+TABLES = {"evasion": EVASIONS, "boundary": BOUNDARIES, "allowlist": ALLOWLIST, "combination": COMBINATIONS}
+ROWS = [(group, *row) for group, rows in TABLES.items() for row in rows]
 
 
-@pytest.mark.parametrize("name,text,expected", EVASIONS, ids=[r[0] for r in EVASIONS])
-def test_evasions(backend, make_lexicon, name, text, expected):
-    assert _hits(backend, make_lexicon, text) == expected
+@pytest.fixture(scope="module")
+def screeners(tmp_path_factory) -> dict:
+    """One screener per backend for the whole table (building one is the slow part)."""
+    root = tmp_path_factory.mktemp("lexicon")
+    for name, body in LEXICON.items():
+        (root / f"{name}.txt").write_text(textwrap.dedent(body), encoding="utf-8")
+    lexicons = load_lexicons(root)
+    return {backend: Screener(lexicons, backend) for backend in BACKENDS}
 
 
-@pytest.mark.parametrize("name,text,expected", BOUNDARIES, ids=[r[0] for r in BOUNDARIES])
-def test_word_boundaries(backend, make_lexicon, name, text, expected):
-    assert _hits(backend, make_lexicon, text) == expected
+def _hits(screener, text: str) -> list[tuple[str, str]]:
+    return [(h.rule.label, h.matched) for h in screener.screen([text])[0].hits]
 
 
-@pytest.mark.parametrize("name,text,expected", ALLOWLIST, ids=[r[0] for r in ALLOWLIST])
-def test_allowlist(backend, make_lexicon, name, text, expected):
-    assert _hits(backend, make_lexicon, text) == expected
-
-
-@pytest.mark.parametrize("name,text,expected", COMBINATIONS, ids=[r[0] for r in COMBINATIONS])
-def test_combinations(backend, make_lexicon, name, text, expected):
-    assert _hits(backend, make_lexicon, text) == expected
+@pytest.mark.parametrize("group,name,text,expected", ROWS, ids=[f"{r[0]}: {r[1]}" for r in ROWS])
+def test_table(screeners, backend, group, name, text, expected):
+    assert _hits(screeners[backend], text) == expected
 
 
 def test_offsets_point_at_original(backend, make_lexicon):
@@ -155,7 +155,7 @@ def test_lexicon_terms_in_global_jieba_do_not_defeat_the_check(backend, make_lex
 
     jieba.add_word("大麻", freq=10_000_000)
     try:
-        assert _hits(backend, make_lexicon, "这是个大麻烦") == []
+        assert _hits(screener_for(LEXICON, backend, make_lexicon), "这是个大麻烦") == []
     finally:
         jieba.del_word("大麻")
 
