@@ -53,8 +53,9 @@ class NormaliseConfig:
 class Normalised:
     """A folded text with its map back to the original.
 
-    ``starts[i]``/``ends[i]`` are the original code-point span of normalised
-    character ``i`` (``ends[i] - starts[i]`` > 1 for a decoded entity).
+    ``starts[i]`` is the original index of normalised character ``i``; it ends
+    at ``starts[i] + 1`` except for a decoded entity, whose original end is in
+    ``extend``.
 
     >>> n = Normaliser().normalise("赌*博")
     >>> n.text, n.span(0, 2)
@@ -63,12 +64,18 @@ class Normalised:
 
     original: str
     text: str
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    starts: list[int]
+    extend: dict[int, int]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original ``[start, end)`` of normalised ``[start, end)``; end > start."""
-        return self.starts[start], self.ends[end - 1]
+        last = self.starts[end - 1]
+        return self.starts[start], self.extend.get(last, last + 1)
+
+    @property
+    def ends(self) -> list[int]:
+        """Original end of every normalised character (built on demand)."""
+        return [self.extend.get(i, i + 1) for i in self.starts]
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,7 @@ class Normaliser:
         codes, extend = self._fold(text, self.alphabet, ())
         kept = np.flatnonzero(codes != self.alphabet.delete)
         folded = codes[kept].astype("<u4").tobytes().decode("utf-32-le")
-        starts = kept.tolist()
-        ends = [extend.get(i, i + 1) for i in starts]
-        return Normalised(text, folded, tuple(starts), tuple(ends))
+        return Normalised(text, folded, kept.tolist(), extend)
 
     def fold_string(self, text: str) -> str:
         """Just the normalised text (lexicon terms, tests)."""

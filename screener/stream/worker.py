@@ -89,6 +89,7 @@ class Worker:
         self.deadline: float | None = None
         self.reloader = LexiconReloader(settings.lexicons, settings.matcher, screener, settings.reload_interval_s)
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.abandoned = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         metrics.set_lexicon(screener.version, screener.lexicons.term_count, None)
@@ -107,8 +108,8 @@ class Worker:
 
     def run(self) -> int:
         metrics.UP.set(1)
-        if not self._connect():
-            return self._close(clean=False)
+        if not self._connect():  # stopped before any broker answered: nothing to redo
+            return self._close(clean=True)
         self.consumer.subscribe([self.settings.input_topic], listener=_Listener(self))
         self.reloader.start()
         while not self.stop_requested.is_set():
@@ -161,7 +162,7 @@ class Worker:
         if self.producer is not None:
             self.producer.close(timeout=max(0.1, (self.deadline or time.monotonic() + 5) - time.monotonic()))
         metrics.UP.set(0)
-        done = clean and not self.uncommitted
+        done = clean and not self.uncommitted and not self.abandoned
         log.info("stopped %s", "cleanly, offsets committed" if done else "with work to redo after restart")
         return 0 if done else 1
 
@@ -177,6 +178,7 @@ class Worker:
         if not self._deliver(outgoing):
             log.warning("batch of %d records not fully acknowledged; not committing it", len(batch))
             self._rewind(batch)
+            self.abandoned = True  # redone after restart; the exit code says so
             return
         now = time.time()
         for record in batch:

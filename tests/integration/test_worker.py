@@ -152,3 +152,19 @@ def test_two_workers_share_the_group_and_metrics(topics, workers):
     events = consume(topics.bootstrap, topics.events, lambda r: set(event_map(r)) >= set(expected))
     assert set(event_map(events)) == set(expected)
     assert worker.terminate() == 0
+
+
+def test_unreachable_broker_not_ready_and_sigterm_is_bounded(workers, tmp_path):
+    from .conftest import Topics
+
+    nowhere = Topics(f"127.0.0.1:{free_port()}", "posts", "events", "dead", "group")
+    worker = workers(nowhere).start(wait_ready=False)
+    deadline = time.monotonic() + 30
+    status, reason = worker.get("/readyz")
+    while status != 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status, reason = worker.get("/readyz")
+    assert status == 503 and "cannot reach" in reason
+    started = time.monotonic()
+    assert worker.terminate() == 0
+    assert time.monotonic() - started < 10
