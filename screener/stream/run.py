@@ -18,7 +18,9 @@ def configure_logging() -> None:
         stream=sys.stderr, level=logging.INFO,
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # its own retries are ours to report
+    # kafka-python logs every failed reconnect (10 per second while a broker is
+    # down); the worker reports connection state itself, once per change.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def run_worker(settings: Settings, worker_id: str = "") -> int:

@@ -38,11 +38,13 @@ log = logging.getLogger("screener.worker")
 # half a second (p99 475 ms measured at half load). All overridable.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "auto_offset_reset": "earliest",
-    "max_partition_fetch_bytes": 4 << 20, "fetch_max_wait_ms": 50,
+    "max_partition_fetch_bytes": 4 << 20, "fetch_max_wait_ms": 50, "bootstrap_timeout_ms": 2000,
 }
 # max_block_ms bounds how long send() may block on missing metadata (broker
-# gone), so shutdown stays bounded; delivery is retried by our loop instead.
-PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "max_block_ms": 5000}
+# gone) and bootstrap_timeout_ms how long a client constructor waits for a
+# first broker (kafka-python 3: 30 s), so shutdown stays bounded; _connect and
+# _deliver retry with backoff instead.
+PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "max_block_ms": 5000, "bootstrap_timeout_ms": 2000}
 
 
 @dataclass(frozen=True, slots=True)
