@@ -168,3 +168,25 @@ def test_unreachable_broker_not_ready_and_sigterm_is_bounded(workers, tmp_path):
     started = time.monotonic()
     assert worker.terminate() == 0
     assert time.monotonic() - started < 10
+
+
+def test_rebalance_mid_stream_loses_nothing(topics, workers):
+    """A second worker joins while the first is busy: partitions move, the
+    first commits what it finished on revocation, nothing is lost."""
+    values, expected = stream(3000)
+    produce(topics.bootstrap, topics.input, values[:1500])
+    slow = {"SCREENER_POLL_MAX_RECORDS": "20"}
+    first = workers(topics, env=slow).start()
+    first.wait_metric("screener_posts_consumed_total", lambda v: v >= 200)
+    second = workers(topics, env=slow).start()
+    first.wait_metric("screener_rebalances_total", lambda v: v >= 2)  # revoked + assigned again
+    produce(topics.bootstrap, topics.input, values[1500:])
+    events = consume(topics.bootstrap, topics.events, lambda r: set(event_map(r)) >= set(expected), timeout=120)
+    got = event_map(events)
+    assert set(got) == set(expected)
+    assert all(len({e["event_id"] for e in evs}) == 1 for evs in got.values())
+    assert second.metric("screener_posts_consumed_total") > 0  # the newcomer took partitions
+    consumed = first.metric("screener_posts_consumed_total") + second.metric("screener_posts_consumed_total")
+    assert consumed >= 3000
+    assert first.terminate() == 0 and second.terminate() == 0
+    assert sum(committed(topics.bootstrap, topics.group, topics.input).values()) == 3000
