@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 
-from .decode import Post
-from .pipeline import Screening
+from .decode import Post, post_from_object
+from .pipeline import Screener, Screening
 
 EVENT_NAMESPACE = uuid.UUID("5b0d7a36-58c1-4b5e-9f57-3c2b8f0f6a11")
 
@@ -50,3 +50,21 @@ def build_event(post: Post, screening: Screening, lexicon_version: str, screened
 
 def serialise(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def events_for(screener: Screener, objects: Sequence[dict[str, Any]], texts: Sequence[str]) -> list[tuple[Post, Screening, bytes]]:
+    """Screen decoded posts in one call of the core; for every flagged or
+    recalled one, in input order, its post, screening and serialised event.
+
+    The one path from decoded records to events, shared by ``scan`` and the
+    Kafka worker.
+    """
+    screenings = screener.screen_sparse(texts)
+    screened_at = now_iso()
+    out = []
+    for index in sorted(screenings):
+        screening = screenings[index]
+        if screening.action != "pass":
+            post = post_from_object(objects[index])
+            out.append((post, screening, serialise(build_event(post, screening, screener.version, screened_at))))
+    return out

@@ -14,8 +14,8 @@ from typing import BinaryIO, Sequence
 
 import orjson
 
-from .decode import decode_object, post_from_object
-from .emit import build_event, now_iso, serialise
+from .decode import decode_object
+from .emit import events_for
 from .pipeline import Screener
 from .settings import Settings
 from .sinks import DeadLetterSink
@@ -96,20 +96,14 @@ def _screen_chunk(chunk: Chunk, screener: Screener, max_bytes: int, summary: Sum
     objects, texts, rejected = _decode_chunk(chunk.lines, max_bytes)
     for index, reason in rejected:
         dead.write(chunk.source, chunk.first_line + index, strip_eol(chunk.lines[index]), reason)
-    screenings = screener.screen_sparse(texts)
-    version, screened_at = screener.version, now_iso()
-    events = []
-    for index in sorted(screenings):  # input order
-        screening = screenings[index]
-        if screening.action != "pass":
-            summary.count(screening.action)
-            post = post_from_object(objects[index])
-            events.append(serialise(build_event(post, screening, version, screened_at)))
+    emitted = events_for(screener, objects, texts)
+    for _, screening, _ in emitted:
+        summary.count(screening.action)
     summary.posts += len(chunk.lines)
     summary.dead_lettered += len(rejected)
-    summary.passed += len(texts) - sum(1 for s in screenings.values() if s.action != "pass")
+    summary.passed += len(texts) - len(emitted)
     summary.input_bytes += sum(map(len, chunk.lines))
-    return b"".join(events)
+    return b"".join(event for _, _, event in emitted)
 
 
 def _decode_chunk(lines: list[bytes], max_bytes: int) -> tuple[list[dict], list[str], list[tuple[int, str]]]:

@@ -69,7 +69,7 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns = _patterns(rules, normaliser)
     return LexiconSet(
-        str(root), _version(root), dict(categories), tuple(rules), tuple(patterns),
+        str(root), content_version(root), dict(categories), tuple(rules), tuple(patterns),
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
     )
 
@@ -169,7 +169,7 @@ def _patterns(rules: list[Rule], normaliser: Normaliser) -> list[Pattern]:
     return patterns
 
 
-def _version(root: Path) -> str:
+def content_version(root: Path) -> str:
     """Content hash of the set: file names and bytes, plus the engine revision."""
     digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}\n".encode())
     for path in sorted([*root.glob("*.txt"), root / MANIFEST]):

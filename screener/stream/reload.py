@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import LexiconError
 from ..lexicon import load_lexicons
-from ..lexicon.load import _version
+from ..lexicon.load import content_version
 from ..pipeline import Screener
 from . import metrics
 
@@ -75,7 +75,7 @@ class LexiconReloader:
             if stat == self._last_stat and not self._forced:
                 return
             self._last_stat, self._forced = stat, False
-            version = _version(self.directory)
+            version = content_version(self.directory)
         except OSError as exc:
             log.error("lexicon directory %s unreadable: %s", self.directory, exc)
             return

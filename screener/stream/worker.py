@@ -22,8 +22,8 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from ..decode import decode_object, post_from_object
-from ..emit import build_event, now_iso, serialise
+from ..decode import decode_object
+from ..emit import events_for, now_iso
 from ..pipeline import Screener
 from ..settings import Settings
 from . import metrics
@@ -207,18 +207,10 @@ class Worker:
             else:
                 objects.append(decoded)
                 texts.append(decoded["text"])
-        screener = self.screener
-        screenings = screener.screen_sparse(texts)
-        at = now_iso()
-        for index in sorted(screenings):
-            screening = screenings[index]
-            if screening.action == "pass":
-                continue
-            post = post_from_object(objects[index])
-            event = serialise(build_event(post, screening, screener.version, at))
-            key = orjson.dumps(post.id)
-            outgoing.append(Outgoing(self.settings.topic_for(screening.action), key, event, [], screening.action))
-            counts["flagged" if screening.action == "flag" else "recalled"] += 1
+        for post, screening, event in events_for(self.screener, objects, texts):
+            action = screening.action
+            outgoing.append(Outgoing(self.settings.topic_for(action), orjson.dumps(post.id), event, [], action))
+            counts["flagged" if action == "flag" else "recalled"] += 1
             for hit in screening.hits:
                 metrics.HITS.labels(category=hit.rule.category).inc()
         counts["passed"] = len(texts) - counts["flagged"] - counts["recalled"]
