@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class FoldConfig:
     casefold: bool = True
 
 
-def _compat_fold(ch: str, is_noise: "callable[[str], bool]") -> str:
+def _compat_fold(ch: str, is_noise: Callable[[str], bool]) -> str:
     """NFKC of one character, kept only if it is still one character.
 
     ⒡ and ⑴ decompose to "(f)" and "(1)": the parentheses are noise, so the

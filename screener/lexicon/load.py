@@ -87,7 +87,7 @@ def _normaliser(path: Path, spec: Mapping[str, Any]) -> tuple[Normaliser, list[P
         Problem(str(path), 1, f"[normalise]: unknown setting {k!r}")
         for k in spec if k not in fold_keys | {"html"}
     ]
-    fold_args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in fold_keys}
+    fold_args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in fold_keys}
     try:
         config = NormaliseConfig(FoldConfig(**fold_args), bool(spec.get("html", True)))
     except TypeError as exc:  # pragma: no cover - guarded by the key check

@@ -60,7 +60,7 @@ def run_supervised(settings: Settings) -> int:
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping["flag"] = True
         for process in processes.values():
-            if process.is_alive():
+            if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM if signum == signal.SIGINT else signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

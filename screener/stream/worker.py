@@ -92,8 +92,9 @@ class Worker:
         self.reloader = LexiconReloader(settings.lexicons, settings.matcher, screener, settings.reload_interval_s)
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.abandoned = False
-        self.consumer: KafkaConsumer | None = None
-        self.producer: KafkaProducer | None = None
+        # kafka-python is untyped; both are set by _connect before use.
+        self.consumer: Any = None
+        self.producer: Any = None
         metrics.set_lexicon(screener.version, screener.lexicons.term_count, None)
 
     # -- lifecycle ------------------------------------------------------------------
