@@ -54,3 +54,12 @@ def test_lexicon_check_errors_and_warnings(capsys, make_lexicon):
     assert f"{warn}/a.txt:1: one-character term '赌' will match very often [warning]" in err
     assert f"{warn}/a.txt:3: duplicate of {warn}/a.txt:2 [warning]" in err
     assert main(["lexicon", "check", "--strict", str(warn)]) == 1
+
+
+def test_readme_explain_example_is_current(capsys):
+    """The explain transcript in the README is what the command prints."""
+    readme = (LEXICONS.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Example (`screener explain '这是个大麻烦，有事加 微 信'`):\n\n```\n", 1)[1].split("```", 1)[0]
+    assert main(["explain", "这是个大麻烦，有事加 微 信"]) == 0
+    out = capsys.readouterr().out.replace(str(LEXICONS), "/…/lexicons")
+    assert out.replace("/…/lexicons/", "…/") == block.replace("/…/lexicons/", "…/")
