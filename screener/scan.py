@@ -6,20 +6,17 @@ dead-lettered; the summary adds up by construction, and a test checks it.
 
 from __future__ import annotations
 
-import operator
 import sys
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Sequence
 
-import orjson
-
-from .decode import decode_object
+from .decode import decode_batch, strip_eol
 from .emit import events_for
 from .pipeline import Screener
 from .settings import Settings
 from .sinks import DeadLetterSink
-from .source import Chunk, read_chunks, strip_eol, total_size
+from .source import Chunk, read_chunks, total_size
 
 
 _OUTCOME_FIELD = {"pass": "passed", "flag": "flagged", "recall": "recalled"}
@@ -93,7 +90,7 @@ def run_scan(settings: Settings, screener: Screener, paths: Sequence[str], out: 
 
 def _screen_chunk(chunk: Chunk, screener: Screener, max_bytes: int, summary: Summary, dead: DeadLetterSink) -> bytes:
     """Decode, screen and emit one chunk; every line lands in exactly one count."""
-    objects, texts, rejected = _decode_chunk(chunk.lines, max_bytes)
+    objects, texts, rejected = decode_batch(chunk.lines, max_bytes)
     for index, reason in rejected:
         dead.write(chunk.source, chunk.first_line + index, strip_eol(chunk.lines[index]), reason)
     emitted = events_for(screener, objects, texts)
@@ -104,41 +101,3 @@ def _screen_chunk(chunk: Chunk, screener: Screener, max_bytes: int, summary: Sum
     summary.passed += len(texts) - len(emitted)
     summary.input_bytes += sum(map(len, chunk.lines))
     return b"".join(event for _, _, event in emitted)
-
-
-def _decode_chunk(lines: list[bytes], max_bytes: int) -> tuple[list[dict], list[str], list[tuple[int, str]]]:
-    """Objects and texts of the good lines, and (index, reason) of the bad ones.
-
-    Decoding is the largest per-post cost of ``scan``, so the common case (every
-    line of the chunk a good post) runs as C-level ``map`` passes; a chunk with
-    any bad line is decoded line by line through `decode_object`, the one
-    definition of what is accepted and why not.
-    """
-    if lines and max(map(len, lines)) <= max_bytes:
-        try:
-            objects = list(map(orjson.loads, lines))
-            if set(map(type, objects)) == {dict}:
-                texts = list(map(_get_text, objects))
-                if set(map(type, texts)) == {str} and set(map(type, map(_get_id, objects))) <= _ID_TYPES:
-                    return objects, texts, []
-        except (orjson.JSONDecodeError, KeyError):
-            pass
-    return _decode_lines(lines, max_bytes)
-
-
-_get_text, _get_id = operator.itemgetter("text"), operator.itemgetter("id")
-_ID_TYPES = {int, str}
-
-
-def _decode_lines(lines: list[bytes], max_bytes: int) -> tuple[list[dict], list[str], list[tuple[int, str]]]:
-    objects: list[dict] = []
-    texts: list[str] = []
-    rejected: list[tuple[int, str]] = []
-    for index, raw in enumerate(lines):
-        result = decode_object(strip_eol(raw), max_bytes)
-        if isinstance(result, str):
-            rejected.append((index, result))
-        else:
-            objects.append(result)
-            texts.append(result["text"])
-    return objects, texts, rejected

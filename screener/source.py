@@ -16,19 +16,13 @@ from typing import BinaryIO, Iterator, Sequence
 class Chunk:
     """Consecutive lines of one source; ``lines[i]`` is line ``first_line + i``.
 
-    Lines keep their line terminator (JSON ignores it); :func:`strip_eol`
+    Lines keep their line terminator (JSON ignores it); :func:`screener.decode.strip_eol`
     removes it where the exact record matters (dead letters).
     """
 
     source: str
     first_line: int
     lines: list[bytes]
-
-
-def strip_eol(raw: bytes) -> bytes:
-    if raw.endswith(b"\n"):
-        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-    return raw
 
 
 def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int) -> Iterator[Chunk]:

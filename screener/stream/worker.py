@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from ..decode import decode_object
+from ..decode import decode_batch
 from ..emit import events_for, now_iso
 from ..pipeline import Screener
 from ..settings import Settings
@@ -172,7 +172,8 @@ class Worker:
     # -- one batch -----------------------------------------------------------------------
     def process(self, records: dict[TopicPartition, list[Any]]) -> None:
         owned = self.consumer.assignment()
-        batch = [r for tp, rs in records.items() if tp in owned for r in rs]  # never a lost partition
+        parts = {tp: rs for tp, rs in records.items() if tp in owned and rs}  # never a lost partition
+        batch = [r for rs in parts.values() for r in rs]
         if not batch:
             return
         started = time.perf_counter()
@@ -180,7 +181,8 @@ class Worker:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if not self._deliver(outgoing):
             log.warning("batch of %d records not fully acknowledged; not committing it", len(batch))
-            self._rewind(batch)
+            for tp, rs in parts.items():  # consume the batch again
+                self.consumer.seek(tp, rs[0].offset)
             self.abandoned = True  # redone after restart; the exit code says so
             return
         now = time.time()
@@ -189,25 +191,17 @@ class Worker:
         for outcome, n in counts.items():
             metrics.POSTS.labels(outcome=outcome).inc(n)
         metrics.POSTS_CONSUMED.inc(len(batch))
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            self.uncommitted[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        for tp, rs in parts.items():
+            self.uncommitted[tp] = OffsetAndMetadata(rs[-1].offset + 1, "", -1)
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - rs[-1].offset - 1))
         self._commit(sync=False)
-        self._update_lag(batch)
 
     def _screen(self, batch: list[Any]) -> tuple[list[Outgoing], dict[str, int]]:
-        objects: list[dict] = []
-        texts: list[str] = []
-        outgoing: list[Outgoing] = []
-        counts = {"passed": 0, "flagged": 0, "recalled": 0, "dead_lettered": 0}
-        for record in batch:
-            decoded = decode_object(record.value or b"", self.settings.max_post_bytes)
-            if isinstance(decoded, str):
-                outgoing.append(dead_letter(record, decoded, self.settings.dead_letter_topic))
-                counts["dead_lettered"] += 1
-            else:
-                objects.append(decoded)
-                texts.append(decoded["text"])
+        objects, texts, rejected = decode_batch([r.value or b"" for r in batch], self.settings.max_post_bytes)
+        outgoing = [dead_letter(batch[i], reason, self.settings.dead_letter_topic) for i, reason in rejected]
+        counts = {"passed": 0, "flagged": 0, "recalled": 0, "dead_lettered": len(rejected)}
         for post, screening, event in events_for(self.screener, objects, texts):
             action = screening.action
             outgoing.append(Outgoing(self.settings.topic_for(action), orjson.dumps(post.id), event, [], action))
@@ -256,16 +250,6 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
         return True
 
-    def _rewind(self, batch: list[Any]) -> None:
-        """Seek back so that an unacknowledged batch is consumed again."""
-        first: dict[TopicPartition, int] = {}
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            first[tp] = min(first.get(tp, record.offset), record.offset)
-        for tp, offset in first.items():
-            if tp in self.consumer.assignment():
-                self.consumer.seek(tp, offset)
-
     def _commit(self, only: set[TopicPartition] | None = None, sync: bool = True) -> None:
         """Commit acknowledged offsets; per batch asynchronously.
 
@@ -303,15 +287,6 @@ class Worker:
         for tp in revoked:
             self.uncommitted.pop(tp, None)
             metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
-
-    def _update_lag(self, batch: list[Any]) -> None:
-        last: dict[TopicPartition, int] = {}
-        for record in batch:
-            last[TopicPartition(record.topic, record.partition)] = record.offset
-        for tp, offset in last.items():
-            high = self.consumer.highwater(tp)
-            if high is not None:
-                metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - offset - 1))
 
     # -- lexicon and readiness ---------------------------------------------------------------
     def _maybe_swap(self) -> None:
