@@ -112,8 +112,11 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
 def _measure_scan(screener, posts: list[str], reps: int) -> dict:
     import orjson
 
+    from screener.judge import Engine
     from screener.scan import run_scan
     from screener.settings import Settings
+
+    engine = Engine.of(screener)  # no policy: the screening core's front end (benchmarks/policy.py adds one)
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "posts.jsonl"
@@ -125,7 +128,7 @@ def _measure_scan(screener, posts: list[str], reps: int) -> dict:
 
         def run() -> None:
             with open(os.devnull, "wb") as out:
-                summaries.append(run_scan(settings, screener, [str(source)], out))
+                summaries.append(run_scan(settings, engine, [str(source)], out))
 
         seconds = _median_time(run, reps)
     last = summaries[-1]

@@ -10,13 +10,14 @@ import orjson
 
 from . import __version__
 from .errors import ConfigError, LexiconError, MatcherUnavailable
+from .judge import Engine
 from .lexicon import load_lexicons
-from .pipeline import Screener
 from .settings import Settings, load_settings
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lexicons", metavar="DIR", help="lexicon directory (default: the shipped set)")
+    parser.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one; 'none': no policy)")
     parser.add_argument("--matcher", choices=("auto", "aho", "hyperscan"), help="matcher backend (default auto)")
     parser.add_argument("--config", metavar="TOML", help="settings file (also SCREENER_CONFIG)")
 
@@ -33,10 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
     scan.add_argument("--batch-records", type=int, metavar="N", help="posts per screening call")
     scan.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
+    scan.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
+    scan.add_argument("--state", metavar="PATH", help="repeat-offender state in this SQLite file (default: in memory)")
 
     exp = sub.add_parser("explain", help="show normalisation, candidate hits and decisions for TEXT")
     _common(exp)
-    exp.add_argument("text", metavar="TEXT")
+    exp.add_argument("text", metavar="TEXT", help="the post text (with --profile: the account name)")
+    exp.add_argument("--account", metavar="JSON", help='the author\'s account, e.g. \'{"type": "individual", "news_license": false}\'')
+    exp.add_argument("--blacklisted", action="store_true", help="judge as if the account were blacklisted")
+    exp.add_argument("--profile", action="store_true", help="TEXT is an account name, screened by the name policy")
+    exp.add_argument("--bio", metavar="TEXT", help="with --profile: the account bio")
     exp.add_argument("--json", action="store_true", help="machine-readable output")
 
     run = sub.add_parser("run", help="Kafka consumer-group worker: posts in, events and dead letters out")
@@ -55,6 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
                      help="kafka-python option for consumer and producer (repeatable), e.g. security_protocol=SASL_SSL")
 
+    res = sub.add_parser("rescan", help="re-screen published posts; events only for verdicts that became stricter")
+    _common(res)
+    res.add_argument("files", nargs="*", metavar="FILE", help="JSONL archives of posts (none: use --topic)")
+    res.add_argument("--previous", metavar="PATH", action="append", default=[],
+                     help="earlier events or audit JSONL: the verdicts posts were published under (repeatable)")
+    res.add_argument("--checkpoint", metavar="PATH", help="resume from / record progress in this file")
+    res.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
+    res.add_argument("--topic", metavar="TOPIC", help="rescan a Kafka topic instead of files; events go to the events topic")
+    start = res.add_mutually_exclusive_group()
+    start.add_argument("--from-offset", type=int, metavar="N", help="with --topic: start every partition at offset N")
+    start.add_argument("--from-timestamp", metavar="ISO", help="with --topic: start at the first post at/after this time")
+    res.add_argument("--previous-topic", metavar="TOPIC", action="append", default=[],
+                     help="with --topic: topics of earlier events/audit (default: the events and audit topics)")
+    res.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --topic")
+    res.add_argument("--max-post-bytes", type=int, metavar="N", help="larger records are skipped as malformed")
+    res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
+
+    aud = sub.add_parser("audit", help="what was decided about a post or an account, when, under which versions, why")
+    who = aud.add_mutually_exclusive_group(required=True)
+    who.add_argument("--post", metavar="ID", help="a post (or profile) id")
+    who.add_argument("--account", metavar="ID", help="an account id: its posts, profile and blacklist status")
+    aud.add_argument("--audit", metavar="PATH", action="append", help="audit JSONL file(s) of scan/rescan (repeatable)")
+    aud.add_argument("--audit-topic", metavar="TOPIC", help="read the Kafka audit topic instead (default screener.audit)")
+    aud.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --audit-topic")
+    aud.add_argument("--config", metavar="TOML", help="settings file (also SCREENER_CONFIG)")
+    aud.add_argument("--json", action="store_true", help="the records as JSON lines")
+
     lex = sub.add_parser("lexicon", help="lexicon tools")
     lex_sub = lex.add_subparsers(dest="lexicon_command", required=True)
     check = lex_sub.add_parser("check", help="validate a lexicon directory; errors and warnings")
@@ -63,31 +97,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NOT_SETTINGS = ("command", "files", "text", "json", "config", "account", "blacklisted", "profile", "bio", "post",
+                 "previous", "checkpoint", "topic", "from_offset", "from_timestamp", "previous_topic")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    cli = {k: v for k, v in vars(args).items() if k not in ("command", "files", "text", "json", "config")}
+    cli = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if isinstance(cli.get("audit"), list):  # `audit --audit` takes several files
+        cli["audit"] = None
     return load_settings(cli, config_file=args.config)
 
 
-def _screener(settings: Settings) -> Screener:
-    return Screener(load_lexicons(settings.lexicons), settings.matcher)
+def _engine(settings: Settings) -> Engine:
+    return Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from .scan import run_scan
 
     settings = _settings(args)
-    screener = _screener(settings)
-    print(f"screener: matcher {screener.matcher_name} ({settings.matcher}), lexicon {settings.lexicons} "
-          f"version {screener.version}, {screener.lexicons.term_count} terms", file=sys.stderr)
-    summary = run_scan(settings, screener, args.files, sys.stdout.buffer)
-    print(summary.line(screener.matcher_name, screener.version), file=sys.stderr)
+    engine = _engine(settings)
+    print(f"screener: matcher {engine.matcher_name} ({settings.matcher}), lexicon {settings.lexicons} "
+          f"version {engine.lexicon_version}, {engine.posts.lexicons.term_count} terms, "
+          f"policy {settings.policy_path} version {engine.policy_version}", file=sys.stderr)
+    summary = run_scan(settings, engine, args.files, sys.stdout.buffer)
+    print(summary.line(engine.matcher_name, engine.lexicon_version), file=sys.stderr)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, render
 
-    report = explain(_screener(_settings(args)), args.text)
+    try:
+        account = orjson.loads(args.account) if args.account else {}
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--account is not JSON: {exc}") from None
+    if not isinstance(account, dict):
+        raise ConfigError("--account must be a JSON object")
+    if args.blacklisted:
+        account["blacklisted"] = True
+    report = explain(_engine(_settings(args)), args.text, account, profile=args.profile, bio=args.bio)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     else:
@@ -101,6 +150,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(_settings(args))
 
 
+def cmd_rescan(args: argparse.Namespace) -> int:
+    from . import audit
+    from .rescan import Previous, rescan_files
+
+    settings = _settings(args)
+    engine = _engine(settings)
+    if args.topic:
+        from .stream.rescan_topic import rescan_topic, start_from
+
+        summary = rescan_topic(settings, engine, args.topic, start_from(args.from_offset, args.from_timestamp),
+                               args.previous_topic or None, args.checkpoint)
+    else:
+        if args.from_offset is not None or args.from_timestamp or args.previous_topic:
+            raise ConfigError("--from-offset, --from-timestamp and --previous-topic need --topic")
+        previous = Previous()
+        previous.load_files(args.previous)
+        summary = rescan_files(settings, engine, args.files, previous, sys.stdout.buffer, args.checkpoint,
+                               audit.AuditLog(settings.audit or None))
+    print(summary.line(engine), file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    if args.audit:
+        records = [r for path in args.audit for r in audit.read_jsonl(path)]
+    else:
+        from .stream.audit_topic import read_topic
+
+        settings = _settings(args)
+        records = list(read_topic(settings, args.audit_topic or settings.audit_topic))
+    found = audit.select(records, post=args.post, account=args.account)
+    found.sort(key=lambda r: r.get("at") or "")
+    if args.json:
+        sys.stdout.buffer.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in found))
+    else:
+        print(audit.render(found) if found else f"no audit records for {'post ' + args.post if args.post else 'account ' + args.account}")
+    return 0 if found else 1
+
+
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
     lexicons = load_lexicons(args.directory)  # LexiconError → main prints problems
     for warning in lexicons.warnings:
@@ -112,7 +202,8 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check}[args.command]
+    handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
+               "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
     try:
         return handler(args)
     except LexiconError as exc:

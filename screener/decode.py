@@ -14,7 +14,8 @@ from typing import Sequence
 
 import orjson
 
-_RESERVED = ("id", "text", "account_id")
+_RESERVED = ("id", "text", "account_id", "kind")
+KINDS = ("post", "profile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,14 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
         return f"invalid JSON: {exc}"
     if not isinstance(obj, dict):
         return f"not a JSON object but {type(obj).__name__}"
+    kind = obj.get("kind", "post")
+    if kind not in KINDS:
+        return f'"kind" is {kind!r}, not "post" or "profile"'
+    account = obj.get("account")
+    if account is not None and not isinstance(account, dict):
+        return f'"account" is {type(account).__name__}, not an object'
+    if kind == "profile":
+        return _profile_problem(obj) or obj
     text = obj.get("text")
     if not isinstance(text, str):
         return 'missing "text"' if text is None else f'"text" is {type(text).__name__}, not a string'
@@ -59,10 +68,38 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
     return obj
 
 
+def _profile_problem(obj: dict[str, Any]) -> str | None:
+    """A profile message: ``id`` (of the account), ``name``, optional ``bio``."""
+    if not isinstance(obj.get("name"), str):
+        return 'profile without a string "name"'
+    if not isinstance(obj.get("bio", ""), str):
+        return 'profile "bio" is not a string'
+    post_id = obj.get("id")
+    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+        return 'profile without a string or integer "id"'
+    return None
+
+
+def account_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The author's account as policy sees it: the ``account`` object, with
+    ``id`` taken from ``account_id`` (or a profile's own ``id``) if it has none.
+    Returns the object itself when nothing needs adding (the common case)."""
+    account = obj.get("account")
+    if isinstance(account, dict) and "id" in account:
+        return account
+    account = dict(account or {})
+    fallback = obj.get("account_id")
+    if fallback is None and obj.get("kind") == "profile":
+        fallback = obj.get("id")
+    if fallback is not None:
+        account["id"] = fallback
+    return account
+
+
 def post_from_object(obj: dict[str, Any]) -> Post:
     """A Post from an object already known to have a valid ``id`` and ``text``."""
     meta = {k: v for k, v in obj.items() if k not in _RESERVED} if len(obj) > 2 else {}
-    return Post(obj["id"], obj["text"], obj.get("account_id"), meta)
+    return Post(obj["id"], obj.get("text", ""), account_of(obj).get("id"), meta)
 
 
 def strip_eol(raw: bytes) -> bytes:
@@ -73,7 +110,10 @@ def strip_eol(raw: bytes) -> bytes:
 
 
 _get_text, _get_id = operator.itemgetter("text"), operator.itemgetter("id")
+_get_kind, _get_account = operator.methodcaller("get", "kind"), operator.methodcaller("get", "account")
 _ID_TYPES = {int, str}
+_PLAIN_KINDS = {None, "post"}
+_ACCOUNT_TYPES = {dict, type(None)}
 
 
 def decode_batch(raws: Sequence[bytes], max_bytes: int) -> tuple[list[dict[str, Any]], list[str], list[tuple[int, str]]]:
@@ -83,16 +123,20 @@ def decode_batch(raws: Sequence[bytes], max_bytes: int) -> tuple[list[dict[str, 
     case (every record of the batch a good post) runs as C-level ``map``
     passes; a batch with any bad record is decoded one by one through
     :func:`decode_object`, the one definition of what is accepted and why not.
-    Records may keep a line terminator: JSON ignores it.
+    Records may keep a line terminator: JSON ignores it. A profile message
+    has no post text: its entry in the texts is "" (its name and bio are
+    screened by the profile path).
     """
     if raws and max(map(len, raws)) <= max_bytes:
         try:
             objects = list(map(orjson.loads, raws))
             if set(map(type, objects)) == {dict}:
                 texts = list(map(_get_text, objects))
-                if set(map(type, texts)) == {str} and set(map(type, map(_get_id, objects))) <= _ID_TYPES:
+                if (set(map(type, texts)) == {str} and set(map(type, map(_get_id, objects))) <= _ID_TYPES
+                        and set(map(_get_kind, objects)) <= _PLAIN_KINDS
+                        and set(map(type, map(_get_account, objects))) <= _ACCOUNT_TYPES):
                     return objects, texts, []
-        except (orjson.JSONDecodeError, KeyError):
+        except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: an unhashable "kind"
             pass
     objects, texts, rejected = [], [], []
     for index, raw in enumerate(raws):
@@ -101,5 +145,5 @@ def decode_batch(raws: Sequence[bytes], max_bytes: int) -> tuple[list[dict[str, 
             rejected.append((index, result))
         else:
             objects.append(result)
-            texts.append(result["text"])
+            texts.append(result.get("text", "") if result.get("kind") != "profile" else "")
     return objects, texts, rejected

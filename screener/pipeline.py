@@ -17,7 +17,7 @@ from typing import Sequence
 from .decide import Verdict, decide
 from .lexicon import LexiconSet
 from .match import find_candidates
-from .matchers import build_matcher
+from .matchers import Matcher, build_matcher
 from .verify import Decision, Hit, Verifier
 
 
@@ -40,10 +40,14 @@ class Screener:
     part); ``screen`` is then safe to call from one thread at a time.
     """
 
-    def __init__(self, lexicons: LexiconSet, matcher: str = "auto") -> None:
+    def __init__(self, lexicons: LexiconSet, matcher: str = "auto", compiled: Matcher | None = None) -> None:
+        """``compiled``: a matcher already built for the same lexicon set (the
+        post and profile views share one)."""
         self.lexicons = lexicons
-        self.matcher = build_matcher(matcher, [p.text for p in lexicons.patterns], lexicons.normaliser.table)
+        self.matcher = compiled or build_matcher(matcher, [p.text for p in lexicons.patterns], lexicons.normaliser.table)
         self.verifier = Verifier(lexicons)
+        skip = lexicons.out_of_scope
+        self._skip = frozenset(i for i, r in enumerate(lexicons.rules) if r.category in skip)
 
     @property
     def matcher_name(self) -> str:
@@ -69,6 +73,10 @@ class Screener:
         _, candidates = find_candidates(self.lexicons, self.matcher, texts)
         out: dict[int, Screening] = {}
         for index, found in candidates.items():
+            if self._skip:
+                found = [c for c in found if c.rule not in self._skip]
+                if not found:
+                    continue
             hits, decisions = self.verifier.verify(texts[index], found)
             out[index] = Screening(decide(hits), tuple(hits), tuple(decisions))
         return out

@@ -1,7 +1,9 @@
-"""The ``scan`` job: source → decode → screen → emit, with nothing lost.
+"""The ``scan`` job: source → decode → judge → emit, with nothing lost.
 
 Every input line ends as exactly one of passed / flagged / recalled /
 dead-lettered; the summary adds up by construction, and a test checks it.
+Offender state lives in one shard (``scan``), in memory or in a SQLite file
+(``--state``); the audit trail goes to a JSONL file (``--audit``).
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO, Sequence
 
+from . import audit
 from .decode import decode_batch, strip_eol
-from .emit import events_for
-from .pipeline import Screener
+from .emit import Emitted, emit
+from .judge import Engine, NO_TRACKER, Tracker
+from .offenders import OffenderTracker, Offenders, SqliteStore, event_time
 from .settings import Settings
 from .sinks import DeadLetterSink
 from .source import Chunk, read_chunks, total_size
 
-
 _OUTCOME_FIELD = {"pass": "passed", "flag": "flagged", "recall": "recalled"}
+SHARD = "scan"
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Summary:
     flagged: int = 0
     recalled: int = 0
     dead_lettered: int = 0
+    blacklisted: int = 0
+    cleared: int = 0
     input_bytes: int = 0
     seconds: float = 0.0
 
@@ -41,6 +47,7 @@ class Summary:
         return (
             f"screener scan: posts={self.posts} passed={self.passed} flagged={self.flagged} "
             f"recalled={self.recalled} dead_lettered={self.dead_lettered} "
+            f"blacklisted={self.blacklisted} cleared={self.cleared} "
             f"MB={self.input_bytes / 1e6:.2f} MB/s={rate:.1f} seconds={self.seconds:.2f} "
             f"matcher={matcher} lexicon_version={version}"
         )
@@ -71,33 +78,95 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run_scan(settings: Settings, screener: Screener, paths: Sequence[str], out: BinaryIO) -> Summary:
+class ScanState:
+    """Offender state of a scan: in memory, or restored from and saved to SQLite."""
+
+    def __init__(self, engine: Engine, path: str) -> None:
+        config = engine.policy.offenders
+        self.offenders = Offenders(config) if config.enabled else None
+        self.store = SqliteStore(path) if path and self.offenders else None
+        if self.offenders is not None and self.store is not None:
+            self.offenders.restore(SHARD, self.store.load(SHARD))
+
+    def tracker(self, objects: Sequence[dict[str, Any]]) -> Tracker | OffenderTracker:
+        if self.offenders is None:
+            return NO_TRACKER
+        return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i]))
+
+    def finish(self, tracker: Tracker | OffenderTracker, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not isinstance(tracker, OffenderTracker) or not objects:
+            return []
+        return tracker.finish({SHARD: max(event_time(objects[0]), event_time(objects[-1]))})
+
+    def save(self) -> None:
+        if self.offenders is not None and self.store is not None:
+            self.store.save(SHARD, self.offenders.take_changes(SHARD))
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: BinaryIO) -> Summary:
     summary = Summary()
     dead = DeadLetterSink(settings.dead_letter)
+    log = audit.AuditLog(settings.audit or None)
+    state = ScanState(engine, settings.state)
     progress = Progress(total_size(paths), settings.progress)
     started = time.perf_counter()
     try:
         for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes):
-            out.write(_screen_chunk(chunk, screener, settings.max_post_bytes, summary, dead))
+            out.write(_screen_chunk(chunk, engine, settings, summary, dead, log, state))
+            out.flush()
+            log.flush()
+            state.save()  # after the chunk's events and audit records are out
             progress.update(summary.input_bytes, summary.posts)
     finally:
         progress.close()
         dead.close()
+        log.close()
+        state.close()
         out.flush()
         summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _screen_chunk(chunk: Chunk, screener: Screener, max_bytes: int, summary: Summary, dead: DeadLetterSink) -> bytes:
-    """Decode, screen and emit one chunk; every line lands in exactly one count."""
-    objects, texts, rejected = decode_batch(chunk.lines, max_bytes)
+def _screen_chunk(chunk: Chunk, engine: Engine, settings: Settings, summary: Summary, dead: DeadLetterSink,
+                  log: audit.AuditLog, state: ScanState) -> bytes:
+    """Decode, judge and emit one chunk; every line lands in exactly one count."""
+    objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
     for index, reason in rejected:
         dead.write(chunk.source, chunk.first_line + index, strip_eol(chunk.lines[index]), reason)
-    emitted = events_for(screener, objects, texts)
-    for _, screening, _ in emitted:
-        summary.count(screening.action)
+    tracker = state.tracker(objects)
+    judgements = engine.judge(objects, texts, tracker)
+    emitted = emit(engine, objects, judgements, state.finish(tracker, objects))
+    _count(summary, emitted, chunk, len(texts), len(rejected))
+    if log.enabled:
+        lines = _good_lines(chunk, rejected)
+        log.write(audit.dead_letter(reason, settings.worker_id, engine,
+                                    {"file": chunk.source, "line": chunk.first_line + index}) for index, reason in rejected)
+        log.write(audit.records_for(objects, judgements, emitted, engine, settings.worker_id,
+                                    lambda i: {"file": chunk.source, "line": lines[i]}))
+    return b"".join(e.value for e in emitted)
+
+
+def _count(summary: Summary, emitted: list[Emitted], chunk: Chunk, good: int, bad: int) -> None:
+    messages = 0
+    for e in emitted:
+        if e.judged is not None:
+            summary.count(e.action)
+            messages += 1
+        elif e.kind == "account_blacklist":
+            summary.blacklisted += 1
+        else:
+            summary.cleared += 1
     summary.posts += len(chunk.lines)
-    summary.dead_lettered += len(rejected)
-    summary.passed += len(texts) - len(emitted)
+    summary.dead_lettered += bad
+    summary.passed += good - messages
     summary.input_bytes += sum(map(len, chunk.lines))
-    return b"".join(event for _, _, event in emitted)
+
+
+def _good_lines(chunk: Chunk, rejected: list[tuple[int, str]]) -> list[int]:
+    """Input line number of each decoded object (rejected lines skipped)."""
+    bad = {i for i, _ in rejected}
+    return [chunk.first_line + i for i in range(len(chunk.lines)) if i not in bad]

@@ -7,6 +7,7 @@ in upper case (``matcher`` → ``SCREENER_MATCHER``).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -28,12 +29,25 @@ def shipped_lexicons() -> str:
     return str(Path(__file__).resolve().parent.parent / "lexicons")
 
 
+def shipped_policy() -> str:
+    """The policy shipped with the source tree (policy/README.md)."""
+    return str(Path(__file__).resolve().parent.parent / "policy" / "default.policy")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     #: Lexicon directory (SCREENER_LEXICONS); defaults to the shipped set.
     lexicons: str = ""
+    #: Policy file (SCREENER_POLICY); defaults to the shipped one, "none" for no policy.
+    policy: str = ""
     #: auto | aho | hyperscan (SCREENER_MATCHER).
     matcher: str = "auto"
+    #: Audit log, JSONL, appended to by scan and rescan; "" for none (SCREENER_AUDIT).
+    audit: str = ""
+    #: Repeat-offender state of scan, a SQLite file; "" keeps it in memory (SCREENER_STATE).
+    state: str = ""
+    #: Names this process in audit records (SCREENER_WORKER_ID); default host:pid.
+    worker_id: str = ""
     #: Dead-letter JSONL path, "-" for stderr (SCREENER_DEAD_LETTER).
     dead_letter: str = "-"
     #: Records larger than this go to the dead-letter sink (SCREENER_MAX_POST_BYTES).
@@ -61,6 +75,14 @@ class Settings:
     recall_topic: str = ""
     #: Malformed messages, with their origin in headers (SCREENER_DEAD_LETTER_TOPIC).
     dead_letter_topic: str = "screener.dead-letter"
+    #: The audit trail, append-only; "" turns it off (SCREENER_AUDIT_TOPIC).
+    audit_topic: str = "screener.audit"
+    #: Compacted changelog of the repeat-offender state, partitioned like the
+    #: input topic (SCREENER_OFFENDERS_TOPIC).
+    offenders_topic: str = "screener.offenders"
+    #: On a new lexicon or policy version, rescan the input topic's last N
+    #: seconds and recall what became stricter; 0: off (SCREENER_RESCAN_WINDOW_S).
+    rescan_window_s: int = 0
     #: Prometheus metrics, /healthz and /readyz; 0 turns the server off (SCREENER_METRICS_PORT).
     metrics_port: int = 9108
     metrics_host: str = "0.0.0.0"
@@ -82,13 +104,21 @@ class Settings:
     kafka_consumer: Mapping[str, Any] = field(default_factory=dict)
     kafka_producer: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def policy_path(self) -> str | None:
+        return None if self.policy == "none" else self.policy
+
     def topic_for(self, action: str) -> str:
-        chosen = self.flag_topic if action == "flag" else self.recall_topic
+        chosen = {"flag": self.flag_topic, "recall": self.recall_topic}.get(action, "")
         return chosen or self.events_topic
 
     def __post_init__(self) -> None:
         if not self.lexicons:
             object.__setattr__(self, "lexicons", shipped_lexicons())
+        if not self.policy:
+            object.__setattr__(self, "policy", shipped_policy())
+        if not self.worker_id:
+            object.__setattr__(self, "worker_id", f"{socket.gethostname()}:{os.getpid()}")
         if self.matcher not in ("auto", "aho", "hyperscan"):
             raise ConfigError(f"matcher must be auto, aho or hyperscan, not {self.matcher!r}")
         if self.progress not in ("auto", "on", "off"):
@@ -97,6 +127,8 @@ class Settings:
                      "shutdown_timeout_s", "reload_interval_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
+        if self.rescan_window_s < 0:
+            raise ConfigError("rescan_window_s must be 0 (off) or positive")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError("metrics_port must be 0-65535")
         for name in ("kafka", "kafka_consumer", "kafka_producer"):

@@ -23,28 +23,41 @@ class Chunk:
     source: str
     first_line: int
     lines: list[bytes]
+    #: Which of the paths, and the byte offset just after the chunk (resuming).
+    source_index: int = 0
+    end_offset: int = 0
 
 
-def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int) -> Iterator[Chunk]:
-    line = 1
+def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int, index: int = 0,
+            offset: int = 0, line: int = 1) -> Iterator[Chunk]:
     while True:
         lines = stream.readlines(max_bytes)
         if not lines:
             return
         for at in range(0, len(lines), max_records):
             part = lines[at:at + max_records]
-            yield Chunk(name, line, part)
+            offset += sum(map(len, part))
+            yield Chunk(name, line, part, index, offset)
             line += len(part)
 
 
-def read_chunks(paths: Sequence[str], max_records: int, max_bytes: int) -> Iterator[Chunk]:
-    """Every line of every file in order; ``-`` or no paths means stdin."""
-    for path in paths or ["-"]:
+def read_chunks(paths: Sequence[str], max_records: int, max_bytes: int,
+                resume: tuple[int, int, int] = (0, 0, 1)) -> Iterator[Chunk]:
+    """Every line of every file in order; ``-`` or no paths means stdin.
+
+    ``resume``: (path index, byte offset, line number) to start from, as a
+    chunk's ``source_index``, ``end_offset`` and next line left it.
+    """
+    for index, path in enumerate(paths or ["-"]):
+        if index < resume[0]:
+            continue
+        offset, line = resume[1:] if index == resume[0] else (0, 1)
         if path == "-":
-            yield from _chunks("<stdin>", sys.stdin.buffer, max_records, max_bytes)
+            yield from _chunks("<stdin>", sys.stdin.buffer, max_records, max_bytes, index)
         else:
             with open(path, "rb", buffering=1 << 20) as stream:
-                yield from _chunks(path, stream, max_records, max_bytes)
+                stream.seek(offset)
+                yield from _chunks(path, stream, max_records, max_bytes, index, offset, line)
 
 
 def total_size(paths: Sequence[str]) -> int | None:

@@ -37,7 +37,7 @@ def test_explain_pass(capsys):
 def test_lexicon_check_ok(capsys):
     assert main(["lexicon", "check", str(LEXICONS)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK: 22 categories")
+    assert out.startswith("OK: 24 categories")
 
 
 def test_lexicon_check_errors_and_warnings(capsys, make_lexicon):

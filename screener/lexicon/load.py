@@ -8,7 +8,7 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,10 +35,35 @@ class LexiconSet:
     patterns: tuple[Pattern, ...]
     normaliser: Normaliser
     warnings: tuple[Problem, ...]
+    #: The kind of message this view screens (see :meth:`for_scope`).
+    scope: str = "post"
 
     @property
     def term_count(self) -> int:
         return sum(1 for r in self.rules if r.kind != "allow")
+
+    def for_scope(self, scope: str) -> "LexiconSet":
+        """The set as one kind of message sees it.
+
+        ``post``: without profile-only categories. ``profile``: without
+        post-only categories, and every rule in substring mode: a name is
+        short and chosen, so 赌博 must be found even where it would cut
+        through a word of running text (Gejiu Art. 7's stricter name rules).
+        Rule and pattern indices stay those of the full set, so both views
+        share one compiled matcher and report the same rule ids.
+        """
+        rules = self.rules
+        if scope == "profile":
+            rules = tuple(replace(r, mode="substring") if r.kind != "allow" else r for r in rules)
+        return replace(self, rules=rules, scope=scope)
+
+    @property
+    def out_of_scope(self) -> frozenset[str]:
+        """Categories this view does not screen (their candidates are dropped).
+
+        Patterns stay those of the full set, so post and profile views share
+        one compiled matcher."""
+        return frozenset(k for k, c in self.categories.items() if c.scope not in (self.scope, "both"))
 
 
 def load_lexicons(directory: str | Path) -> LexiconSet:

@@ -8,9 +8,11 @@ from typing import Literal
 Action = Literal["flag", "recall"]
 Mode = Literal["word", "substring"]
 Kind = Literal["term", "combo", "allow"]
+Scope = Literal["post", "profile", "both"]
 
 ACTIONS: tuple[Action, ...] = ("flag", "recall")
 MODES: tuple[Mode, ...] = ("word", "substring")
+SCOPES: tuple[Scope, ...] = ("post", "profile", "both")
 #: Strictness order used by the decision stage: the strictest hit wins.
 SEVERITY_OF_ACTION = {"pass": 0, "flag": 1, "recall": 2}
 
@@ -27,6 +29,9 @@ class Category:
     #: True for categories whose terms the operator must supply (political
     #: speech, rumours, religion): we ship them empty on purpose.
     operator_supplied: bool = False
+    #: Which messages the category screens: posts, profiles (names and bios,
+    #: Gejiu Art. 7) or both.
+    scope: Scope = "both"
 
 
 @dataclass(frozen=True)

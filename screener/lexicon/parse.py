@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from .model import ACTIONS, MODES, Category
+from .model import ACTIONS, MODES, SCOPES, Category
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,7 +148,7 @@ def parse_manifest(path: Path) -> tuple[dict[str, Category], dict[str, Any], lis
 
 
 def _category(key: str, spec: dict[str, Any]) -> tuple[Category, str | None]:
-    known = {"title_zh", "title_en", "basis", "action", "severity", "mode", "operator_supplied"}
+    known = {"title_zh", "title_en", "basis", "action", "severity", "mode", "operator_supplied", "scope"}
     extra = sorted(set(spec) - known)
     if extra:
         return default_category(key), f"category {key!r}: unknown field(s) {', '.join(extra)}"
@@ -161,10 +161,13 @@ def _category(key: str, spec: dict[str, Any]) -> tuple[Category, str | None]:
     severity = spec.get("severity", 1)
     if not isinstance(severity, int) or not 1 <= severity <= 5:
         return default_category(key), f"category {key!r}: severity must be a whole number 1-5"
+    scope = spec.get("scope", "both")
+    if scope not in SCOPES:
+        return default_category(key), f"category {key!r}: scope must be post, profile or both, not {scope!r}"
     basis = spec.get("basis", [])
     return Category(
         key, spec.get("title_zh", key), spec.get("title_en", key), tuple(basis),
-        action, severity, mode, bool(spec.get("operator_supplied", False)),
+        action, severity, mode, bool(spec.get("operator_supplied", False)), scope,
     ), None
 
 

@@ -1,0 +1,181 @@
+"""The audit trail ("全过程留痕备查"): every decision that is not a plain pass.
+
+One append-only record per flag, recall, suppressed hit, policy-decided pass,
+dead letter, lexicon reload (or rejected reload), rescan, blacklist change;
+each with the lexicon and policy versions, the rule ids, the worker and
+where the message came from. Records go to an audit topic in Kafka mode and to
+a JSONL file in ``scan``/``rescan`` mode; ``screener audit`` reads either
+and answers "what was decided about this post / account, when, under which
+versions, and why".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any, BinaryIO, Iterable, Iterator
+
+import orjson
+
+from .emit import Emitted, now_iso
+from .judge import Engine, Judgement
+
+#: What identifies this process in audit records: host and pid unless set.
+DEFAULT_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _base(kind: str, worker: str, engine: Engine | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"audit_id": str(uuid.uuid4()), "kind": kind, "at": now_iso(), "worker": worker}
+    if engine is not None:
+        record["lexicon_version"] = engine.lexicon_version
+        record["policy_version"] = engine.policy_version
+    return record
+
+
+def decision(obj: dict[str, Any], judged: Judgement, engine: Engine, worker: str, source: dict[str, Any],
+             emitted: Emitted | None = None, rescan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Why a post or profile got its verdict: every hit, what the policy did
+    with it, every hit verification suppressed and why."""
+    record = _base("decision", worker, engine)
+    record.update({
+        "subject": judged.kind,
+        "post_id": obj["id"],
+        "account_id": judged.account.get("id"),
+        "action": judged.action,
+        "event_id": emitted.event["event_id"] if emitted else None,
+        "hits": [
+            {**h.to_event(), "lexicon_action": h.hit.rule.action,
+             "policy": f"{h.rule.id} ({h.rule.source})" if h.rule else "lexicon action"}
+            for h in judged.hits
+        ],
+        "suppressed": [
+            {"term": d.hit.rule.label, "category": d.hit.rule.category, "rule_id": d.hit.rule.id,
+             "start": d.hit.start, "end": d.hit.end, "matched": d.hit.matched, "reason": d.reason}
+            for d in judged.suppressed
+        ],
+        "post_rule": f"{judged.post_rule.id} ({judged.post_rule.source})" if judged.post_rule else None,
+        "source": source,
+    })
+    if rescan is not None:
+        record["rescan"] = rescan
+    return record
+
+
+def dead_letter(reason: str, worker: str, engine: Engine | None, source: dict[str, Any]) -> dict[str, Any]:
+    record = _base("dead_letter", worker, engine)
+    record.update({"reason": reason, "source": source})
+    return record
+
+
+def account_change(emitted: Emitted, worker: str, engine: Engine) -> dict[str, Any]:
+    record = _base(emitted.kind, worker, engine)
+    event = emitted.event
+    record.update({"account_id": event["account_id"], "event_id": event["event_id"],
+                   "violations": event["violations"], "threshold": event["threshold"],
+                   "window_s": event["window_s"], "post_ids": event["post_ids"]})
+    return record
+
+
+def reload(worker: str, engine: Engine | None, previous: dict[str, str], outcome: str, problems: Iterable[str] = ()) -> dict[str, Any]:
+    """A lexicon/policy version started serving (``outcome`` "loaded") or was rejected."""
+    record = _base("reload", worker, engine)
+    record.update({"outcome": outcome, "previous": previous, "problems": list(problems)})
+    return record
+
+
+def rescan(worker: str, engine: Engine, phase: str, details: dict[str, Any]) -> dict[str, Any]:
+    record = _base("rescan", worker, engine)
+    record.update({"phase": phase, **details})
+    return record
+
+
+def records_for(objects: list[dict[str, Any]], judgements: Iterable[Judgement], emitted: Iterable[Emitted],
+                engine: Engine, worker: str, source_of: Any, rescan_of: Any = None) -> list[dict[str, Any]]:
+    """Audit records of one screened batch: decisions, then account changes."""
+    by_index = {e.judged.index: e for e in emitted if e.judged is not None}
+    out = [decision(objects[j.index], j, engine, worker, source_of(j.index), by_index.get(j.index),
+                    rescan_of(j.index) if rescan_of else None) for j in judgements if j.noteworthy]
+    out += [account_change(e, worker, engine) for e in emitted if e.judged is None]
+    return out
+
+
+class AuditLog:
+    """Append-only JSONL audit log (``scan``/``rescan``). Flushed per batch."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._stream: BinaryIO | None = open(path, "ab") if path else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._stream is not None
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        if self._stream is not None:
+            self._stream.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self.flush()
+            self._stream.close()
+            self._stream = None
+
+
+# -- reading it back -----------------------------------------------------------------------------
+def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, 1):
+            if line.strip():
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:  # a torn last line after a crash
+                    yield {"kind": "unreadable", "at": None, "reason": f"{path}:{number}: {exc}"}
+
+
+def _same(value: Any, wanted: str) -> bool:
+    return value is not None and (value == wanted or str(value) == wanted)
+
+
+def select(records: Iterable[dict[str, Any]], post: str | None = None, account: str | None = None) -> list[dict[str, Any]]:
+    """Records about a post (by id) or an account (its posts, profile and status)."""
+    out = []
+    for r in records:
+        if post is not None and _same(r.get("post_id"), post):
+            out.append(r)
+        elif account is not None and _same(r.get("account_id"), account):
+            out.append(r)
+    return out
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """One paragraph per record, oldest first: what, when, under which versions, why."""
+    lines = []
+    for r in records:
+        versions = f"lexicon {r.get('lexicon_version')} policy {r.get('policy_version')}"
+        head = f"{r.get('at')}  {r['kind']}"
+        if r["kind"] == "decision":
+            what = f"{r['subject']} {r['post_id']!r} of account {r.get('account_id')!r}: {r['action'].upper()}"
+            lines.append(f"{head}  {what}  ({versions}; worker {r.get('worker')})")
+            if r.get("rescan"):
+                lines.append(f"    rescan: was {r['rescan'].get('previous_action')}")
+            for h in r.get("hits", []):
+                lines.append(f"    hit {h['matched']!r} = {h['term']!r} ({h['category']}, rule {h['rule_id']}): "
+                             f"lexicon {h['lexicon_action']} -> {h['action']} by {h['policy']}")
+            for s in r.get("suppressed", []):
+                lines.append(f"    suppressed {s['matched']!r} = {s['term']!r} ({s['category']}): {s['reason']}")
+            if r.get("post_rule"):
+                lines.append(f"    post rule {r['post_rule']}")
+            lines.append(f"    source {orjson.dumps(r.get('source')).decode()}")
+        elif r["kind"] in ("account_blacklist", "account_cleared"):
+            lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "
+                         f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
+        else:
+            detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
+            lines.append(f"{head}  {orjson.dumps(detail).decode()}  ({versions})")
+    return "\n".join(lines)

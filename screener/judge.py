@@ -1,0 +1,200 @@
+"""Stage: decide, with the author in view. Hits + account + policy → verdict.
+
+:class:`Engine` is everything one version of the rules needs: the post
+screener, the profile screener (same compiled matcher, stricter matching),
+and the policy. :meth:`Engine.judge` takes one decoded batch and returns a
+:class:`Judgement` for every message that is not a silent pass: every front
+end (``scan``, ``rescan``, the Kafka worker, ``explain``) goes through it.
+
+Policy evaluation costs in proportion to candidate posts, except for ``post``
+rules (account allow/deny lists, blacklisted accounts), which must see every
+post of the batch; the closing benchmark reports the cost of both.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .decide import Verdict
+from .decode import account_of
+from .lexicon import load_lexicons
+from .pipeline import Screener, Screening
+from .policy import EMPTY_POLICY, Policy, PolicyRule, account_facts, load_policy, strictest
+from .verify import Decision, Hit
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedHit:
+    """A verified hit and what the policy made of it (``pass``: it does not count)."""
+
+    hit: Hit
+    action: str
+    rule: PolicyRule | None
+    field: str | None = None  # name | bio for profiles
+
+    def to_event(self) -> dict[str, Any]:
+        out = self.hit.to_event()
+        out["action"] = self.action
+        if self.rule is not None:
+            out["lexicon_action"] = self.hit.rule.action
+            out["policy_rule"] = self.rule.id
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+@dataclass(slots=True)
+class Judgement:
+    index: int  # into the batch
+    kind: str  # post | profile
+    action: Verdict
+    account: dict[str, Any]
+    hits: list[JudgedHit] = field(default_factory=list)
+    suppressed: list[Decision] = field(default_factory=list)  # verification said no
+    post_rule: PolicyRule | None = None
+
+    @property
+    def counted(self) -> list[JudgedHit]:
+        return [h for h in self.hits if h.action != "pass"]
+
+    @property
+    def policy_rules(self) -> list[str]:
+        ids = [h.rule.id for h in self.hits if h.rule is not None]
+        if self.post_rule is not None:
+            ids.append(self.post_rule.id)
+        return list(dict.fromkeys(ids))
+
+    @property
+    def noteworthy(self) -> bool:
+        """Worth an audit record: not a plain pass."""
+        return self.action != "pass" or bool(self.hits) or bool(self.suppressed) or self.post_rule is not None
+
+
+class Tracker:
+    """What the judge asks about accounts (the offender state) and tells it.
+
+    The default knows nothing and remembers nothing: no account is blacklisted.
+    """
+
+    def blacklisted(self, index: int, account_id: Any) -> bool:
+        return False
+
+    def violation(self, index: int, account_id: Any, post_id: Any, action: str) -> None:
+        return None
+
+
+NO_TRACKER = Tracker()
+
+
+@dataclass(frozen=True)
+class Engine:
+    posts: Screener
+    profiles: Screener
+    policy: Policy = EMPTY_POLICY
+
+    @classmethod
+    def build(cls, lexicons: str | Path, policy: str | Path | None = None, matcher: str = "auto") -> "Engine":
+        """Load, validate and compile; raises LexiconError / PolicyError with every problem."""
+        full = load_lexicons(lexicons)
+        checked = load_policy(policy, full.categories)  # before the costly compile
+        posts = Screener(full, matcher)
+        return cls(posts, Screener(full.for_scope("profile"), compiled=posts.matcher), checked)
+
+    @classmethod
+    def of(cls, screener: Screener, policy: Policy = EMPTY_POLICY) -> "Engine":
+        return cls(screener, Screener(screener.lexicons.for_scope("profile"), compiled=screener.matcher), policy)
+
+    @property
+    def lexicon_version(self) -> str:
+        return self.posts.version
+
+    @property
+    def policy_version(self) -> str:
+        return self.policy.version
+
+    @property
+    def matcher_name(self) -> str:
+        return self.posts.matcher_name
+
+    def judge(self, objects: Sequence[dict[str, Any]], texts: Sequence[str],
+              tracker: Tracker = NO_TRACKER) -> list[Judgement]:
+        """Judgements, in batch order, of every message that is not a silent pass.
+
+        Posts are judged in order, so a post that blacklists its account
+        makes the account's later posts in the same batch meet the stricter
+        policy, exactly as if they had come one batch later.
+        """
+        screened = self.posts.screen_sparse(texts)
+        kinds = list(map(_KIND, objects))
+        profiles = [i for i, k in enumerate(kinds) if k == "profile"] if "profile" in kinds else []
+        profile_hits = self._screen_profiles(objects, profiles)
+        if self.policy.has_post_rules:
+            indices: Sequence[int] = range(len(objects))
+        else:
+            indices = sorted({*screened, *profile_hits})
+        out = []
+        for index in indices:
+            obj = objects[index]
+            if obj.get("kind") == "profile":
+                judged = self._judge_profile(index, obj, profile_hits.get(index, []), tracker)
+            else:
+                judged = self._judge_post(index, obj, screened.get(index), tracker)
+            if judged is not None and judged.noteworthy:
+                out.append(judged)
+        return out
+
+    def _facts(self, index: int, obj: dict[str, Any], tracker: Tracker) -> tuple[dict[str, Any], dict[str, Any]]:
+        account = account_of(obj)
+        facts = account_facts(account)
+        if "id" in account and tracker.blacklisted(index, account["id"]):
+            facts["account.blacklisted"] = True
+        return account, facts
+
+    def _judge_post(self, index: int, obj: dict[str, Any], screening: Screening | None, tracker: Tracker) -> Judgement | None:
+        account, facts = self._facts(index, obj, tracker)
+        hits = self._judge_hits("hit", screening.hits if screening else (), facts)
+        verdict, post_rule = self.policy.judge_post(facts, strictest([h.action for h in hits]))
+        suppressed = [d for d in screening.decisions if not d.kept] if screening else []
+        judged = Judgement(index, "post", verdict, account, hits, suppressed, post_rule)  # type: ignore[arg-type]
+        if verdict != "pass" and "id" in account:
+            tracker.violation(index, account["id"], obj["id"], verdict)
+        return judged
+
+    def _judge_profile(self, index: int, obj: dict[str, Any], found: list[tuple[str, Screening]], tracker: Tracker) -> Judgement:
+        account, facts = self._facts(index, obj, tracker)
+        hits: list[JudgedHit] = []
+        suppressed: list[Decision] = []
+        for name, screening in found:
+            hits += self._judge_hits("profile", screening.hits, facts, name)
+            suppressed += [d for d in screening.decisions if not d.kept]
+        return Judgement(index, "profile", strictest([h.action for h in hits]), account, hits, suppressed)  # type: ignore[arg-type]
+
+    def _judge_hits(self, scope: str, hits: Sequence[Hit], facts: dict[str, Any], name: str | None = None) -> list[JudgedHit]:
+        out = []
+        for hit in hits:
+            hit_facts = {**facts, "category": hit.rule.category, "action": hit.rule.action, "term": hit.rule.label}
+            if name is not None:
+                hit_facts["field"] = name
+            action, rule = self.policy.judge_hit(scope, hit_facts, hit.rule.action)
+            out.append(JudgedHit(hit, action, rule, name))
+        return out
+
+    def _screen_profiles(self, objects: Sequence[dict[str, Any]], indices: list[int]) -> dict[int, list[tuple[str, Screening]]]:
+        """Name and bio of each profile, screened in one call of the profile screener."""
+        if not indices:
+            return {}
+        slots = [(i, name) for i in indices for name in ("name", "bio") if objects[i].get(name)]
+        screened = self.profiles.screen_sparse([objects[i][name] for i, name in slots])
+        out: dict[int, list[tuple[str, Screening]]] = {}
+        for slot, screening in sorted(screened.items()):
+            index, name = slots[slot]
+            out.setdefault(index, []).append((name, screening))
+        return out
+
+
+_KIND = operator.methodcaller("get", "kind")
+#: Build an engine from the settings' paths (hot reload uses the same factory).
+EngineFactory = Callable[[], Engine]

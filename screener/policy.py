@@ -1,0 +1,317 @@
+"""Account-aware policy: turn kept hits plus the author's account into a verdict.
+
+The lexicon says what a term is (category, default action); the policy says
+what that means for *this* account. A policy file is plain text, one
+statement per line, validated all or nothing like a lexicon (every problem as
+``path:line: reason``). Syntax (documented in ``policy/README.md``)::
+
+    # comment
+    list trusted: gov-001, gov-002          a named list of values
+    list denied: @denied_accounts.txt       ... or read from a file, one per line
+    hit news-licensed: category=current_affairs_news account.news_license=true -> pass
+    hit gov-abuse: category=abuse account.type=government -> recall
+    post denied: account.id=@denied -> recall
+    profile officials: category=official_names -> recall
+    offenders: threshold=5 window=30d clear=true count=flag,recall
+
+Scopes: ``hit`` rules judge each kept hit of a post, ``profile`` rules each
+kept hit of a profile (name, bio), ``post`` rules the post as a whole, after
+its hits. Within a scope the first rule whose conditions all hold decides; a
+hit no rule matches keeps its lexicon action.
+
+Effects: ``pass`` (a hit does not count; a post passes whatever its hits),
+``flag`` and ``recall`` (a hit gets exactly this action; a post gets at least
+this verdict), ``escalate`` (one step stricter: pass → flag → recall).
+
+Conditions are ``key=value`` or ``key!=value``; a value is one word,
+alternatives joined by ``,``, or ``@list``. An account attribute that is
+absent matches no ``=`` and every ``!=``. ``true``/``false`` match booleans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import LexiconError, Problem
+from .lexicon.model import SEVERITY_OF_ACTION
+from .lexicon.parse import read_lines
+
+SCOPES = ("hit", "post", "profile")
+EFFECTS = ("pass", "flag", "recall", "escalate")
+VERDICTS = ("pass", "flag", "recall")
+#: Keys a condition may test, per scope, besides ``account.<attribute>``.
+HIT_KEYS = {"hit": ("category", "action", "term"), "profile": ("category", "action", "term", "field"), "post": ()}
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_COND = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<op>!=|=)(?P<value>\S+)$")
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class PolicyError(LexiconError):
+    """A policy file failed validation; the previous policy keeps serving."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    negate: bool
+    values: frozenset[str]
+    source: str  # as written, for explain
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        value = _canonical(facts.get(self.key))
+        return (value in self.values) != self.negate if value is not None else self.negate
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    id: str
+    scope: str
+    conditions: tuple[Condition, ...]
+    effect: str
+    path: str
+    line: int
+
+    def matches(self, facts: Mapping[str, Any]) -> bool:
+        return all(c.holds(facts) for c in self.conditions)
+
+    @property
+    def possible(self) -> bool:
+        """False when a condition tests ``=`` against an empty list: such a
+        rule never matches (e.g. an operator's deny list still empty), so it
+        is not evaluated and costs nothing."""
+        return all(c.values or c.negate for c in self.conditions)
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class OffenderConfig:
+    """Repeat offenders (Yuhang Art. 15): ``threshold`` violations within ``window_s``."""
+
+    threshold: int = 0  # 0: off
+    window_s: int = 30 * 86400
+    clear: bool = False
+    count: frozenset[str] = frozenset({"flag", "recall"})
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    path: str
+    rules: Mapping[str, tuple[PolicyRule, ...]]  # by scope, in file order
+    offenders: OffenderConfig = field(default_factory=OffenderConfig)
+
+    def __post_init__(self) -> None:
+        live = {scope: tuple(r for r in rules if r.possible) for scope, rules in self.rules.items()}
+        object.__setattr__(self, "_live", live)
+
+    @property
+    def has_post_rules(self) -> bool:
+        """Whether ``post`` rules can match: then every post must be judged."""
+        return bool(self._live["post"])  # type: ignore[attr-defined]
+
+    def judge_hit(self, scope: str, hit_facts: Mapping[str, Any], action: str) -> tuple[str, PolicyRule | None]:
+        """The hit's effective action (``pass`` if it does not count) and the rule that set it."""
+        for rule in self._live[scope]:  # type: ignore[attr-defined]
+            if rule.matches(hit_facts):
+                return apply_effect(rule.effect, action, for_post=False), rule
+        return action, None
+
+    def judge_post(self, account_facts: Mapping[str, Any], verdict: str) -> tuple[str, PolicyRule | None]:
+        for rule in self._live["post"]:  # type: ignore[attr-defined]
+            if rule.matches(account_facts):
+                return apply_effect(rule.effect, verdict, for_post=True), rule
+        return verdict, None
+
+
+EMPTY_POLICY = Policy("none", "", {s: () for s in SCOPES})
+
+
+def apply_effect(effect: str, action: str, for_post: bool) -> str:
+    """A rule's effect applied to an action (of a hit) or a verdict (of a post).
+
+    >>> apply_effect("escalate", "flag", False), apply_effect("flag", "recall", True), apply_effect("flag", "recall", False)
+    ('recall', 'recall', 'flag')
+    """
+    if effect == "escalate":
+        return VERDICTS[min(SEVERITY_OF_ACTION[action] + 1, 2)]
+    if effect == "pass" or not for_post:
+        return effect
+    return effect if SEVERITY_OF_ACTION[effect] > SEVERITY_OF_ACTION[action] else action
+
+
+def _canonical(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is True or value is False:
+        return "true" if value else "false"
+    return str(value)
+
+
+def account_facts(account: Mapping[str, Any]) -> dict[str, Any]:
+    """``account.<attr>`` keys for conditions, from an account object."""
+    return {f"account.{k}": v for k, v in account.items()}
+
+
+# -- loading --------------------------------------------------------------------------
+def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
+    """Load and validate a policy file against the lexicon's categories.
+
+    ``None`` or ``""`` means no policy: every hit keeps its lexicon action.
+    Raises :class:`PolicyError` with every problem.
+    """
+    if not path:
+        return EMPTY_POLICY
+    file = Path(path)
+    if not file.is_file():
+        raise PolicyError([Problem(str(file), 0, "policy file not found")])
+    lines, problems = read_lines(file)
+    known = set(categories)
+    lists: dict[str, frozenset[str]] = {}
+    rules: dict[str, list[PolicyRule]] = {s: [] for s in SCOPES}
+    ids: dict[str, int] = {}
+    offenders: OffenderConfig | None = None
+    digest = hashlib.sha256(b"screener-policy/1\n" + file.read_bytes())
+    for number, raw in enumerate(lines, 1):
+        text = raw.split("#", 1)[0].strip() if not raw.strip().startswith("#") else ""
+        if not text:
+            continue
+        where = (str(file), number)
+        head, sep, body = text.partition(":")
+        words = head.split()
+        if not sep:
+            problems.append(Problem(*where, "expected 'list NAME: ...', 'offenders: ...' or 'SCOPE ID: CONDITIONS -> EFFECT'"))
+        elif words == ["offenders"]:
+            if offenders is not None:
+                problems.append(Problem(*where, "offenders given twice"))
+            offenders, found = _offenders(body, where)
+            problems += found
+        elif len(words) == 2 and words[0] == "list":
+            values, found, data = _list(words[1], body, file.parent, where, lists)
+            problems += found
+            digest.update(data)
+            lists[words[1]] = values
+        elif len(words) == 2 and words[0] in SCOPES:
+            rule, found = _rule(words[0], words[1], body, where, lists, known)
+            problems += found
+            if words[1] in ids:
+                problems.append(Problem(*where, f"rule id {words[1]!r} already used at line {ids[words[1]]}"))
+            ids.setdefault(words[1], number)
+            if rule is not None:
+                rules[rule.scope].append(rule)
+        else:
+            problems.append(Problem(*where, f"unknown statement {head.strip()!r} (known: list NAME, offenders, {', '.join(SCOPES)} ID)"))
+    if problems:
+        raise PolicyError(sorted(problems, key=lambda p: (p.path, p.line)))
+    return Policy(digest.hexdigest()[:16], str(file), {s: tuple(r) for s, r in rules.items()},
+                  offenders or OffenderConfig())
+
+
+def _list(name: str, body: str, base: Path, where: tuple[str, int], lists: Mapping[str, Any]) -> tuple[frozenset[str], list[Problem], bytes]:
+    problems = []
+    if not _ID.match(name):
+        problems.append(Problem(*where, f"list name {name!r}: use letters, digits, '_', '-', '.'"))
+    if name in lists:
+        problems.append(Problem(*where, f"list {name!r} defined twice"))
+    body = body.strip()
+    if body.startswith("@"):
+        target = base / body[1:].strip()
+        try:
+            data = target.read_bytes()
+            values = [line.split("#", 1)[0].strip() for line in data.decode("utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
+        return frozenset(v for v in values if v), problems, b"\0" + name.encode() + b"\0" + data
+    return frozenset(v.strip() for v in body.split(",") if v.strip()), problems, b""
+
+
+def _rule(scope: str, rule_id: str, body: str, where: tuple[str, int], lists: Mapping[str, frozenset[str]],
+          categories: set[str]) -> tuple[PolicyRule | None, list[Problem]]:
+    problems = []
+    if not _ID.match(rule_id):
+        problems.append(Problem(*where, f"rule id {rule_id!r}: use letters, digits, '_', '-', '.'"))
+    conds_text, arrow, effect = body.rpartition("->")
+    if not arrow:
+        return None, [*problems, Problem(*where, "missing '-> EFFECT'")]
+    effect = effect.strip()
+    if effect not in EFFECTS:
+        problems.append(Problem(*where, f"effect must be one of {', '.join(EFFECTS)}, not {effect!r}"))
+    conditions = []
+    for token in conds_text.split():
+        condition, problem = _condition(scope, token, lists, categories)
+        if problem:
+            problems.append(Problem(*where, problem))
+        elif condition is not None:
+            conditions.append(condition)
+    if problems:
+        return None, problems
+    return PolicyRule(rule_id, scope, tuple(conditions), effect, where[0], where[1]), []
+
+
+def _condition(scope: str, token: str, lists: Mapping[str, frozenset[str]], categories: set[str]) -> tuple[Condition | None, str | None]:
+    m = _COND.match(token)
+    if not m:
+        return None, f"condition {token!r}: expected KEY=VALUE or KEY!=VALUE"
+    key, value = m["key"], m["value"]
+    if not (key in HIT_KEYS[scope] or (key.startswith("account.") and len(key) > len("account."))):
+        allowed = ", ".join([*HIT_KEYS[scope], "account.<attribute>"])
+        return None, f"condition {token!r}: a {scope} rule may test {allowed}, not {key!r}"
+    if value.startswith("@"):
+        if value[1:] not in lists:
+            return None, f"condition {token!r}: unknown list {value[1:]!r} (define it above with 'list {value[1:]}: ...')"
+        values = lists[value[1:]]
+    else:
+        values = frozenset(v for v in value.split(",") if v)
+    if key == "category" and not values <= categories:
+        return None, f"condition {token!r}: unknown category {', '.join(sorted(values - categories))!r}"
+    if key == "action" and not values <= {"flag", "recall"}:
+        return None, f"condition {token!r}: action is flag or recall"
+    if key == "field" and not values <= {"name", "bio"}:
+        return None, f"condition {token!r}: field is name or bio"
+    return Condition(key, m["op"] == "!=", values, token), None
+
+
+def _offenders(body: str, where: tuple[str, int]) -> tuple[OffenderConfig | None, list[Problem]]:
+    options: dict[str, Any] = {}
+    problems = []
+    for token in body.split():
+        key, sep, value = token.partition("=")
+        if not sep:
+            problems.append(Problem(*where, f"offenders: {token!r} is not KEY=VALUE"))
+        elif key == "threshold" and value.isdigit() and int(value) >= 1:
+            options["threshold"] = int(value)
+        elif key == "window" and (m := _DURATION.match(value)) and int(m[1]) > 0:
+            options["window_s"] = int(m[1]) * _UNITS[m[2]]
+        elif key == "clear" and value in ("true", "false"):
+            options["clear"] = value == "true"
+        elif key == "count" and value and set(value.split(",")) <= {"flag", "recall"}:
+            options["count"] = frozenset(value.split(","))
+        else:
+            known = "threshold=N (>=1), window=N[s|m|h|d], clear=true|false, count=flag,recall"
+            problems.append(Problem(*where, f"offenders: bad option {token!r} (known: {known})"))
+    if "threshold" not in options and not problems:
+        problems.append(Problem(*where, "offenders: threshold=N is required"))
+    return (OffenderConfig(**options) if not problems else None), problems
+
+
+def describe(rule: PolicyRule | None) -> str:
+    if rule is None:
+        return "no policy rule: lexicon action"
+    conds = " ".join(c.source for c in rule.conditions) or "(always)"
+    return f"{rule.scope} {rule.id} ({rule.source}): {conds} -> {rule.effect}"
+
+
+def strictest(actions: Sequence[str]) -> str:
+    """The strictest of ``actions`` (``pass`` when empty)."""
+    return max(actions, key=SEVERITY_OF_ACTION.__getitem__, default="pass")

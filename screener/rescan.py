@@ -1,0 +1,195 @@
+"""``screener rescan``: re-screen published posts, recall what became stricter.
+
+The 2021 national opinion asks for "multi-node recall and re-review": when the
+rules change, what was published under the old rules is looked at again.
+A rescan reads posts (JSONL archives, or a Kafka topic from an offset or a
+timestamp), judges them with the *current* lexicon and policy, and emits an
+event only for a post whose verdict is now stricter than the one it was
+published under: pass → flag or recall, flag → recall. Everything else stays
+silent. The earlier verdicts come from the earlier events or the audit log
+(:class:`Previous`); a post absent from both was passed.
+
+A checkpoint file, written after every batch's output is out, makes a rescan
+resumable: run the same command again and it continues after the last
+finished batch (at-least-once: a batch cut off mid-way is done again, and its
+events keep their ids).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
+
+import orjson
+
+from . import audit
+from .decode import decode_batch
+from .emit import Emitted, emit, serialise
+from .errors import ConfigError
+from .judge import Engine, Judgement
+from .lexicon.model import SEVERITY_OF_ACTION
+from .scan import Progress
+from .settings import Settings
+from .source import read_chunks, total_size
+
+
+def subject_key(kind: str, subject_id: Any) -> bytes:
+    """A post and a profile with the same id are different subjects; 1 and "1" differ."""
+    return orjson.dumps(subject_id if kind == "post" else ["profile", subject_id])
+
+
+class Previous:
+    """The strictest verdict each post (or profile) was given so far."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[bytes, str] = {}
+
+    def note(self, key: bytes, action: str) -> None:
+        if SEVERITY_OF_ACTION.get(action, 0) > SEVERITY_OF_ACTION[self.verdicts.get(key, "pass")]:
+            self.verdicts[key] = action
+
+    def add(self, record: dict[str, Any]) -> None:
+        """An event (kind post / profile_flag) or an audit decision record."""
+        kind = record.get("kind", "post")
+        if kind == "decision":
+            self.note(subject_key(record.get("subject", "post"), record.get("post_id")), record.get("action", "pass"))
+        elif kind == "post" and "post_id" in record:
+            self.note(subject_key("post", record["post_id"]), record.get("action", "pass"))
+        elif kind == "profile_flag":
+            self.note(subject_key("profile", record.get("profile_id")), record.get("action", "pass"))
+
+    def load(self, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            if line.strip():
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a torn last line; nothing else writes these files
+                if isinstance(record, dict):
+                    self.add(record)
+
+    def load_files(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            with open(path, "rb") as stream:
+                self.load(stream)
+
+    def get(self, key: bytes) -> str:
+        return self.verdicts.get(key, "pass")
+
+
+@dataclass
+class RescanSummary:
+    posts: int = 0
+    rescreened: int = 0
+    stricter: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    #: Posts done by an earlier, interrupted run (not part of this run's rate).
+    resumed_posts: int = 0
+
+    @property
+    def posts_per_s(self) -> float:
+        return (self.posts - self.resumed_posts) / self.seconds if self.seconds else 0.0
+
+    def line(self, engine: Engine) -> str:
+        return (f"screener rescan: posts={self.posts} rescreened={self.rescreened} stricter={self.stricter} "
+                f"unchanged={self.rescreened - self.stricter} skipped_malformed={self.dead_lettered} "
+                f"posts/s={self.posts_per_s:.0f} seconds={self.seconds:.2f} "
+                f"lexicon_version={engine.lexicon_version} policy_version={engine.policy_version}")
+
+
+def rescan_batch(engine: Engine, objects: list[dict[str, Any]], texts: list[str], previous: Previous,
+                 worker: str, source_of: Callable[[int], dict[str, Any]]) -> tuple[list[Emitted], list[dict[str, Any]]]:
+    """Events and audit records for the posts of one batch that became stricter."""
+    stricter: list[Judgement] = []
+    was: dict[int, str] = {}
+    for judged in engine.judge(objects, texts):
+        key = subject_key(judged.kind, objects[judged.index]["id"])
+        before = previous.get(key)
+        if SEVERITY_OF_ACTION[judged.action] > SEVERITY_OF_ACTION[before]:
+            stricter.append(judged)
+            was[judged.index] = before
+            previous.note(key, judged.action)  # a post archived twice is recalled once
+    emitted = []
+    for e in emit(engine, objects, stricter):
+        assert e.judged is not None
+        event = {**e.event, "rescan": {"previous_action": was[e.judged.index]}}
+        emitted.append(Emitted(e.kind, e.action, e.key, serialise(event), event, e.judged))
+    records = audit.records_for(objects, stricter, emitted, engine, worker, source_of,
+                                lambda i: {"previous_action": was[i]})
+    return emitted, records
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+class Checkpoint:
+    """Where a rescan got to, in a small JSON file replaced atomically."""
+
+    def __init__(self, path: str | None, identity: dict[str, Any]) -> None:
+        self.path = path
+        self.identity = identity
+        self.state: dict[str, Any] = {}
+        if path and Path(path).exists():
+            saved = orjson.loads(Path(path).read_bytes())
+            if saved.get("identity") != identity:
+                raise ConfigError(
+                    f"checkpoint {path} belongs to another rescan ({saved.get('identity')}); "
+                    "remove it to start afresh")
+            self.state = saved.get("state", {})
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state = state
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "wb") as stream:
+            stream.write(orjson.dumps({"identity": self.identity, "state": state}))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, self.path)
+
+
+def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previous: Previous, out: BinaryIO,
+                 checkpoint_path: str | None = None, log: audit.AuditLog | None = None) -> RescanSummary:
+    """Rescan JSONL archives; events on ``out``. Resumes from ``checkpoint_path``."""
+    if checkpoint_path and (not paths or "-" in paths):
+        raise ConfigError("a resumable rescan needs files, not stdin")
+    identity = {"inputs": [str(Path(p).resolve()) for p in paths], "lexicon_version": engine.lexicon_version,
+                "policy_version": engine.policy_version}
+    checkpoint = Checkpoint(checkpoint_path, identity)
+    summary = RescanSummary(**{k: v for k, v in checkpoint.state.get("summary", {}).items() if k != "seconds"})
+    summary.resumed_posts = summary.posts
+    if checkpoint.state.get("done"):
+        return summary
+    resume = tuple(checkpoint.state.get("next", (0, 0, 1)))
+    log = log or audit.AuditLog(None)
+    progress = Progress(total_size(paths), settings.progress)
+    started = time.perf_counter()
+    log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": identity["inputs"], "resumed_at": resume})])
+    for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes, resume):  # type: ignore[arg-type]
+        objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
+        bad = {i for i, _ in rejected}
+        lines = [chunk.first_line + i for i in range(len(chunk.lines)) if i not in bad]
+        emitted, records = rescan_batch(engine, objects, texts, previous, settings.worker_id,
+                                        lambda i: {"file": chunk.source, "line": lines[i]})
+        out.write(b"".join(e.value for e in emitted))
+        out.flush()
+        log.write(records)
+        log.flush()
+        summary.posts += len(chunk.lines)
+        summary.rescreened += len(objects)
+        summary.stricter += len(emitted)
+        summary.dead_lettered += len(rejected)
+        checkpoint.save({"next": [chunk.source_index, chunk.end_offset, chunk.first_line + len(chunk.lines)],
+                         "summary": asdict(summary)})
+        progress.update(chunk.end_offset, summary.posts)
+    progress.close()
+    summary.seconds = time.perf_counter() - started
+    checkpoint.save({"done": True, "summary": asdict(summary)})
+    log.write([audit.rescan(settings.worker_id, engine, "finish", asdict(summary))])
+    log.close()
+    return summary
+
+
