@@ -1,0 +1,231 @@
+"""Account-aware policy and profiles: table-driven, against every matcher backend.
+
+Terms of political categories are neutral placeholders (示例时政词, 示例官员名):
+screener does not author such lists.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from screener.errors import LexiconError
+from screener.judge import Engine, Tracker
+from screener.lexicon import load_lexicons
+from screener.pipeline import Screener
+from screener.policy import EMPTY_POLICY, PolicyError, load_policy
+
+MANIFEST = """
+[categories.news]
+title_zh = "时政"
+title_en = "Current-affairs news"
+action = "flag"
+severity = 2
+[categories.abuse]
+title_zh = "辱骂"
+title_en = "Abuse"
+action = "flag"
+severity = 2
+[categories.drugs]
+title_zh = "毒品"
+title_en = "Drugs"
+action = "recall"
+severity = 5
+[categories.officials]
+title_zh = "官员姓名"
+title_en = "Officials' names"
+action = "flag"
+severity = 4
+scope = "profile"
+"""
+FILES = {"news": "示例时政词\n", "abuse": "坏蛋\n", "drugs": "大麻\n", "officials": "示例官员名\n"}
+POLICY = """
+# a comment
+list trusted: t1, t2
+list denied: @denied.txt
+hit news-licensed: category=news account.news_license=true -> pass
+hit gov-abuse: category=abuse account.type=government -> recall
+hit org-abuse: category=abuse account.type=organisation,school -> pass
+hit escalate-blacklisted: account.blacklisted=true -> escalate
+post denied: account.id=@denied -> recall
+post trusted: account.id=@trusted -> pass
+profile officials-in-name: category=officials field=name -> recall
+offenders: threshold=2 window=1h clear=true
+"""
+
+
+@pytest.fixture
+def engine_for(make_lexicon, tmp_path):
+    def build(backend: str, policy: str = POLICY) -> Engine:
+        root = make_lexicon(FILES, MANIFEST)
+        (root / "denied.txt").write_text("d1\n# a comment\nd2\n", encoding="utf-8")
+        path = root / "screener.policy"
+        path.write_text(textwrap.dedent(policy), encoding="utf-8")
+        return Engine.build(root, path, backend)
+    return build
+
+
+class Blacklisted(Tracker):
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    def blacklisted(self, index, account_id):
+        return account_id in self.ids
+
+
+# (text, account object, blacklisted?, verdict, policy rules that decided)
+POST_CASES = [
+    ("今天天气不错", {"id": "u1", "type": "individual"}, False, "pass", []),
+    # Gejiu Art. 9: current-affairs news only from licensed accounts
+    ("转发示例时政词", {"id": "u1", "type": "individual", "news_license": False}, False, "flag", []),
+    ("转发示例时政词", {"id": "u1", "type": "individual"}, False, "flag", []),  # attribute absent: not licensed
+    ("转发示例时政词", {"id": "n1", "type": "organisation", "news_license": True}, False, "pass", ["news-licensed"]),
+    # per-account-type overrides of a category's action
+    ("你是坏蛋", {"id": "u1", "type": "individual"}, False, "flag", []),
+    ("你是坏蛋", {"id": "g1", "type": "government"}, False, "recall", ["gov-abuse"]),
+    ("你是坏蛋", {"id": "o1", "type": "school"}, False, "pass", ["org-abuse"]),
+    # deny and allow lists (the deny list read from a file)
+    ("今天天气不错", {"id": "d1"}, False, "recall", ["denied"]),
+    ("今天天气不错", {"id": "d2", "type": "individual"}, False, "recall", ["denied"]),
+    ("卖大麻", {"id": "t1"}, False, "pass", ["trusted"]),
+    # blacklisted accounts meet the stricter policy
+    ("你是坏蛋", {"id": "b1"}, True, "recall", ["escalate-blacklisted"]),
+    ("今天天气不错", {"id": "b1"}, True, "pass", []),
+    # the strictest counted hit decides; a policy pass removes only its hit
+    ("转发示例时政词，卖大麻", {"id": "n1", "news_license": True}, False, "recall", ["news-licensed"]),
+]
+
+
+@pytest.mark.parametrize("text,account,blacklisted,verdict,rules", POST_CASES)
+def test_post_policy(engine_for, backend, text, account, blacklisted, verdict, rules):
+    engine = engine_for(backend)
+    tracker = Blacklisted({account["id"]} if blacklisted else set())
+    judged = engine.judge([{"id": 1, "text": text, "account": account}], [text], tracker)
+    assert (judged[0].action if judged else "pass") == verdict
+    assert (judged[0].policy_rules if judged else []) == rules
+
+
+def test_account_id_field_is_the_account_when_no_account_object(engine_for, backend):
+    engine = engine_for(backend)
+    judged = engine.judge([{"id": 1, "text": "天气", "account_id": "d1"}], ["天气"])
+    assert judged[0].action == "recall" and judged[0].account == {"id": "d1"}
+
+
+# (name, bio, verdict, fields hit)
+PROFILE_CASES = [
+    ("普通用户", "喜欢旅行", "pass", []),
+    ("示例官员名粉丝团", "", "recall", ["name"]),  # the name policy: officials in a name are recalled
+    ("旅行家", "关注示例官员名", "flag", ["bio"]),  # in a bio: the category's action
+    ("大麻烦制造者", "", "recall", ["name"]),  # substring mode: 大麻 is found even inside 大麻烦
+]
+
+
+@pytest.mark.parametrize("name,bio,verdict,fields", PROFILE_CASES)
+def test_profile_policy(engine_for, backend, name, bio, verdict, fields):
+    engine = engine_for(backend)
+    obj = {"id": "u9", "kind": "profile", "name": name, "bio": bio}
+    judged = engine.judge([obj], [""])
+    assert (judged[0].action if judged else "pass") == verdict
+    assert [h.field for h in (judged[0].counted if judged else [])] == fields
+
+
+def test_profile_only_categories_do_not_screen_posts(engine_for, backend):
+    engine = engine_for(backend)
+    assert engine.judge([{"id": 1, "text": "示例官员名"}], ["示例官员名"]) == []
+    # ... and posts keep word mode where profiles do not
+    assert engine.judge([{"id": 1, "text": "这是个大麻烦"}], ["这是个大麻烦"])[0].action == "pass"
+
+
+def test_posts_and_profiles_share_one_compiled_matcher(engine_for):
+    engine = engine_for("aho")
+    assert engine.profiles.matcher is engine.posts.matcher
+
+
+def test_no_policy_keeps_lexicon_actions(make_lexicon, backend):
+    engine = Engine.of(Screener(load_lexicons(make_lexicon(FILES, MANIFEST)), backend), EMPTY_POLICY)
+    judged = engine.judge([{"id": 1, "text": "你是坏蛋", "account": {"type": "government"}}], ["你是坏蛋"])
+    assert judged[0].action == "flag" and judged[0].policy_rules == []
+
+
+def test_rules_with_empty_lists_cost_nothing(tmp_path):
+    path = tmp_path / "p.policy"
+    path.write_text("list denied:\npost denied: account.id=@denied -> recall\n", encoding="utf-8")
+    policy = load_policy(path, ["x"])
+    assert not policy.has_post_rules and len(policy.rules["post"]) == 1
+
+
+BAD_POLICIES = [
+    ("hit a: category=nope -> flag", 1, "unknown category 'nope'"),
+    ("hit a: category=abuse -> delete", 1, "effect must be one of pass, flag, recall, escalate"),
+    ("hit a: category=abuse", 1, "missing '-> EFFECT'"),
+    ("post a: category=abuse -> flag", 1, "a post rule may test account.<attribute>, not 'category'"),
+    ("hit a: account.id=@missing -> flag", 1, "unknown list 'missing'"),
+    ("hit a: category~abuse -> flag", 1, "expected KEY=VALUE or KEY!=VALUE"),
+    ("hit a: -> flag\nhit a: -> pass", 2, "rule id 'a' already used at line 2"),
+    ("rule a: -> flag", 1, "unknown statement 'rule a'"),
+    ("just words", 1, "expected 'list NAME: ...'"),
+    ("offenders: threshold=0", 1, "bad option 'threshold=0'"),
+    ("offenders: window=1d", 1, "threshold=N is required"),
+    ("list a: @no-such-file.txt", 1, "cannot read"),
+    ("hit a: action=pass -> flag", 1, "action is flag or recall"),
+]
+
+
+@pytest.mark.parametrize("text,line,reason", BAD_POLICIES)
+def test_bad_policy_is_rejected_with_path_line_reason(tmp_path, text, line, reason):
+    path = tmp_path / "bad.policy"
+    path.write_text("# header\n" + text + "\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, ["abuse"])
+    assert any(p.line == line + 1 and reason in p.reason for p in err.value.problems), err.value.problems
+    assert all(str(p).startswith(f"{path}:") for p in err.value.problems)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = tmp_path / "bad.policy"
+    path.write_text("hit a: category=nope -> flag\nhit b: -> nope\n", encoding="utf-8")
+    with pytest.raises(LexiconError) as err:  # a PolicyError is a LexiconError: same CLI handling
+        load_policy(path, ["abuse"])
+    assert [p.line for p in err.value.problems] == [1, 2]
+
+
+def test_policy_version_changes_with_its_lists(tmp_path):
+    (tmp_path / "ids.txt").write_text("a\n", encoding="utf-8")
+    path = tmp_path / "p.policy"
+    path.write_text("list x: @ids.txt\npost p: account.id=@x -> flag\n", encoding="utf-8")
+    first = load_policy(path, []).version
+    (tmp_path / "ids.txt").write_text("a\nb\n", encoding="utf-8")
+    assert load_policy(path, []).version != first
+
+
+def test_shipped_policy_loads_against_shipped_lexicons(shipped):
+    from screener.settings import shipped_policy
+
+    policy = load_policy(shipped_policy(), shipped.categories)
+    assert policy.offenders.enabled and "news-licensed" in [r.id for r in policy.rules["hit"]]
+
+
+def test_explain_shows_the_deciding_rule(engine_for, capsys):
+    from screener.explain import explain, render
+
+    report = explain(engine_for("aho"), "你是坏蛋", {"type": "government"})
+    assert report["verdict"] == "recall"
+    text = render(report)
+    assert "hit gov-abuse" in text and "screener.policy:6" in text and "account.type=government -> recall" in text
+    report = explain(engine_for("aho"), "天气", {"id": "d1"})
+    assert report["verdict"] == "recall" and report["post_rule"].startswith("post denied")
+    report = explain(engine_for("aho"), "示例官员名", profile=True)
+    assert report["verdict"] == "recall" and "profile officials-in-name" in render(report)
+
+
+def test_explain_cli_takes_account_and_profile(capsys):
+    from screener.cli import main
+
+    assert main(["explain", "--account", '{"type": "government"}', "--blacklisted", "卖大麻"]) == 0
+    out = capsys.readouterr().out
+    assert "blacklisted" in out and "verdict    recall" in out
+    assert main(["explain", "--profile", "赌博大师", "--bio", "你好"]) == 0
+    assert "KEEP     name [0,2) '赌博'" in capsys.readouterr().out
+    assert main(["explain", "--account", "[1]", "x"]) == 2
