@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flag-topic", metavar="TOPIC", help="flag events only (default: the events topic)")
     run.add_argument("--recall-topic", metavar="TOPIC", help="recall events only (default: the events topic)")
     run.add_argument("--dead-letter-topic", metavar="TOPIC", help="malformed records (default screener.dead-letter)")
+    run.add_argument("--audit-topic", metavar="TOPIC", help="the audit trail (default screener.audit; '': off)")
+    run.add_argument("--offenders-topic", metavar="TOPIC",
+                     help="compacted changelog of repeat-offender state, partitioned like the input (default screener.offenders)")
+    run.add_argument("--rescan-window-s", type=int, metavar="S",
+                     help="on a new lexicon/policy version, rescan the input's last S seconds (default 0: off)")
+    run.add_argument("--worker-id", metavar="ID", help="names this worker in audit records (default host:pid)")
     run.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
     run.add_argument("--metrics-host", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
     run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
@@ -76,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--previous-topic", metavar="TOPIC", action="append", default=[],
                      help="with --topic: topics of earlier events/audit (default: the events and audit topics)")
     res.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --topic")
+    res.add_argument("--events-topic", metavar="TOPIC", help="with --topic: where events go (default screener.events)")
+    res.add_argument("--audit-topic", metavar="TOPIC", help="with --topic: the audit trail (default screener.audit)")
     res.add_argument("--max-post-bytes", type=int, metavar="N", help="larger records are skipped as malformed")
     res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
 
@@ -178,10 +186,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.audit:
         records = [r for path in args.audit for r in audit.read_jsonl(path)]
     else:
-        from .stream.audit_topic import read_topic
+        from .stream.rescan_topic import read_topic_records
 
         settings = _settings(args)
-        records = list(read_topic(settings, args.audit_topic or settings.audit_topic))
+        records = list(read_topic_records(settings, args.audit_topic or settings.audit_topic))
     found = audit.select(records, post=args.post, account=args.account)
     found.sort(key=lambda r: r.get("at") or "")
     if args.json:

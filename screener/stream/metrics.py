@@ -42,6 +42,12 @@ LEXICON_INFO = Gauge("screener_lexicon_info", "The lexicon version in use (value
 LEXICON_TERMS = Gauge("screener_lexicon_terms", "Terms in the lexicon in use", multiprocess_mode="max")
 RELOADS = Counter("screener_lexicon_reloads_total", "Lexicon versions loaded after start-up")
 RELOAD_FAILURES = Counter("screener_lexicon_reload_failures_total", "Lexicon versions rejected")
+OFFENDER_ACCOUNTS = Gauge("screener_offender_accounts", "Accounts with violations in the window, on owned partitions",
+                          multiprocess_mode="livesum")
+BLACKLISTED = Gauge("screener_blacklisted_accounts", "Blacklisted accounts on owned partitions", multiprocess_mode="livesum")
+STATE_RESTORED = Counter("screener_offender_state_restored_total", "Changelog records read to restore offender state")
+AUDIT_RECORDS = Counter("screener_audit_records_total", "Audit records acknowledged by the broker")
+RESCANS = Counter("screener_rescans_total", "Rescans started after a new lexicon or policy version", ["outcome"])
 UP = Gauge("screener_worker_up", "Worker processes running", multiprocess_mode="livesum")
 READY = Gauge("screener_worker_ready", "Worker processes ready (assigned and connected)", multiprocess_mode="livesum")
 

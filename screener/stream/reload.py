@@ -1,37 +1,40 @@
-"""Lexicon hot reload: compile a new version off the hot path, swap between batches.
+"""Hot reload of lexicon and policy: compile off the hot path, swap between batches.
 
-A watcher thread checks the directory's content hash every few seconds (and at
-once on SIGHUP). A changed set is loaded and its matcher compiled in that
-thread; the worker loop picks the finished :class:`Screener` up between two
-batches, so no batch is screened half by one version and half by another. A
-set that fails validation is logged as ``path:line: reason``, counted, and the
-running version keeps serving.
+A watcher thread checks the lexicon directory and the policy file's directory
+every few seconds (and at once on SIGHUP). A changed set is loaded, validated
+and compiled in that thread into a new :class:`Engine`; the worker loop picks
+it up between two batches, so no batch is screened half by one version and
+half by another. A lexicon or policy that fails validation is logged as
+``path:line: reason``, counted, recorded in the audit trail, and the running
+version keeps serving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from pathlib import Path
 
 from ..errors import LexiconError
-from ..lexicon import load_lexicons
+from ..judge import Engine
 from ..lexicon.load import content_version
-from ..pipeline import Screener
 from . import metrics
 
 log = logging.getLogger("screener.reload")
 
 
 class LexiconReloader:
-    def __init__(self, directory: str, matcher: str, current: Screener, interval_s: float) -> None:
+    def __init__(self, directory: str, policy: str | None, matcher: str, current: Engine, interval_s: float) -> None:
         self.directory = Path(directory)
+        self.policy = Path(policy) if policy else None
         self.matcher = matcher
         self.interval_s = interval_s
-        self._seen = current.version  # the content hash of what serves (or last failed)
+        self._seen = self._version()  # what serves (or last failed)
         self._last_stat: tuple = ()
         self._forced = False
-        self._ready: Screener | None = None
+        self._ready: Engine | None = None
+        self._rejected: list[list[str]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -49,11 +52,17 @@ class LexiconReloader:
         self._stop.set()
         self._wake.set()
 
-    def take(self) -> Screener | None:
-        """A newly compiled screener, once; None if there is none."""
+    def take(self) -> Engine | None:
+        """A newly compiled engine, once; None if there is none."""
         with self._lock:
             ready, self._ready = self._ready, None
         return ready
+
+    def take_rejections(self) -> list[list[str]]:
+        """Problems of each version rejected since the last call (for the audit trail)."""
+        with self._lock:
+            rejected, self._rejected = self._rejected, []
+        return rejected
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -62,10 +71,24 @@ class LexiconReloader:
             if not self._stop.is_set():
                 self.check()
 
+    def _watched(self) -> list[Path]:
+        paths = list(self.directory.iterdir())
+        if self.policy is not None and self.policy.parent.is_dir():
+            paths += [p for p in self.policy.parent.iterdir() if p.is_file()]
+        return paths
+
     def _stat(self) -> tuple:
         """Names, sizes and mtimes: cheap to read every few seconds."""
-        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns)
-                            for p in self.directory.iterdir() for st in [p.stat()]))
+        return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in self._watched() for st in [p.stat()]))
+
+    def _version(self) -> str:
+        """Lexicon content hash plus the bytes of the policy's directory (the
+        file and the lists it reads)."""
+        digest = hashlib.sha256(content_version(self.directory).encode())
+        if self.policy is not None and self.policy.parent.is_dir():
+            for path in sorted(p for p in self.policy.parent.iterdir() if p.is_file()):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()[:16]
 
     def check(self) -> None:
         # Hash the content only when the file stats moved (or on SIGHUP):
@@ -75,23 +98,24 @@ class LexiconReloader:
             if stat == self._last_stat and not self._forced:
                 return
             self._last_stat, self._forced = stat, False
-            version = content_version(self.directory)
+            version = self._version()
         except OSError as exc:
-            log.error("lexicon directory %s unreadable: %s", self.directory, exc)
+            log.error("lexicon or policy unreadable: %s", exc)
             return
         if version == self._seen:
             return
         self._seen = version
         try:
-            screener = Screener(load_lexicons(self.directory), self.matcher)
+            engine = Engine.build(self.directory, self.policy, self.matcher)
         except LexiconError as exc:
             metrics.RELOAD_FAILURES.inc()
             for problem in exc.problems:
-                log.error("lexicon rejected: %s", problem)
-            log.error("lexicon version %s rejected (%d problems); the previous version keeps serving",
-                      version, len(exc.problems))
+                log.error("rejected: %s", problem)
+            log.error("new lexicon/policy rejected (%d problems); the previous version keeps serving", len(exc.problems))
+            with self._lock:
+                self._rejected.append([str(p) for p in exc.problems])
             return
         with self._lock:
-            self._ready = screener
-        log.info("lexicon version %s compiled (%d terms); swapping at the next batch",
-                 screener.version, screener.lexicons.term_count)
+            self._ready = engine
+        log.info("lexicon version %s, policy version %s compiled (%d terms); swapping at the next batch",
+                 engine.lexicon_version, engine.policy_version, engine.posts.lexicons.term_count)

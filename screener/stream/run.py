@@ -6,8 +6,7 @@ import gc
 import logging
 import sys
 
-from ..lexicon import load_lexicons
-from ..pipeline import Screener
+from ..judge import Engine
 from ..settings import Settings
 
 log = logging.getLogger("screener.run")
@@ -29,17 +28,18 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     from . import metrics
     from .worker import Worker
 
-    screener = Screener(load_lexicons(settings.lexicons), settings.matcher)
-    log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), input %s, group %s",
-             worker_id, screener.matcher_name, settings.lexicons, screener.version,
-             screener.lexicons.term_count, settings.input_topic, settings.group_id)
+    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
+    log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
+             worker_id or settings.worker_id, engine.matcher_name, settings.lexicons, engine.lexicon_version,
+             engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
+             settings.input_topic, settings.group_id)
     # Lexicon, matcher tables and jieba's dictionary live as long as the
     # process: take them out of the cyclic GC's full passes, which otherwise
     # walk them again and again while the loop allocates per record.
     gc.collect()
     gc.freeze()
     health = metrics.Health()
-    worker = Worker(settings, screener, health)
+    worker = Worker(settings, engine, health)
     worker.install_signals()
     if settings.metrics_port:
         server = metrics.serve(

@@ -33,8 +33,9 @@ def _child(settings: dict[str, Any], index: int) -> None:
     os.environ["SCREENER_WORKER_CHILD"] = "1"
     from .run import run_worker
 
-    settings.update(workers=1, metrics_port=0)
-    raise SystemExit(run_worker(Settings(**settings), worker_id=f"{os.uname().nodename}-{index}"))
+    # Each child names itself in audit records: the parent's id plus its index.
+    settings.update(workers=1, metrics_port=0, worker_id=f"{settings['worker_id']}/{index}")
+    raise SystemExit(run_worker(Settings(**settings), worker_id=settings["worker_id"]))
 
 
 def run_supervised(settings: Settings) -> int:

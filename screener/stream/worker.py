@@ -1,15 +1,23 @@
 """``screener run``: one consumer-group worker process, at-least-once.
 
-Per poll batch: decode every record, screen all posts in one call of the core
-(:meth:`Screener.screen_sparse`), produce flag/recall events and dead letters,
-wait until the broker has acknowledged every one of them, and only then commit
-the batch's offsets. A crash anywhere before the commit re-delivers the batch;
-its events come out again with the same ``event_id``. Nothing is lost.
+Per poll batch: decode every record, judge all messages in one call of the
+core (:meth:`Engine.judge`: screening, policy, repeat offenders), produce
+events, dead letters and audit records, wait until the broker has acknowledged
+every one of them, then write the batch's offender-state changes to the
+changelog topic and wait again, and only then commit the batch's offsets. A
+crash anywhere before the commit re-delivers the batch; its events come out
+again with the same ``event_id``, and its violations count nothing twice
+(they are keyed by post id). Nothing is lost.
+
+Offender state is per input partition: restored from the changelog
+partition of the same number when a partition is assigned, dropped when it
+is revoked.
 """
 
 from __future__ import annotations
 
 import gc
+import operator
 import logging
 import signal
 import threading
@@ -22,9 +30,11 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
+from .. import audit
 from ..decode import decode_batch
-from ..emit import events_for, now_iso
-from ..pipeline import Screener
+from ..emit import emit, now_iso
+from ..judge import NO_TRACKER, Engine
+from ..offenders import OffenderTracker, Offenders, event_time
 from ..settings import Settings
 from . import metrics
 from .reload import LexiconReloader
@@ -53,7 +63,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
-    action: str  # flag | recall | dead_letter
+    action: str  # flag | recall | blacklist | cleared | dead_letter | audit | state
+    partition: int | None = None  # the changelog's partition is the input's
 
 
 def dead_letter(record: Any, reason: str, topic: str) -> Outgoing:
@@ -80,22 +91,27 @@ class _Listener(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         metrics.REBALANCES.labels(kind="assigned").inc()
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        self.worker.on_assigned(set(assigned))
 
 
 class Worker:
-    def __init__(self, settings: Settings, screener: Screener, health: metrics.Health) -> None:
+    def __init__(self, settings: Settings, engine: Engine, health: metrics.Health) -> None:
         self.settings = settings
-        self.screener = screener
+        self.engine = engine
         self.health = health
         self.stop_requested = threading.Event()
         self.deadline: float | None = None
-        self.reloader = LexiconReloader(settings.lexicons, settings.matcher, screener, settings.reload_interval_s)
+        self.reloader = LexiconReloader(settings.lexicons, settings.policy_path, settings.matcher, engine,
+                                        settings.reload_interval_s)
+        self.offenders = Offenders(engine.policy.offenders)
+        self.pending_audit: list[dict[str, Any]] = []
+        self.rescan: threading.Thread | None = None
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.abandoned = False
         # kafka-python is untyped; both are set by _connect before use.
         self.consumer: Any = None
         self.producer: Any = None
-        metrics.set_lexicon(screener.version, screener.lexicons.term_count, None)
+        metrics.set_lexicon(engine.lexicon_version, engine.posts.lexicons.term_count, None)
 
     # -- lifecycle ------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -114,6 +130,7 @@ class Worker:
         if not self._connect():  # stopped before any broker answered: nothing to redo
             return self._close(clean=True)
         self.consumer.subscribe([self.settings.input_topic], listener=_Listener(self))
+        self._check_topics()
         self.reloader.start()
         while not self.stop_requested.is_set():
             self.health.heartbeat = time.monotonic()
@@ -151,8 +168,26 @@ class Worker:
                 backoff = min(backoff * 2, 10.0)
         return False
 
+    def _check_topics(self) -> None:
+        """Say clearly, once, which output topics do not exist: sends to them
+        would wait forever (readiness says so too, less plainly)."""
+        s = self.settings
+        wanted = [s.topic_for("flag"), s.topic_for("recall"), s.events_topic, s.dead_letter_topic, s.audit_topic]
+        if self.engine.policy.offenders.enabled:
+            wanted.append(s.offenders_topic)
+        try:
+            existing = self.consumer.topics()
+        except KafkaError as exc:
+            log.warning("cannot list topics to check them: %s", exc)
+            return
+        for topic in dict.fromkeys(t for t in wanted if t):
+            if topic not in existing:
+                log.error("output topic %s does not exist: create it (see README), or nothing can be committed", topic)
+
     def _close(self, clean: bool) -> int:
         self.reloader.stop()
+        if self.rescan is not None:
+            self.rescan.join(timeout=max(0.1, (self.deadline or time.monotonic() + 5) - time.monotonic()))
         self.health.ready = False
         metrics.READY.set(0)
         if self.consumer is not None:
@@ -177,9 +212,12 @@ class Worker:
         if not batch:
             return
         started = time.perf_counter()
-        outgoing, counts = self._screen(batch)
+        outgoing, changelog, counts = self._screen(batch, parts)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        if not self._deliver(outgoing):
+        # Events before state: if we die between the two, the state is
+        # rebuilt from the older changelog and the events come again with
+        # the same ids; the other order could lose a blacklist event.
+        if not self._deliver(outgoing) or not self._deliver(changelog):
             log.warning("batch of %d records not fully acknowledged; not committing it", len(batch))
             for tp, rs in parts.items():  # consume the batch again
                 self.consumer.seek(tp, rs[0].offset)
@@ -198,22 +236,60 @@ class Worker:
                 metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - rs[-1].offset - 1))
         self._commit(sync=False)
 
-    def _screen(self, batch: list[Any]) -> tuple[list[Outgoing], dict[str, int]]:
-        objects, texts, rejected = decode_batch([r.value or b"" for r in batch], self.settings.max_post_bytes)
-        outgoing = [dead_letter(batch[i], reason, self.settings.dead_letter_topic) for i, reason in rejected]
+    def _screen(self, batch: list[Any], parts: dict[TopicPartition, list[Any]]) -> tuple[list[Outgoing], list[Outgoing], dict[str, int]]:
+        """Events, dead letters and audit records; then changelog records."""
+        settings, engine = self.settings, self.engine
+        objects, texts, rejected = decode_batch([r.value or b"" for r in batch], settings.max_post_bytes)
+        bad = {i for i, _ in rejected}
+        good = [r for i, r in enumerate(batch) if i not in bad] if bad else batch
+        outgoing = [dead_letter(batch[i], reason, settings.dead_letter_topic) for i, reason in rejected]
+        tracker = self._tracker(objects, good)
+        judgements = engine.judge(objects, texts, tracker)
+        account_events = tracker.finish(_clocks(parts)) if isinstance(tracker, OffenderTracker) else []
+        emitted = emit(engine, objects, judgements, account_events)
         counts = {"passed": 0, "flagged": 0, "recalled": 0, "dead_lettered": len(rejected)}
-        for post, screening, event in events_for(self.screener, objects, texts):
-            action = screening.action
-            outgoing.append(Outgoing(self.settings.topic_for(action), orjson.dumps(post.id), event, [], action))
-            counts["flagged" if action == "flag" else "recalled"] += 1
-            for hit in screening.hits:
-                metrics.HITS.labels(category=hit.rule.category).inc()
+        for e in emitted:
+            outgoing.append(Outgoing(settings.topic_for(e.action), e.key, e.value, [], e.action))
+            if e.judged is not None:
+                counts["flagged" if e.action == "flag" else "recalled"] += 1
+                for hit in e.judged.counted:
+                    metrics.HITS.labels(category=hit.hit.rule.category).inc()
         counts["passed"] = len(texts) - counts["flagged"] - counts["recalled"]
-        return outgoing, counts
+        if settings.audit_topic:
+            source = lambda rec: {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}  # noqa: E731
+            records = [audit.dead_letter(reason, settings.worker_id, engine, source(batch[i])) for i, reason in rejected]
+            records += audit.records_for(objects, judgements, emitted, engine, settings.worker_id, lambda i: source(good[i]))
+            records += self.pending_audit
+            self.pending_audit = []
+            outgoing += [self._audit(r) for r in records]
+        return outgoing, self._changelog(), counts
+
+    def _tracker(self, objects: list[dict[str, Any]], good: list[Any]) -> Any:
+        if not self.offenders.config.enabled:
+            return NO_TRACKER
+        return OffenderTracker(
+            self.offenders, lambda i: _tp(good[i]), lambda i: event_time(objects[i], good[i].timestamp / 1000))
+
+    def _audit(self, record: dict[str, Any]) -> Outgoing:
+        key = record.get("post_id", record.get("account_id"))
+        return Outgoing(self.settings.audit_topic, orjson.dumps(key) if key is not None else None,
+                        orjson.dumps(record), [], "audit")
+
+    def _changelog(self) -> list[Outgoing]:
+        out = []
+        for tp in list(self.offenders.shards):
+            for key, value in self.offenders.take_changes(tp):
+                out.append(Outgoing(self.settings.offenders_topic, key, value, [], "state", tp.partition))  # type: ignore[arg-type]
+        if out:
+            shards = self.offenders.shards.values()
+            metrics.OFFENDER_ACCOUNTS.set(sum(len(s.accounts) for s in shards))
+            metrics.BLACKLISTED.set(sum(len(s.blacklisted) for s in shards))
+        return out
 
     def _send(self, item: Outgoing) -> Any:
         try:
-            return self.producer.send(item.topic, key=item.key, value=item.value, headers=item.headers or None)
+            return self.producer.send(item.topic, key=item.key, value=item.value, headers=item.headers or None,
+                                      partition=item.partition)
         except KafkaError as exc:  # metadata unavailable within max_block_ms
             self._not_ready(f"send failed: {exc}")
             return None
@@ -241,7 +317,9 @@ class Worker:
                     waiting.append((item, self._send(item)))
                 elif not future.is_done:
                     waiting.append((item, future))
-                elif item.action in ("flag", "recall"):
+                elif item.action == "audit":
+                    metrics.AUDIT_RECORDS.inc()
+                elif item.action not in ("dead_letter", "state"):
                     metrics.EVENTS.labels(action=item.action).inc()
             in_flight = waiting
             if in_flight:
@@ -282,24 +360,77 @@ class Worker:
                 del self.uncommitted[tp]
 
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Commit what is done for partitions we are losing, then forget them."""
+        """Commit what is done for partitions we are losing, then forget them
+        (their offender state too: the next owner restores it)."""
         self._commit(only=revoked)
         for tp in revoked:
             self.uncommitted.pop(tp, None)
+            self.offenders.drop(tp)
             metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore each new partition's offender state from its changelog partition."""
+        fresh = [tp for tp in assigned if tp not in self.offenders.shards]
+        if not fresh:
+            return
+        from .changelog import restore
+
+        started = time.monotonic()
+        restored = restore(self.settings, [tp.partition for tp in fresh])
+        for tp in fresh:
+            items = restored.get(tp.partition, [])
+            metrics.STATE_RESTORED.inc(len(items))
+            kept = self.offenders.restore(tp, items)
+            log.info("offender state of %s:%d restored: %d accounts from %d changelog records",
+                     tp.topic, tp.partition, kept, len(items))
+        log.info("offender state restored in %.2f s", time.monotonic() - started)
 
     # -- lexicon and readiness ---------------------------------------------------------------
     def _maybe_swap(self) -> None:
         fresh = self.reloader.take()
+        self._audit_rejections()
         if fresh is None:
             return
-        previous = self.screener.version
-        self.screener = fresh  # between batches: a batch is screened by one version
+        previous = {"lexicon_version": self.engine.lexicon_version, "policy_version": self.engine.policy_version}
+        self.engine = fresh  # between batches: a batch is judged by one version
+        self.offenders.config = fresh.policy.offenders  # the counts so far carry over
         gc.collect()
         gc.freeze()  # the new lexicon is as long-lived as the first (see run.py)
         metrics.RELOADS.inc()
-        metrics.set_lexicon(fresh.version, fresh.lexicons.term_count, previous)
-        log.info("lexicon version %s now serving (was %s)", fresh.version, previous)
+        metrics.set_lexicon(fresh.lexicon_version, fresh.posts.lexicons.term_count, previous["lexicon_version"])
+        log.info("lexicon version %s, policy version %s now serving (was %s)", fresh.lexicon_version,
+                 fresh.policy_version, previous)
+        self.pending_audit.append(audit.reload(self.settings.worker_id, fresh, previous, "loaded"))
+        if self.settings.rescan_window_s:
+            self._start_rescan(fresh)
+
+    def _audit_rejections(self) -> None:
+        for problems in self.reloader.take_rejections():
+            self.pending_audit.append(audit.reload(self.settings.worker_id, self.engine, {}, "rejected", problems))
+
+    def _start_rescan(self, engine: Engine) -> None:
+        """Rescan the input topic's last ``rescan_window_s`` with the new
+        version, in a thread with its own consumer (outside the group)."""
+        if self.rescan is not None and self.rescan.is_alive():
+            log.warning("a rescan is still running; the new version's rescan is skipped")
+            metrics.RESCANS.labels(outcome="skipped").inc()
+            return
+        from .rescan_topic import rescan_topic
+
+        since_ms = int((time.time() - self.settings.rescan_window_s) * 1000)
+
+        def run() -> None:
+            try:
+                summary = rescan_topic(self.settings, engine, self.settings.input_topic, ("timestamp", since_ms),
+                                       stop=self.stop_requested, producer=self.producer)
+                metrics.RESCANS.labels(outcome="finished").inc()
+                log.info("rescan after reload: %s", summary.line(engine))
+            except Exception as exc:  # noqa: BLE001 - a failed rescan must not stop screening
+                metrics.RESCANS.labels(outcome="failed").inc()
+                log.error("rescan after reload failed: %s", exc)
+
+        self.rescan = threading.Thread(target=run, name="rescan", daemon=True)
+        self.rescan.start()
 
     def _coordinator_connected(self) -> bool:
         """Whether the group coordinator is known and connected.
@@ -331,3 +462,15 @@ class Worker:
         self.health.ready = False
         self.health.reason = reason
         metrics.READY.set(0)
+
+
+def _tp(record: Any) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
+
+
+_TIMESTAMP = operator.attrgetter("timestamp")
+
+
+def _clocks(parts: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, float]:
+    """The latest record time per partition of a batch: its stream time."""
+    return {tp: max(map(_TIMESTAMP, rs)) / 1000 for tp, rs in parts.items()}

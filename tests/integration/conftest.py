@@ -87,15 +87,23 @@ class Topics:
     events: str
     dead: str
     group: str
+    audit: str = ""
+    offenders: str = ""
 
 
 def create_topics(bootstrap: str, partitions: int = 3) -> Topics:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     tag = uuid.uuid4().hex[:8]
-    topics = Topics(bootstrap, f"posts-{tag}", f"events-{tag}", f"dead-{tag}", f"group-{tag}")
+    topics = Topics(bootstrap, f"posts-{tag}", f"events-{tag}", f"dead-{tag}", f"group-{tag}",
+                    f"audit-{tag}", f"offenders-{tag}")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topics.input, partitions, 1), NewTopic(topics.events, 1, 1), NewTopic(topics.dead, 1, 1)])
+    admin.create_topics([
+        NewTopic(topics.input, partitions, 1), NewTopic(topics.events, 1, 1), NewTopic(topics.dead, 1, 1),
+        NewTopic(topics.audit, 1, 1),
+        # the offender changelog: partitioned like the input, compacted
+        NewTopic(topics.offenders, partitions, 1, topic_configs={"cleanup.policy": "compact"}),
+    ])
     admin.close()
     return topics
 
@@ -156,6 +164,7 @@ class WorkerProcess:
         self.args = [
             *SCREENER, "run", "--bootstrap-servers", topics.bootstrap, "--input-topic", topics.input,
             "--events-topic", topics.events, "--dead-letter-topic", topics.dead, "--group-id", topics.group,
+            "--audit-topic", topics.audit, "--offenders-topic", topics.offenders,
             "--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1", *extra,
         ]
         self.env = {**os.environ, "SCREENER_RELOAD_INTERVAL_S": "1", **(env or {})}

@@ -61,8 +61,9 @@ def test_deploy_files_parse():
 def test_configmap_matches_lexicons():
     rendered = subprocess.run(["python3", str(DEPLOY / "k8s" / "render_configmap.py")], capture_output=True, text=True, check=True)
     assert rendered.stdout == (DEPLOY / "k8s" / "configmap-lexicons.yaml").read_text(), "re-render the ConfigMap"
-    data = yaml.safe_load(rendered.stdout)["data"]
-    assert data["gambling.txt"] == (ROOT / "lexicons" / "gambling.txt").read_text(encoding="utf-8")
+    lexicons, policy = yaml.safe_load_all(rendered.stdout)
+    assert lexicons["data"]["gambling.txt"] == (ROOT / "lexicons" / "gambling.txt").read_text(encoding="utf-8")
+    assert policy["data"]["default.policy"] == (ROOT / "policy" / "default.policy").read_text(encoding="utf-8")
 
 
 def _queried_metrics() -> set[str]:
