@@ -5,6 +5,7 @@
     python3 dev.py test    # the whole test suite
     python3 dev.py bench   # the throughput benchmark (benchmarks/README.md)
     python3 dev.py bench-stream   # end to end through Kafka (benchmarks/README.md)
+    python3 dev.py bench-policy   # policy cost and rescan throughput (benchmarks/README.md)
 
 It creates .venv/ and installs the project into it (again only when
 pyproject.toml changes), then runs the command inside it.
@@ -41,6 +42,7 @@ COMMANDS = {
     "test": lambda extra: [str(BIN / "python"), "-m", "pytest", *(extra or ["-q"])],
     "bench": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "throughput.py"), *extra],
     "bench-stream": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "stream.py"), *extra],
+    "bench-policy": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "policy.py"), *extra],
 }
 
 

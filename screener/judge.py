@@ -22,7 +22,7 @@ from .decide import Verdict
 from .decode import account_of
 from .lexicon import load_lexicons
 from .pipeline import Screener, Screening
-from .policy import EMPTY_POLICY, Policy, PolicyRule, account_facts, load_policy, strictest
+from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy, strictest
 from .verify import Decision, Hit
 
 
@@ -146,39 +146,49 @@ class Engine:
                 out.append(judged)
         return out
 
-    def _facts(self, index: int, obj: dict[str, Any], tracker: Tracker) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _account(self, index: int, obj: dict[str, Any], tracker: Tracker) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The account as the post gives it, and as policy sees it (with
+        ``blacklisted`` from the offender state, never from the post)."""
         account = account_of(obj)
-        facts = account_facts(account)
+        seen = account
+        if "blacklisted" in account:
+            seen = {k: v for k, v in account.items() if k != "blacklisted"}
         if "id" in account and tracker.blacklisted(index, account["id"]):
-            facts["account.blacklisted"] = True
-        return account, facts
+            seen = {**seen, "blacklisted": True}
+        return account, seen
 
     def _judge_post(self, index: int, obj: dict[str, Any], screening: Screening | None, tracker: Tracker) -> Judgement | None:
-        account, facts = self._facts(index, obj, tracker)
-        hits = self._judge_hits("hit", screening.hits if screening else (), facts)
-        verdict, post_rule = self.policy.judge_post(facts, strictest([h.action for h in hits]))
-        suppressed = [d for d in screening.decisions if not d.kept] if screening else []
+        account, seen = self._account(index, obj, tracker)
+        if screening is None:  # no candidates: only a post rule can make this more than a silent pass
+            verdict, post_rule = self.policy.judge_post(seen, "pass")
+            if post_rule is None:
+                return None
+            judged = Judgement(index, "post", verdict, account, post_rule=post_rule)  # type: ignore[arg-type]
+            if verdict != "pass" and "id" in account:
+                tracker.violation(index, account["id"], obj["id"], verdict)
+            return judged
+        hits = self._judge_hits("hit", screening.hits, seen)
+        verdict, post_rule = self.policy.judge_post(seen, strictest([h.action for h in hits]))
+        suppressed = [d for d in screening.decisions if not d.kept]
         judged = Judgement(index, "post", verdict, account, hits, suppressed, post_rule)  # type: ignore[arg-type]
         if verdict != "pass" and "id" in account:
             tracker.violation(index, account["id"], obj["id"], verdict)
         return judged
 
     def _judge_profile(self, index: int, obj: dict[str, Any], found: list[tuple[str, Screening]], tracker: Tracker) -> Judgement:
-        account, facts = self._facts(index, obj, tracker)
+        account, seen = self._account(index, obj, tracker)
         hits: list[JudgedHit] = []
         suppressed: list[Decision] = []
         for name, screening in found:
-            hits += self._judge_hits("profile", screening.hits, facts, name)
+            hits += self._judge_hits("profile", screening.hits, seen, name)
             suppressed += [d for d in screening.decisions if not d.kept]
         return Judgement(index, "profile", strictest([h.action for h in hits]), account, hits, suppressed)  # type: ignore[arg-type]
 
-    def _judge_hits(self, scope: str, hits: Sequence[Hit], facts: dict[str, Any], name: str | None = None) -> list[JudgedHit]:
+    def _judge_hits(self, scope: str, hits: Sequence[Hit], account: dict[str, Any], name: str | None = None) -> list[JudgedHit]:
         out = []
         for hit in hits:
-            hit_facts = {**facts, "category": hit.rule.category, "action": hit.rule.action, "term": hit.rule.label}
-            if name is not None:
-                hit_facts["field"] = name
-            action, rule = self.policy.judge_hit(scope, hit_facts, hit.rule.action)
+            facts = {"category": hit.rule.category, "action": hit.rule.action, "term": hit.rule.label, "field": name}
+            action, rule = self.policy.judge_hit(scope, account, facts, hit.rule.action)
             out.append(JudgedHit(hit, action, rule, name))
         return out
 

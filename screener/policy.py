@@ -62,8 +62,16 @@ class Condition:
     values: frozenset[str]
     source: str  # as written, for explain
 
-    def holds(self, facts: Mapping[str, Any]) -> bool:
-        value = _canonical(facts.get(self.key))
+    @property
+    def attribute(self) -> str | None:
+        """The account attribute tested (``account.type`` → ``type``), if any."""
+        return self.key[len("account."):] if self.key.startswith("account.") else None
+
+    def holds(self, account: Mapping[str, Any], hit: Mapping[str, Any]) -> bool:
+        # Read straight from the account object: building a facts dict per
+        # post was most of the cost of post rules, which see every post.
+        attribute = self.attribute
+        value = _canonical(account.get(attribute) if attribute is not None else hit.get(self.key))
         return (value in self.values) != self.negate if value is not None else self.negate
 
 
@@ -76,8 +84,8 @@ class PolicyRule:
     path: str
     line: int
 
-    def matches(self, facts: Mapping[str, Any]) -> bool:
-        return all(c.holds(facts) for c in self.conditions)
+    def matches(self, account: Mapping[str, Any], hit: Mapping[str, Any]) -> bool:
+        return all(c.holds(account, hit) for c in self.conditions)
 
     @property
     def possible(self) -> bool:
@@ -121,20 +129,21 @@ class Policy:
         """Whether ``post`` rules can match: then every post must be judged."""
         return bool(self._live["post"])  # type: ignore[attr-defined]
 
-    def judge_hit(self, scope: str, hit_facts: Mapping[str, Any], action: str) -> tuple[str, PolicyRule | None]:
+    def judge_hit(self, scope: str, account: Mapping[str, Any], hit: Mapping[str, Any], action: str) -> tuple[str, PolicyRule | None]:
         """The hit's effective action (``pass`` if it does not count) and the rule that set it."""
         for rule in self._live[scope]:  # type: ignore[attr-defined]
-            if rule.matches(hit_facts):
+            if rule.matches(account, hit):
                 return apply_effect(rule.effect, action, for_post=False), rule
         return action, None
 
-    def judge_post(self, account_facts: Mapping[str, Any], verdict: str) -> tuple[str, PolicyRule | None]:
+    def judge_post(self, account: Mapping[str, Any], verdict: str) -> tuple[str, PolicyRule | None]:
         for rule in self._live["post"]:  # type: ignore[attr-defined]
-            if rule.matches(account_facts):
+            if rule.matches(account, _NO_HIT):
                 return apply_effect(rule.effect, verdict, for_post=True), rule
         return verdict, None
 
 
+_NO_HIT: Mapping[str, Any] = {}
 EMPTY_POLICY = Policy("none", "", {s: () for s in SCOPES})
 
 
@@ -157,11 +166,6 @@ def _canonical(value: Any) -> str | None:
     if value is True or value is False:
         return "true" if value else "false"
     return str(value)
-
-
-def account_facts(account: Mapping[str, Any]) -> dict[str, Any]:
-    """``account.<attr>`` keys for conditions, from an account object."""
-    return {f"account.{k}": v for k, v in account.items()}
 
 
 # -- loading --------------------------------------------------------------------------

@@ -164,3 +164,18 @@ def test_rescan_cli(make_lexicon, tmp_path, capsys):
     assert [e["post_id"] for e in _lines(out.encode())] == [2, 4, 6]
     assert "stricter=3" in err and "posts/s=" in err
     assert main(["rescan", "--from-offset", "3", str(archive)]) == 2
+
+
+def test_policy_benchmark_smoke_run(tmp_path):
+    """The policy/rescan benchmark runs and its correctness gates hold (numbers: README)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "policy.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads((tmp_path / "policy.json").read_bytes())
+    assert [r["contender"] for r in result["policy"]][0] == "screen"
+    assert result["rescan"]["stricter"] >= result["rescan"]["expected_stricter_at_least"] > 0
