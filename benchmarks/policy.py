@@ -120,6 +120,9 @@ def main() -> int:
         offenders = Offenders(engine.policy.offenders)
         count = 0
         for objs, txts in batches:
+            if not offenders.config.enabled:  # as scan and the worker do
+                count += sum(1 for j in engine.judge(objs, txts) if j.action != "pass")
+                continue
             tracker = OffenderTracker(offenders, lambda i: 0, lambda i, objs=objs: objs[i]["published_at"])
             count += sum(1 for j in engine.judge(objs, txts, tracker) if j.action != "pass")
             tracker.finish({0: objs[-1]["published_at"]})

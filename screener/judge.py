@@ -138,6 +138,7 @@ class Engine:
         out = []
         for index in indices:
             obj = objects[index]
+            judged: Judgement | None
             if obj.get("kind") == "profile":
                 judged = self._judge_profile(index, obj, profile_hits.get(index, []), tracker)
             else:

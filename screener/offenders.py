@@ -28,6 +28,7 @@ from typing import Any, Hashable, Iterable
 
 import orjson
 
+from .judge import Tracker
 from .policy import OffenderConfig
 
 NAMESPACE = uuid.UUID("0f7c0e56-4a1e-4d0b-93a5-6d7f3c1b9e42")
@@ -82,9 +83,18 @@ class Record:
 class Shard:
     accounts: dict[bytes, Record] = field(default_factory=dict)
     blacklisted: set[bytes] = field(default_factory=set)
+    #: The same accounts by their JSON value: looked up for every post of a
+    #: batch when post rules exist, where serialising each id would cost more.
+    blacklisted_ids: set[Any] = field(default_factory=set)
     clock: float = 0.0  # stream time: the latest event time seen
     swept: float = 0.0
     changed: set[bytes] = field(default_factory=set)
+
+
+def _add_id(shard: Shard, key: bytes) -> None:
+    account = orjson.loads(key)
+    if type(account) in (str, int):
+        shard.blacklisted_ids.add(account)
 
 
 class Offenders:
@@ -102,7 +112,11 @@ class Offenders:
 
     def is_blacklisted(self, shard: Hashable, account_id: Any) -> bool:
         s = self.shards.get(shard)
-        return bool(s and s.blacklisted) and orjson.dumps(account_id) in s.blacklisted  # type: ignore[union-attr]
+        if s is None or not s.blacklisted:
+            return False
+        if type(account_id) in (str, int):
+            return account_id in s.blacklisted_ids
+        return orjson.dumps(account_id) in s.blacklisted  # an unusual id (float, object): rare, exact
 
     def violation(self, shard: Hashable, account_id: Any, post_id: Any, t: float) -> list[dict[str, Any]]:
         """Count one violation; the ``account_blacklist`` event if it crosses the threshold."""
@@ -118,6 +132,7 @@ class Offenders:
             return []
         record.blacklisted, record.trigger = True, post_key
         s.blacklisted.add(key)
+        _add_id(s, key)
         return [self._event("account_blacklist", account_id, record, t)]
 
     def sweep(self, shard: Hashable) -> list[dict[str, Any]]:
@@ -136,6 +151,9 @@ class Offenders:
                     events.append(self._event("account_cleared", orjson.loads(key), record, s.clock))
                     record.blacklisted = False
                     s.blacklisted.discard(key)
+                    account = orjson.loads(key)
+                    if type(account) in (str, int):
+                        s.blacklisted_ids.discard(account)
                     s.changed.add(key)
         if s.clock - s.swept >= max(60, self.config.window_s / 20):
             s.swept = s.clock
@@ -184,6 +202,7 @@ class Offenders:
         for key, record in s.accounts.items():
             if record.blacklisted:
                 s.blacklisted.add(key)
+                _add_id(s, key)
             s.clock = max([s.clock, *record.violations.values()])
         s.swept = s.clock
         return len(s.accounts)
@@ -223,7 +242,7 @@ class SqliteStore:
         self.db.close()
 
 
-class OffenderTracker:
+class OffenderTracker(Tracker):
     """The judge's view of the offender state for one batch (see judge.Tracker).
 
     ``shard_of`` and ``time_of`` say, per batch index, which shard a post

@@ -62,17 +62,24 @@ class Condition:
     values: frozenset[str]
     source: str  # as written, for explain
 
-    @property
-    def attribute(self) -> str | None:
-        """The account attribute tested (``account.type`` → ``type``), if any."""
-        return self.key[len("account."):] if self.key.startswith("account.") else None
+    #: The account attribute tested (``account.type`` → ``type``), if any.
+    attribute: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attribute", self.key[len("account."):] if self.key.startswith("account.") else None)
 
     def holds(self, account: Mapping[str, Any], hit: Mapping[str, Any]) -> bool:
         # Read straight from the account object: building a facts dict per
         # post was most of the cost of post rules, which see every post.
         attribute = self.attribute
-        value = _canonical(account.get(attribute) if attribute is not None else hit.get(self.key))
-        return (value in self.values) != self.negate if value is not None else self.negate
+        value = account.get(attribute) if attribute is not None else hit.get(self.key)
+        if value is None:
+            return self.negate
+        if value is True or value is False:
+            value = "true" if value else "false"
+        elif type(value) is not str:
+            value = str(value)
+        return (value in self.values) != self.negate
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,10 @@ class PolicyRule:
     line: int
 
     def matches(self, account: Mapping[str, Any], hit: Mapping[str, Any]) -> bool:
-        return all(c.holds(account, hit) for c in self.conditions)
+        for condition in self.conditions:
+            if not condition.holds(account, hit):
+                return False
+        return True
 
     @property
     def possible(self) -> bool:

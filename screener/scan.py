@@ -88,12 +88,12 @@ class ScanState:
         if self.offenders is not None and self.store is not None:
             self.offenders.restore(SHARD, self.store.load(SHARD))
 
-    def tracker(self, objects: Sequence[dict[str, Any]]) -> Tracker | OffenderTracker:
+    def tracker(self, objects: Sequence[dict[str, Any]]) -> Tracker:
         if self.offenders is None:
             return NO_TRACKER
         return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i]))
 
-    def finish(self, tracker: Tracker | OffenderTracker, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if not isinstance(tracker, OffenderTracker) or not objects:
             return []
         return tracker.finish({SHARD: max(event_time(objects[0]), event_time(objects[-1]))})

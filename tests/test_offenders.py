@@ -172,3 +172,11 @@ def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, caps
     assert main(["audit", "--audit", str(audit_log), "--account", "a", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["audit", "--audit", str(audit_log), "--post", "99"]) == 1
+
+
+@pytest.mark.parametrize("account", ["a", 7, 7.5, ["x", 1], {"k": 1}])
+def test_any_json_account_id_can_be_blacklisted(account):
+    o = offenders(threshold=1)
+    assert o.violation("p0", account, 1, 1)[0]["account_id"] == account
+    assert o.is_blacklisted("p0", account)
+    assert not o.is_blacklisted("p0", "other") and not o.is_blacklisted("p0", True)

@@ -61,7 +61,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "max_block_m
 class Outgoing:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (an account the changelog forgets)
     headers: list[tuple[str, bytes]]
     action: str  # flag | recall | blacklist | cleared | dead_letter | audit | state
     partition: int | None = None  # the changelog's partition is the input's
@@ -279,7 +279,7 @@ class Worker:
         out = []
         for tp in list(self.offenders.shards):
             for key, value in self.offenders.take_changes(tp):
-                out.append(Outgoing(self.settings.offenders_topic, key, value, [], "state", tp.partition))  # type: ignore[arg-type]
+                out.append(Outgoing(self.settings.offenders_topic, key, value, [], "state", tp.partition))  # type: ignore[attr-defined]
         if out:
             shards = self.offenders.shards.values()
             metrics.OFFENDER_ACCOUNTS.set(sum(len(s.accounts) for s in shards))
