@@ -103,7 +103,8 @@ def main() -> int:
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         admin.create_topics([NewTopic("posts", args.partitions, 1), NewTopic("paced", args.partitions, 1),
-                             NewTopic("events", 1, 1), NewTopic("dead", 1, 1)])
+                             NewTopic("events", 1, 1), NewTopic("dead", 1, 1), NewTopic("audit", 1, 1),
+                             NewTopic("offenders", args.partitions, 1, topic_configs={"cleanup.policy": "compact"})])
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=1 << 20, acks=1)
         started = time.perf_counter()
         for v in values:
@@ -127,8 +128,14 @@ def main() -> int:
 
         # 2. worker at full speed
         port = free_port()
+        # The shipped policy's repeat-offender rules (its news rule names a
+        # category the generated lexicon does not have); audit trail on.
+        policy = work / "bench.policy"
+        policy.write_text("offenders: threshold=5 window=30d clear=true\n"
+                          "hit blacklisted-escalate: account.blacklisted=true -> escalate\n", encoding="utf-8")
         env = {**os.environ, "SCREENER_LEXICONS": str(lexdir), "SCREENER_BOOTSTRAP_SERVERS": bootstrap,
                "SCREENER_EVENTS_TOPIC": "events", "SCREENER_DEAD_LETTER_TOPIC": "dead",
+               "SCREENER_POLICY": str(policy), "SCREENER_AUDIT_TOPIC": "audit", "SCREENER_OFFENDERS_TOPIC": "offenders",
                "SCREENER_METRICS_PORT": str(port), "SCREENER_METRICS_HOST": "127.0.0.1"}
         worker = subprocess.Popen([sys.executable, "-m", "screener", "run", "--input-topic", "posts", "--group-id", "bench"],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(work / "worker.log", "wb"))

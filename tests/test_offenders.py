@@ -180,3 +180,28 @@ def test_any_json_account_id_can_be_blacklisted(account):
     assert o.violation("p0", account, 1, 1)[0]["account_id"] == account
     assert o.is_blacklisted("p0", account)
     assert not o.is_blacklisted("p0", "other") and not o.is_blacklisted("p0", True)
+
+
+def test_accounts_example_events_of_every_kind_validate(capsys):
+    """examples/accounts.jsonl through the shipped lexicon and policy: five
+    flags blacklist u9, its sixth post is escalated, its profile is recalled."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from screener.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    schema = json.loads((root / "screener" / "schema" / "event.schema.json").read_text())
+    assert main(["scan", "--progress", "off", str(root / "examples" / "accounts.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    events = [orjson.loads(line) for line in out.splitlines()]
+    checker = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for event in events:
+        checker.validate(event)
+    assert [(e["kind"], e.get("action")) for e in events] == [
+        *[("post", "flag")] * 5, ("post", "recall"), ("profile_flag", "recall"), ("account_blacklist", None)]
+    assert events[5]["hits"][0]["policy_rule"] == "blacklisted-escalate"
+    assert [h["field"] for h in events[6]["hits"]] == ["name", "bio"]
+    assert "posts=9 passed=2 flagged=5 recalled=2 dead_lettered=0 blacklisted=1" in err

@@ -105,6 +105,10 @@ class Worker:
                                         settings.reload_interval_s)
         self.offenders = Offenders(engine.policy.offenders)
         self.pending_audit: list[dict[str, Any]] = []
+        #: Changelog records of the last batch, and that batch's offsets,
+        #: which may be committed only once those records are acknowledged.
+        self.pending_changelog: list[Outgoing] = []
+        self.awaiting_state: dict[TopicPartition, OffsetAndMetadata] = {}
         self.rescan: threading.Thread | None = None
         self.uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self.abandoned = False
@@ -145,8 +149,10 @@ class Worker:
             self._set_ready()
             if records:
                 self.process(records)
-            elif self.uncommitted:
-                self._commit(sync=False)
+            else:
+                self._flush_state()
+                if self.uncommitted:
+                    self._commit(sync=False)
         return self._close(clean=True)
 
     def _connect(self) -> bool:
@@ -184,6 +190,16 @@ class Worker:
             if topic not in existing:
                 log.error("output topic %s does not exist: create it (see README), or nothing can be committed", topic)
 
+    def _flush_state(self) -> bool:
+        """Deliver the last batch's changelog records; its offsets become committable."""
+        if not self.pending_changelog and not self.awaiting_state:
+            return True
+        if not self._deliver(self.pending_changelog):
+            return False
+        self.uncommitted.update(self.awaiting_state)
+        self.pending_changelog, self.awaiting_state = [], {}
+        return True
+
     def _close(self, clean: bool) -> int:
         self.reloader.stop()
         if self.rescan is not None:
@@ -191,6 +207,8 @@ class Worker:
         self.health.ready = False
         metrics.READY.set(0)
         if self.consumer is not None:
+            if clean and not self._flush_state():
+                clean = False
             if clean and self.uncommitted:
                 self._commit()
             try:
@@ -200,7 +218,7 @@ class Worker:
         if self.producer is not None:
             self.producer.close(timeout=max(0.1, (self.deadline or time.monotonic() + 5) - time.monotonic()))
         metrics.UP.set(0)
-        done = clean and not self.uncommitted and not self.abandoned
+        done = clean and not self.uncommitted and not self.awaiting_state and not self.abandoned
         log.info("stopped %s", "cleanly, offsets committed" if done else "with work to redo after restart")
         return 0 if done else 1
 
@@ -214,15 +232,21 @@ class Worker:
         started = time.perf_counter()
         outgoing, changelog, counts = self._screen(batch, parts)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        # Events before state: if we die between the two, the state is
-        # rebuilt from the older changelog and the events come again with
-        # the same ids; the other order could lose a blacklist event.
-        if not self._deliver(outgoing) or not self._deliver(changelog):
+        # Events before state: a batch's changelog records ride along with
+        # the *next* batch's events (or go out when the loop idles), and its
+        # offsets are committed only once they are acknowledged. If we die in
+        # between, the state is rebuilt from the older changelog and the
+        # events come again with the same ids; writing state first could lose
+        # a blacklist event. A second round trip per batch instead cost ~50 ms
+        # of p99 latency at half load.
+        if not self._deliver(outgoing + self.pending_changelog):
             log.warning("batch of %d records not fully acknowledged; not committing it", len(batch))
             for tp, rs in parts.items():  # consume the batch again
                 self.consumer.seek(tp, rs[0].offset)
             self.abandoned = True  # redone after restart; the exit code says so
             return
+        self.uncommitted.update(self.awaiting_state)  # their changelog records are acknowledged now
+        self.pending_changelog, self.awaiting_state = changelog, {}
         now = time.time()
         for record in batch:
             metrics.LATENCY.observe(max(0.0, now - record.timestamp / 1000))
@@ -230,7 +254,11 @@ class Worker:
             metrics.POSTS.labels(outcome=outcome).inc(n)
         metrics.POSTS_CONSUMED.inc(len(batch))
         for tp, rs in parts.items():
-            self.uncommitted[tp] = OffsetAndMetadata(rs[-1].offset + 1, "", -1)
+            offset = OffsetAndMetadata(rs[-1].offset + 1, "", -1)
+            if changelog:
+                self.awaiting_state[tp] = offset
+            else:
+                self.uncommitted[tp] = offset
             high = self.consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - rs[-1].offset - 1))
@@ -362,6 +390,8 @@ class Worker:
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Commit what is done for partitions we are losing, then forget them
         (their offender state too: the next owner restores it)."""
+        if not self._flush_state():
+            log.warning("changelog not acknowledged before revocation; the next owner redoes the last batch")
         self._commit(only=revoked)
         for tp in revoked:
             self.uncommitted.pop(tp, None)

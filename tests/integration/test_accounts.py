@@ -100,8 +100,12 @@ def test_audit_topic_and_the_audit_command(topics, workers, tmp_path):
     shutil.copytree(ROOT / "lexicons", lexicons)
     worker = workers(topics, "--lexicons", str(lexicons)).start()
     values, keys = account_posts([(1, "x", FLAG), (2, "y", PASS)])
-    produce(topics.bootstrap, topics.input, values + [b"not json"], keys + [None])
-    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 3)
+    profile = orjson.dumps({"kind": "profile", "id": "x", "name": "赌博大师", "bio": "你好"})
+    produce(topics.bootstrap, topics.input, values + [b"not json", profile], keys + [None, b"x"])
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 4)
+    events = events_of(consume(topics.bootstrap, topics.events, lambda r: len(r) >= 2))
+    [flagged] = [e for e in events if e["kind"] == "profile_flag"]
+    assert (flagged["profile_id"], flagged["action"], flagged["hits"][0]["field"]) == ("x", "recall", "name")
     with open(lexicons / "rumour.txt", "a", encoding="utf-8") as f:
         f.write("测试占位词乙\n")  # a neutral placeholder: the reload is audited too
     worker.wait_metric("screener_lexicon_reloads_total", lambda v: v == 1)
@@ -109,8 +113,8 @@ def test_audit_topic_and_the_audit_command(topics, workers, tmp_path):
     records = consume(topics.bootstrap, topics.audit,
                       lambda r: {"decision", "dead_letter", "reload"} <= {orjson.loads(x.value)["kind"] for x in r})
     kinds = [orjson.loads(r.value)["kind"] for r in records]
-    assert kinds.count("decision") == 1 and kinds.count("dead_letter") == 1 and kinds.count("reload") == 1
-    decision = next(orjson.loads(r.value) for r in records if orjson.loads(r.value)["kind"] == "decision")
+    assert kinds.count("decision") == 2 and kinds.count("dead_letter") == 1 and kinds.count("reload") == 1
+    decision = next(orjson.loads(r.value) for r in records if orjson.loads(r.value).get("subject") == "post")
     assert decision["post_id"] == 1 and decision["source"]["topic"] == topics.input and decision["worker"]
     assert worker.terminate() == 0
 
@@ -118,6 +122,9 @@ def test_audit_topic_and_the_audit_command(topics, workers, tmp_path):
                           "--post", "1"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "post 1 of account 'x': FLAG" in out.stdout and "(abuse, rule abuse/" in out.stdout
+    out = subprocess.run([*SCREENER, "audit", "--bootstrap-servers", topics.bootstrap, "--audit-topic", topics.audit,
+                          "--account", "x", "--json"], capture_output=True, text=True, timeout=60)
+    assert sorted(orjson.loads(line)["subject"] for line in out.stdout.splitlines()) == ["post", "profile"]
 
 
 def test_rescan_topic_recalls_only_what_became_stricter(topics, workers, tmp_path):
