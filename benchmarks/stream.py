@@ -76,6 +76,8 @@ def main() -> int:
     parser.add_argument("--posts", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--paced-seconds", type=float, default=15.0)
+    parser.add_argument("--no-accounts", action="store_true",
+                        help="no policy, no offender state, no audit trail (the screening-only worker, for comparison)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
@@ -135,7 +137,8 @@ def main() -> int:
                           "hit blacklisted-escalate: account.blacklisted=true -> escalate\n", encoding="utf-8")
         env = {**os.environ, "SCREENER_LEXICONS": str(lexdir), "SCREENER_BOOTSTRAP_SERVERS": bootstrap,
                "SCREENER_EVENTS_TOPIC": "events", "SCREENER_DEAD_LETTER_TOPIC": "dead",
-               "SCREENER_POLICY": str(policy), "SCREENER_AUDIT_TOPIC": "audit", "SCREENER_OFFENDERS_TOPIC": "offenders",
+               "SCREENER_POLICY": "none" if args.no_accounts else str(policy),
+               "SCREENER_AUDIT_TOPIC": "" if args.no_accounts else "audit", "SCREENER_OFFENDERS_TOPIC": "offenders",
                "SCREENER_METRICS_PORT": str(port), "SCREENER_METRICS_HOST": "127.0.0.1"}
         worker = subprocess.Popen([sys.executable, "-m", "screener", "run", "--input-topic", "posts", "--group-id", "bench"],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(work / "worker.log", "wb"))
