@@ -9,7 +9,7 @@ from typing import Sequence
 import orjson
 
 from . import __version__
-from .errors import ConfigError, LexiconError, MatcherUnavailable
+from .errors import BrokerError, ConfigError, LexiconError, MatcherUnavailable
 from .judge import Engine
 from .lexicon import load_lexicons
 from .settings import Settings, load_settings
@@ -165,10 +165,16 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = _engine(settings)
     if args.topic:
+        from kafka.errors import KafkaError
+
         from .stream.rescan_topic import rescan_topic, start_from
 
-        summary = rescan_topic(settings, engine, args.topic, start_from(args.from_offset, args.from_timestamp),
-                               args.previous_topic or None, args.checkpoint)
+        try:
+            summary = rescan_topic(settings, engine, args.topic, start_from(args.from_offset, args.from_timestamp),
+                                   args.previous_topic or None, args.checkpoint)
+        except KafkaError as exc:
+            raise BrokerError(f"rescan of {args.topic} on {settings.bootstrap_servers}: {exc} "
+                              "(run it again with the same --checkpoint to resume)") from None
     else:
         if args.from_offset is not None or args.from_timestamp or args.previous_topic:
             raise ConfigError("--from-offset, --from-timestamp and --previous-topic need --topic")
@@ -186,10 +192,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.audit:
         records = [r for path in args.audit for r in audit.read_jsonl(path)]
     else:
+        from kafka.errors import KafkaError
+
         from .stream.rescan_topic import read_topic_records
 
         settings = _settings(args)
-        records = list(read_topic_records(settings, args.audit_topic or settings.audit_topic))
+        topic = args.audit_topic or settings.audit_topic
+        try:
+            records = list(read_topic_records(settings, topic))
+        except KafkaError as exc:
+            raise BrokerError(f"reading {topic} from {settings.bootstrap_servers}: {exc}") from None
     found = audit.select(records, post=args.post, account=args.account)
     found.sort(key=lambda r: r.get("at") or "")
     if args.json:
@@ -219,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{problem} [error]", file=sys.stderr)
         print(f"lexicon rejected: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
-    except (ConfigError, MatcherUnavailable) as exc:
+    except (ConfigError, MatcherUnavailable, BrokerError) as exc:
         print(f"screener: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `screener scan | head`

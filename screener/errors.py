@@ -44,3 +44,7 @@ class MatcherUnavailable(ScreenerError):
 
 class ConfigError(ScreenerError):
     """Settings are inconsistent or out of range."""
+
+
+class BrokerError(ScreenerError):
+    """A command that reads or writes Kafka could not (broker unreachable, ...)."""

@@ -13,6 +13,7 @@ where it stopped.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -27,6 +28,7 @@ from ..decode import decode_batch
 from ..errors import ConfigError
 from ..judge import Engine
 from ..rescan import Checkpoint, Previous, RescanSummary, rescan_batch
+from ..scan import Progress
 from ..settings import Settings
 
 log = logging.getLogger("screener.rescan")
@@ -147,6 +149,15 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     # version this rescan uses); a resumed rescan keeps its original bound.
     until_ms = checkpoint.state.get("until_ms") or int(time.time() * 1000)
     started = time.perf_counter()
+    # The size of a topic range is unknown up front: in auto mode the bar
+    # shows whenever a person watches (never in the worker's background rescan).
+    mode = settings.progress
+    if stop is not None:
+        mode = "off"
+    elif mode == "auto" and sys.stderr.isatty():
+        mode = "on"
+    progress = Progress(None, mode)
+    done_bytes = 0
     _audit(producer, settings, [audit.rescan(settings.worker_id, engine, "start", {"topic": topic, "from": list(start)})])
     try:
         for records, at in read_range(consumer, topic, start, settings.batch_records, positions, stop,
@@ -168,6 +179,9 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
             summary.dead_lettered += len(rejected)
             checkpoint.save({"positions": {str(p): o for p, o in at.items()}, "until_ms": until_ms,
                              "summary": asdict(summary)})
+            done_bytes += sum(len(r.value or b"") for r in records)
+            progress.update(done_bytes, summary.posts)
+        progress.close()
         summary.seconds = time.perf_counter() - started
         if not (stop and stop.is_set()):
             checkpoint.save({"done": True, "summary": asdict(summary)})
