@@ -125,10 +125,16 @@ def rescan_batch(engine: Engine, objects: list[dict[str, Any]], texts: list[str]
 
 # -- checkpoints -----------------------------------------------------------------------------------
 class Checkpoint:
-    """Where a rescan got to, in a small JSON file replaced atomically."""
+    """Where a rescan got to, in a small JSON file replaced atomically.
 
-    def __init__(self, path: str | None, identity: dict[str, Any]) -> None:
+    ``identity`` names what is rescanned (files or topic and start); the
+    engine's versions are part of it, so a checkpoint never resumes a rescan
+    under other rules.
+    """
+
+    def __init__(self, path: str | None, identity: dict[str, Any], engine: Engine) -> None:
         self.path = path
+        identity = {**identity, "lexicon_version": engine.lexicon_version, "policy_version": engine.policy_version}
         self.identity = identity
         self.state: dict[str, Any] = {}
         if path and Path(path).exists():
@@ -138,6 +144,16 @@ class Checkpoint:
                     f"checkpoint {path} belongs to another rescan ({saved.get('identity')}); "
                     "remove it to start afresh")
             self.state = saved.get("state", {})
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+    def summary(self) -> RescanSummary:
+        """The counts so far (zero for a fresh rescan); this run's rate excludes them."""
+        summary = RescanSummary(**{k: v for k, v in self.state.get("summary", {}).items() if k != "seconds"})
+        summary.resumed_posts = summary.posts
+        return summary
 
     def save(self, state: dict[str, Any]) -> None:
         self.state = state
@@ -156,18 +172,16 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     """Rescan JSONL archives; events on ``out``. Resumes from ``checkpoint_path``."""
     if checkpoint_path and (not paths or "-" in paths):
         raise ConfigError("a resumable rescan needs files, not stdin")
-    identity = {"inputs": [str(Path(p).resolve()) for p in paths], "lexicon_version": engine.lexicon_version,
-                "policy_version": engine.policy_version}
-    checkpoint = Checkpoint(checkpoint_path, identity)
-    summary = RescanSummary(**{k: v for k, v in checkpoint.state.get("summary", {}).items() if k != "seconds"})
-    summary.resumed_posts = summary.posts
-    if checkpoint.state.get("done"):
+    inputs = [str(Path(p).resolve()) for p in paths]
+    checkpoint = Checkpoint(checkpoint_path, {"inputs": inputs}, engine)
+    summary = checkpoint.summary()
+    if checkpoint.done:
         return summary
     resume = tuple(checkpoint.state.get("next", (0, 0, 1)))
     log = log or audit.AuditLog(None)
     progress = Progress(total_size(paths), settings.progress)
     started = time.perf_counter()
-    log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": identity["inputs"], "resumed_at": resume})])
+    log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})])
     for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes, resume):  # type: ignore[arg-type]
         objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
         bad = {i for i, _ in rejected}

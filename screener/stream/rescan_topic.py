@@ -129,12 +129,9 @@ def default_previous_topics(settings: Settings) -> list[str]:
 def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
                  previous_topics: Sequence[str] | None = None, checkpoint_path: str | None = None,
                  stop: threading.Event | None = None, producer: Any = None) -> RescanSummary:
-    identity = {"topic": topic, "start": list(start), "lexicon_version": engine.lexicon_version,
-                "policy_version": engine.policy_version}
-    checkpoint = Checkpoint(checkpoint_path, identity)
-    summary = RescanSummary(**{k: v for k, v in checkpoint.state.get("summary", {}).items() if k != "seconds"})
-    summary.resumed_posts = summary.posts
-    if checkpoint.state.get("done"):
+    checkpoint = Checkpoint(checkpoint_path, {"topic": topic, "start": list(start)}, engine)
+    summary = checkpoint.summary()
+    if checkpoint.done:
         return summary
     previous = read_previous(settings, previous_topics or default_previous_topics(settings), start)
     own_producer = producer is None
