@@ -13,7 +13,7 @@ post of the batch; the closing benchmark reports the cost of both.
 
 from __future__ import annotations
 
-import operator
+from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -128,8 +128,10 @@ class Engine:
         policy, exactly as if they had come one batch later.
         """
         screened = self.posts.screen_sparse(texts)
-        kinds = list(map(_KIND, objects))
-        profiles = [i for i, k in enumerate(kinds) if k == "profile"] if "profile" in kinds else []
+        profiles: list[int] = []
+        if "" in texts:  # decode gives a profile the text "": only then can there be one
+            kinds = list(map(dict.get, objects, repeat("kind")))
+            profiles = [i for i, k in enumerate(kinds) if k == "profile"]
         profile_hits = self._screen_profiles(objects, profiles)
         if self.policy.has_post_rules:
             indices: Sequence[int] = range(len(objects))
@@ -206,6 +208,5 @@ class Engine:
         return out
 
 
-_KIND = operator.methodcaller("get", "kind")
 #: Build an engine from the settings' paths (hot reload uses the same factory).
 EngineFactory = Callable[[], Engine]
