@@ -156,3 +156,29 @@ def test_benchmark_smoke_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| 1000 | scan (" in proc.stdout
     assert (tmp_path / "throughput.csv").exists() and (tmp_path / "throughput.png").exists()
+
+
+@pytest.mark.parametrize("record,reason", [
+    (b'{"id": 1, "text": "x", "account": "u1"}', '"account" is str, not an object'),
+    (b'{"id": 1, "text": "x", "kind": "video"}', "\"kind\" is 'video', not \"post\" or \"profile\""),
+    (b'{"id": 1, "text": "x", "kind": ["post"]}', "\"kind\" is ['post'], not \"post\" or \"profile\""),
+    (b'{"id": 1, "kind": "profile", "bio": "b"}', 'profile without a string "name"'),
+    (b'{"id": 1, "kind": "profile", "name": "n", "bio": 3}', 'profile "bio" is not a string'),
+    (b'{"kind": "profile", "name": "n"}', 'profile without a string or integer "id"'),
+])
+def test_malformed_accounts_and_profiles_are_dead_letters(record, reason):
+    from screener.decode import decode_batch
+
+    good = b'{"id": 2, "text": "y"}'
+    objects, texts, rejected = decode_batch([good, record], 1000)
+    assert rejected == [(1, reason)] and texts == ["y"]
+
+
+def test_profiles_and_accounts_decode():
+    from screener.decode import account_of, decode_batch
+
+    objects, texts, rejected = decode_batch([b'{"id": "u1", "kind": "profile", "name": "n"}',
+                                             b'{"id": 2, "text": "t", "account": {"type": "government"}, "account_id": "a2"}',
+                                             b'{"id": 3, "text": "t", "kind": "post", "account": {"id": 9}}'], 1000)
+    assert rejected == [] and texts == ["", "t", "t"]
+    assert [account_of(o) for o in objects] == [{"id": "u1"}, {"type": "government", "id": "a2"}, {"id": 9}]
