@@ -12,7 +12,6 @@ versions, and why".
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from typing import Any, BinaryIO, Iterable, Iterator
 
@@ -21,8 +20,10 @@ import orjson
 from .emit import Emitted, now_iso
 from .judge import Engine, Judgement
 
-#: What identifies this process in audit records: host and pid unless set.
-DEFAULT_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+def key_of(record: dict[str, Any]) -> bytes | None:
+    """The Kafka key of an audit record: its post's id, else its account's."""
+    key = record.get("post_id", record.get("account_id"))
+    return orjson.dumps(key) if key is not None else None
 
 
 def _base(kind: str, worker: str, engine: Engine | None) -> dict[str, Any]:

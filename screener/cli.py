@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     who = aud.add_mutually_exclusive_group(required=True)
     who.add_argument("--post", metavar="ID", help="a post (or profile) id")
     who.add_argument("--account", metavar="ID", help="an account id: its posts, profile and blacklist status")
-    aud.add_argument("--audit", metavar="PATH", action="append", help="audit JSONL file(s) of scan/rescan (repeatable)")
+    aud.add_argument("--audit", metavar="PATH", action="append", dest="audit_files",
+                     help="audit JSONL file(s) of scan/rescan (repeatable)")
     aud.add_argument("--audit-topic", metavar="TOPIC", help="read the Kafka audit topic instead (default screener.audit)")
     aud.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --audit-topic")
     aud.add_argument("--config", metavar="TOML", help="settings file (also SCREENER_CONFIG)")
@@ -106,13 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _NOT_SETTINGS = ("command", "files", "text", "json", "config", "account", "blacklisted", "profile", "bio", "post",
-                 "previous", "checkpoint", "topic", "from_offset", "from_timestamp", "previous_topic")
+                 "previous", "checkpoint", "topic", "from_offset", "from_timestamp", "previous_topic", "audit_files")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     cli = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
-    if isinstance(cli.get("audit"), list):  # `audit --audit` takes several files
-        cli["audit"] = None
     return load_settings(cli, config_file=args.config)
 
 
@@ -189,8 +188,8 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from . import audit
 
-    if args.audit:
-        records = [r for path in args.audit for r in audit.read_jsonl(path)]
+    if args.audit_files:
+        records = [r for path in args.audit_files for r in audit.read_jsonl(path)]
     else:
         from kafka.errors import KafkaError
 

@@ -16,8 +16,10 @@ def decide(hits: Sequence[Hit]) -> Verdict:
     >>> decide([])
     'pass'
     """
-    verdict: Verdict = "pass"
-    for hit in hits:
-        if SEVERITY_OF_ACTION[hit.rule.action] > SEVERITY_OF_ACTION[verdict]:
-            verdict = hit.rule.action
-    return verdict
+    return strictest([hit.rule.action for hit in hits])
+
+
+def strictest(actions: Sequence[str]) -> Verdict:
+    """The strictest of ``actions`` (``pass`` when empty); the one ordering
+    every stage uses (hits, policy effects, rescans)."""
+    return max(actions, key=SEVERITY_OF_ACTION.__getitem__, default="pass")  # type: ignore[arg-type,return-value]

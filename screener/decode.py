@@ -1,4 +1,4 @@
-"""Stage: decode. One raw record (bytes) → a Post, or the reason it is not one.
+"""Stage: decode. One raw record (bytes) → a validated object, or the reason it is not one.
 
 A malformed record is data, not an exception: the caller sends the reason to
 the dead-letter sink and carries on.
@@ -6,42 +6,26 @@ the dead-letter sink and carries on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import operator
 from itertools import repeat
-from typing import Sequence
+from typing import Any, Sequence, TypeVar
 
 import orjson
 
-_RESERVED = ("id", "text", "account_id", "kind")
 KINDS = ("post", "profile")
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    id: str | int
-    text: str
-    account_id: Any
-    #: Every other field of the input object, kept for the event's ``meta``.
-    meta: dict[str, Any]
-
-
-def decode_post(raw: bytes, max_bytes: int) -> Post | str:
-    """Decode one JSON object; return a :class:`Post` or a reason string.
-
-    >>> decode_post(b'{"id": 1, "text": "hi"}', 1000).text
-    'hi'
-    >>> decode_post(b'{"id": 1}', 1000)
-    'missing "text"'
-    """
-    obj = decode_object(raw, max_bytes)
-    return obj if isinstance(obj, str) else post_from_object(obj)
+#: Fields an event reports on their own; every other input field is its ``meta``.
+_NOT_META = ("id", "text", "account_id", "kind", "name", "bio")
+T = TypeVar("T")
 
 
 def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
-    """The validated JSON object of a post record, or the reason it is not one."""
+    """The validated JSON object of a post or profile record, or the reason it is not one.
+
+    >>> decode_object(b'{"id": 1, "text": "hi"}', 1000)["text"]
+    'hi'
+    >>> decode_object(b'{"id": 1}', 1000)
+    'missing "text"'
+    """
     if len(raw) > max_bytes:
         return f"record of {len(raw)} bytes exceeds the limit of {max_bytes} bytes"
     if not raw.strip():
@@ -64,9 +48,13 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
     if not isinstance(text, str):
         return 'missing "text"' if text is None else f'"text" is {type(text).__name__}, not a string'
     post_id = obj.get("id")
-    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+    if not _valid_id(post_id):
         return 'missing "id"' if post_id is None else f'"id" is {type(post_id).__name__}, not a string or integer'
     return obj
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def _profile_problem(obj: dict[str, Any]) -> str | None:
@@ -75,8 +63,7 @@ def _profile_problem(obj: dict[str, Any]) -> str | None:
         return 'profile without a string "name"'
     if not isinstance(obj.get("bio", ""), str):
         return 'profile "bio" is not a string'
-    post_id = obj.get("id")
-    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+    if not _valid_id(obj.get("id")):
         return 'profile without a string or integer "id"'
     return None
 
@@ -97,10 +84,18 @@ def account_of(obj: dict[str, Any]) -> dict[str, Any]:
     return account
 
 
-def post_from_object(obj: dict[str, Any]) -> Post:
-    """A Post from an object already known to have a valid ``id`` and ``text``."""
-    meta = {k: v for k, v in obj.items() if k not in _RESERVED} if len(obj) > 2 else {}
-    return Post(obj["id"], obj.get("text", ""), account_of(obj).get("id"), meta)
+def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """Every input field an event does not report on its own."""
+    return {k: v for k, v in obj.items() if k not in _NOT_META} if len(obj) > 2 else {}
+
+
+def accepted(items: Sequence[T], rejected: Sequence[tuple[int, str]]) -> Sequence[T]:
+    """``items`` without the rejected indices: the records (or line numbers)
+    that go with :func:`decode_batch`'s objects, one for one."""
+    if not rejected:
+        return items
+    bad = {i for i, _ in rejected}
+    return [item for i, item in enumerate(items) if i not in bad]
 
 
 def strip_eol(raw: bytes) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from .decode import meta_of
 from .judge import Engine, Judgement
 
 EVENT_NAMESPACE = uuid.UUID("5b0d7a36-58c1-4b5e-9f57-3c2b8f0f6a11")
@@ -44,9 +45,6 @@ def serialise(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
 
 
-_META_SKIP = ("id", "text", "account_id", "kind", "name", "bio")
-
-
 def build_event(obj: dict[str, Any], judged: Judgement, engine: Engine, screened_at: str) -> dict[str, Any]:
     """The event of a flagged or recalled post or profile."""
     counted = judged.counted
@@ -63,7 +61,7 @@ def build_event(obj: dict[str, Any], judged: Judgement, engine: Engine, screened
         "lexicon_version": engine.lexicon_version,
         "policy_version": engine.policy_version,
         "screened_at": screened_at,
-        "meta": {k: v for k, v in obj.items() if k not in _META_SKIP} if len(obj) > 2 else {},
+        "meta": meta_of(obj),
     }
     return event
 

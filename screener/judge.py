@@ -16,13 +16,13 @@ from __future__ import annotations
 from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from .decide import Verdict
+from .decide import Verdict, strictest
 from .decode import account_of
 from .lexicon import load_lexicons
 from .pipeline import Screener, Screening
-from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy, strictest
+from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy
 from .verify import Decision, Hit
 
 
@@ -207,6 +207,3 @@ class Engine:
             out.setdefault(index, []).append((name, screening))
         return out
 
-
-#: Build an engine from the settings' paths (hot reload uses the same factory).
-EngineFactory = Callable[[], Engine]

@@ -81,20 +81,19 @@ class Record:
 
 @dataclass
 class Shard:
-    accounts: dict[bytes, Record] = field(default_factory=dict)
-    blacklisted: set[bytes] = field(default_factory=set)
-    #: The same accounts by their JSON value: looked up for every post of a
+    accounts: dict[bytes, Record] = field(default_factory=dict)  # by the account id as JSON
+    #: Blacklisted accounts by :func:`_lookup` key: asked for every post of a
     #: batch when post rules exist, where serialising each id would cost more.
-    blacklisted_ids: set[Any] = field(default_factory=set)
+    blacklisted: set[Any] = field(default_factory=set)
     clock: float = 0.0  # stream time: the latest event time seen
     swept: float = 0.0
     changed: set[bytes] = field(default_factory=set)
 
 
-def _add_id(shard: Shard, key: bytes) -> None:
-    account = orjson.loads(key)
-    if type(account) in (str, int):
-        shard.blacklisted_ids.add(account)
+def _lookup(account_id: Any) -> Any:
+    """A set key for an account id: the id itself when it is a string or an
+    integer (the usual case), its JSON otherwise (any JSON value is an id)."""
+    return account_id if type(account_id) in (str, int) else orjson.dumps(account_id)
 
 
 class Offenders:
@@ -112,11 +111,7 @@ class Offenders:
 
     def is_blacklisted(self, shard: Hashable, account_id: Any) -> bool:
         s = self.shards.get(shard)
-        if s is None or not s.blacklisted:
-            return False
-        if type(account_id) in (str, int):
-            return account_id in s.blacklisted_ids
-        return orjson.dumps(account_id) in s.blacklisted  # an unusual id (float, object): rare, exact
+        return s is not None and bool(s.blacklisted) and _lookup(account_id) in s.blacklisted
 
     def violation(self, shard: Hashable, account_id: Any, post_id: Any, t: float) -> list[dict[str, Any]]:
         """Count one violation; the ``account_blacklist`` event if it crosses the threshold."""
@@ -131,8 +126,7 @@ class Offenders:
         if record.blacklisted or len(record.violations) < self.config.threshold:
             return []
         record.blacklisted, record.trigger = True, post_key
-        s.blacklisted.add(key)
-        _add_id(s, key)
+        s.blacklisted.add(_lookup(account_id))
         return [self._event("account_blacklist", account_id, record, t)]
 
     def sweep(self, shard: Hashable) -> list[dict[str, Any]]:
@@ -144,16 +138,14 @@ class Offenders:
             return []
         events = []
         if self.config.clear:
-            for key in list(s.blacklisted):
+            for item in list(s.blacklisted):
+                key = item if isinstance(item, bytes) else orjson.dumps(item)
                 record = s.accounts[key]
                 record.expire(s.clock, self.config.window_s)
                 if len(record.violations) < self.config.threshold:
                     events.append(self._event("account_cleared", orjson.loads(key), record, s.clock))
                     record.blacklisted = False
-                    s.blacklisted.discard(key)
-                    account = orjson.loads(key)
-                    if type(account) in (str, int):
-                        s.blacklisted_ids.discard(account)
+                    s.blacklisted.discard(item)
                     s.changed.add(key)
         if s.clock - s.swept >= max(60, self.config.window_s / 20):
             s.swept = s.clock
@@ -201,8 +193,7 @@ class Offenders:
                 s.accounts[key] = Record.loads(value)
         for key, record in s.accounts.items():
             if record.blacklisted:
-                s.blacklisted.add(key)
-                _add_id(s, key)
+                s.blacklisted.add(_lookup(orjson.loads(key)))
             s.clock = max([s.clock, *record.violations.values()])
         s.swept = s.clock
         return len(s.accounts)

@@ -34,7 +34,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from .errors import LexiconError, Problem
 from .lexicon.model import SEVERITY_OF_ACTION
@@ -325,7 +325,3 @@ def describe(rule: PolicyRule | None) -> str:
     conds = " ".join(c.source for c in rule.conditions) or "(always)"
     return f"{rule.scope} {rule.id} ({rule.source}): {conds} -> {rule.effect}"
 
-
-def strictest(actions: Sequence[str]) -> str:
-    """The strictest of ``actions`` (``pass`` when empty)."""
-    return max(actions, key=SEVERITY_OF_ACTION.__getitem__, default="pass")

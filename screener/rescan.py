@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 import orjson
 
 from . import audit
-from .decode import decode_batch
+from .decode import accepted, decode_batch
 from .emit import Emitted, emit, serialise
 from .errors import ConfigError
 from .judge import Engine, Judgement
@@ -184,8 +184,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})])
     for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes, resume):  # type: ignore[arg-type]
         objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
-        bad = {i for i, _ in rejected}
-        lines = [chunk.first_line + i for i in range(len(chunk.lines)) if i not in bad]
+        lines = accepted(range(chunk.first_line, chunk.first_line + len(chunk.lines)), rejected)
         emitted, records = rescan_batch(engine, objects, texts, previous, settings.worker_id,
                                         lambda i: {"file": chunk.source, "line": lines[i]})
         out.write(b"".join(e.value for e in emitted))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Sequence
 
 from . import audit
-from .decode import decode_batch, strip_eol
+from .decode import accepted, decode_batch, strip_eol
 from .emit import Emitted, emit
 from .judge import Engine, NO_TRACKER, Tracker
 from .offenders import OffenderTracker, Offenders, SqliteStore, event_time
@@ -142,7 +142,7 @@ def _screen_chunk(chunk: Chunk, engine: Engine, settings: Settings, summary: Sum
     emitted = emit(engine, objects, judgements, state.finish(tracker, objects))
     _count(summary, emitted, chunk, len(texts), len(rejected))
     if log.enabled:
-        lines = _good_lines(chunk, rejected)
+        lines = accepted(range(chunk.first_line, chunk.first_line + len(chunk.lines)), rejected)
         log.write(audit.dead_letter(reason, settings.worker_id, engine,
                                     {"file": chunk.source, "line": chunk.first_line + index}) for index, reason in rejected)
         log.write(audit.records_for(objects, judgements, emitted, engine, settings.worker_id,
@@ -165,8 +165,3 @@ def _count(summary: Summary, emitted: list[Emitted], chunk: Chunk, good: int, ba
     summary.passed += good - messages
     summary.input_bytes += sum(map(len, chunk.lines))
 
-
-def _good_lines(chunk: Chunk, rejected: list[tuple[int, str]]) -> list[int]:
-    """Input line number of each decoded object (rejected lines skipped)."""
-    bad = {i for i, _ in rejected}
-    return [chunk.first_line + i for i in range(len(chunk.lines)) if i not in bad]

@@ -11,7 +11,7 @@ previous owner had acknowledged before it committed its offsets.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..settings import Settings
 
@@ -42,7 +42,3 @@ def restore(settings: Settings, partitions: Sequence[int]) -> dict[int, list[tup
     finally:
         consumer.close()
 
-
-def topic_config() -> dict[str, Any]:
-    """What the changelog topic needs (deploy/ and the README create it so)."""
-    return {"cleanup.policy": "compact"}

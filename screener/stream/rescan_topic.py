@@ -24,7 +24,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from .. import audit
-from ..decode import decode_batch
+from ..decode import accepted, decode_batch
 from ..errors import ConfigError
 from ..judge import Engine
 from ..rescan import Checkpoint, Previous, RescanSummary, rescan_batch
@@ -160,8 +160,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
         for records, at in read_range(consumer, topic, start, settings.batch_records, positions, stop,
                                       until_ms=until_ms):
             objects, texts, rejected = decode_batch([r.value or b"" for r in records], settings.max_post_bytes)
-            bad = {i for i, _ in rejected}
-            good = [r for i, r in enumerate(records) if i not in bad] if bad else records
+            good = accepted(records, rejected)
             emitted, audit_records = rescan_batch(
                 engine, objects, texts, previous, settings.worker_id,
                 lambda i: {"topic": good[i].topic, "partition": good[i].partition, "offset": good[i].offset})
@@ -194,8 +193,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
 def _audit(producer: Any, settings: Settings, records: list[dict[str, Any]]) -> list[Any]:
     if not settings.audit_topic:
         return []
-    return [producer.send(settings.audit_topic, key=orjson.dumps(r.get("post_id", r.get("account_id"))),
-                          value=orjson.dumps(r)) for r in records]
+    return [producer.send(settings.audit_topic, key=audit.key_of(r), value=orjson.dumps(r)) for r in records]
 
 
 def read_topic_records(settings: Settings, topic: str) -> Iterator[dict[str, Any]]:

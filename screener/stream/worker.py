@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -31,7 +31,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from .. import audit
-from ..decode import decode_batch
+from ..decode import accepted, decode_batch
 from ..emit import emit, now_iso
 from ..judge import NO_TRACKER, Engine
 from ..offenders import OffenderTracker, Offenders, event_time
@@ -268,8 +268,7 @@ class Worker:
         """Events, dead letters and audit records; then changelog records."""
         settings, engine = self.settings, self.engine
         objects, texts, rejected = decode_batch([r.value or b"" for r in batch], settings.max_post_bytes)
-        bad = {i for i, _ in rejected}
-        good = [r for i, r in enumerate(batch) if i not in bad] if bad else batch
+        good = accepted(batch, rejected)
         outgoing = [dead_letter(batch[i], reason, settings.dead_letter_topic) for i, reason in rejected]
         tracker = self._tracker(objects, good)
         judgements = engine.judge(objects, texts, tracker)
@@ -292,16 +291,14 @@ class Worker:
             outgoing += [self._audit(r) for r in records]
         return outgoing, self._changelog(), counts
 
-    def _tracker(self, objects: list[dict[str, Any]], good: list[Any]) -> Any:
+    def _tracker(self, objects: list[dict[str, Any]], good: Sequence[Any]) -> Any:
         if not self.offenders.config.enabled:
             return NO_TRACKER
         return OffenderTracker(
             self.offenders, lambda i: _tp(good[i]), lambda i: event_time(objects[i], good[i].timestamp / 1000))
 
     def _audit(self, record: dict[str, Any]) -> Outgoing:
-        key = record.get("post_id", record.get("account_id"))
-        return Outgoing(self.settings.audit_topic, orjson.dumps(key) if key is not None else None,
-                        orjson.dumps(record), [], "audit")
+        return Outgoing(self.settings.audit_topic, audit.key_of(record), orjson.dumps(record), [], "audit")
 
     def _changelog(self) -> list[Outgoing]:
         out = []
@@ -399,9 +396,11 @@ class Worker:
             metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Restore each new partition's offender state from its changelog partition."""
+        """Restore each new partition's offender state from its changelog
+        partition (only while the policy counts offenders: otherwise there is
+        no state to restore, and no changelog topic need exist)."""
         fresh = [tp for tp in assigned if tp not in self.offenders.shards]
-        if not fresh:
+        if not fresh or not self.offenders.config.enabled:
             return
         from .changelog import restore
 
@@ -423,7 +422,10 @@ class Worker:
             return
         previous = {"lexicon_version": self.engine.lexicon_version, "policy_version": self.engine.policy_version}
         self.engine = fresh  # between batches: a batch is judged by one version
+        was_counting = self.offenders.config.enabled
         self.offenders.config = fresh.policy.offenders  # the counts so far carry over
+        if self.offenders.config.enabled and not was_counting:
+            self.on_assigned(set(self.consumer.assignment()))  # counting starts: restore what the changelog has
         gc.collect()
         gc.freeze()  # the new lexicon is as long-lived as the first (see run.py)
         metrics.RELOADS.inc()
