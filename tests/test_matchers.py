@@ -83,6 +83,30 @@ def test_hyperscan_fallback_is_used_for_huge_alphabets():
     assert HyperscanMatcher(["ab"], NORMALISER.table).dense is True
 
 
+def test_dense_codes_are_distinct_aligned_and_never_nul():
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    from screener.matchers.hyperscan_backend import _DELETE_CODE, _MAX_DENSE, _slot_codes
+
+    codes = _slot_codes(np.arange(_MAX_DENSE + 1))
+    first, second = codes & 0xFF, codes >> 8  # little-endian byte order, as scanned
+    assert len(np.unique(codes)) == _MAX_DENSE + 1
+    assert first.min() >= 0x80 and second.min() >= 0x01 and second.max() <= 0x7F
+    assert _DELETE_CODE not in set(codes.tolist())
+
+
+def test_large_alphabet_agrees_with_oracle():
+    """Thousands of pattern characters fill high slots of the dense encoding."""
+    rng = np.random.default_rng(7)
+    chars = [chr(c) for c in rng.choice(np.arange(0x4E00, 0x9FA6), size=6000, replace=False)]
+    patterns = ["".join(rng.choice(chars, size=int(rng.integers(1, 4)))) for _ in range(3000)]
+    texts = ["".join(rng.choice(chars, size=200)) for _ in range(50)]
+    expected = _scan(_build("oracle", patterns), texts)
+    assert len(expected) > 100  # the case must exercise many matches
+    for backend in ALL:
+        assert _scan(_build(backend, patterns), texts) == expected, backend
+
+
 # -- differential property test ------------------------------------------------
 # Alphabets chosen to collide often: a few CJK characters, full-width and
 # astral forms, Latin letters in several styles, and noise.
