@@ -105,8 +105,22 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
 
             result["flagged_posts"] = run()
             result["seconds"] = _median_time(run, reps)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS.
+
+    Not ``getrusage().ru_maxrss``: Linux folds the parent's peak into a child
+    spawned with vfork+exec, so every child reported at least the parent's
+    RSS. ``VmHWM`` belongs to the process's own address space.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _measure_scan(screener, posts: list[str], reps: int) -> dict:
@@ -159,15 +173,17 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     versions = {}
-    for module in ("hyperscan", "ahocorasick", "opencc", "jieba", "numpy"):
+    for module in ("hyperscan", "ahocorasick", "opencc", "jieba", "numpy", "numba"):
         try:
             from importlib.metadata import version
 
             versions[module] = version({"ahocorasick": "pyahocorasick", "opencc": "opencc"}.get(module, module))
         except Exception:  # noqa: BLE001 - informational only
             versions[module] = "n/a"
+    from screener import compact
+
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+            "platform": platform.platform(), "versions": versions, "fold": compact.load()}
 
 
 def run_child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
@@ -269,7 +285,7 @@ def report(rows: list[dict], info: dict, source: str, megabytes: float, out: Pat
     by = {(r["terms"], r["contender"]): r for r in rows}
     lines = [
         f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}",
-        f"versions: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}",
+        f"versions: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}; fold loop: {info['fold']}",
         f"corpus: {source}, {megabytes:.2f} MB of post text; one process = one core; medians",
         "",
         "| terms | contender | MB/s | posts/s | build s | peak RSS MB | occurrences (oracle) | flagged posts | × naive |",

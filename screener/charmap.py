@@ -25,6 +25,11 @@ import numpy as np
 #: Table value for "delete this character" (noise).
 DELETE = np.uint32(0xFFFFFFFF)
 N_CODEPOINTS = 0x110000
+#: One index past the last code point, always folded to DELETE: the
+#: normaliser writes it over characters the HTML rule removes, so that a
+#: single table lookup deletes them in every alphabet (numpy and fused paths).
+MARKUP = N_CODEPOINTS
+TABLE_SIZE = N_CODEPOINTS + 1
 
 #: Unicode general categories treated as noise by default: separators,
 #: controls and format characters (zero-width, bidi), combining marks
@@ -92,7 +97,10 @@ def _opencc_char_map(chars: list[str]) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
-    """Return the uint32 table: code point → folded code point or DELETE."""
+    """Return the uint32 table: code point → folded code point or DELETE.
+
+    It has one entry more than there are code points: :data:`MARKUP`.
+    """
     categories = frozenset(config.noise_categories)
     extra, keep = frozenset(config.noise_extra), frozenset(config.noise_keep)
 
@@ -101,7 +109,8 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
             return False
         return c in extra or unicodedata.category(c) in categories
 
-    table = np.arange(N_CODEPOINTS, dtype=np.uint32)
+    table = np.arange(TABLE_SIZE, dtype=np.uint32)
+    table[MARKUP] = DELETE
     cjk: list[str] = []
     for lo, hi in _FOLD_RANGES:
         for cp in range(lo, hi):
@@ -125,7 +134,7 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
         # Traditional → Simplified on top of compatibility folding, so that
         # full-width or compatibility forms of traditional characters fold too.
         t2s = _opencc_char_map(sorted(set(cjk)))
-        remap = np.arange(N_CODEPOINTS, dtype=np.uint32)
+        remap = np.arange(TABLE_SIZE, dtype=np.uint32)
         for src, dst in t2s.items():
             remap[ord(src)] = ord(dst)
         live = table != DELETE

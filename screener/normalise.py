@@ -6,8 +6,8 @@ Two entry points share one definition of "normalised":
   normalised character, where it came from in the original. It serves lexicon
   compilation, verification of posts that have candidate hits, and
   ``screener explain``.
-* :meth:`Normaliser.encode_batch` folds a whole batch of posts with a handful
-  of numpy operations and returns it in a matcher's alphabet, separated so
+* :meth:`Normaliser.encode_batch` folds a whole batch of posts in one pass
+  (:mod:`screener.compact`) and returns it in a matcher's alphabet, separated so
   that no match can span two posts. It keeps no per-character map: positions
   are mapped back only for the few posts that have hits, by re-running
   :meth:`normalise` on them. Both paths apply the same table and the same
@@ -24,7 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .charmap import DELETE, FoldConfig, build_table
+from .charmap import DELETE, MARKUP, FoldConfig, build_table
+from .compact import compact
 
 # Tags and comments are deleted whole; entities are decoded to the character
 # they stand for (&#36172; is 赌), so both are noise that cannot hide a term.
@@ -119,8 +120,9 @@ class Normaliser:
 
     # -- one text ---------------------------------------------------------
     def normalise(self, text: str) -> Normalised:
-        codes, extend = self._fold(text, self.alphabet, ())
-        kept = np.flatnonzero(codes != self.alphabet.delete)
+        points, extend = self._points(text)
+        codes = self.table.take(points)
+        kept = np.flatnonzero(codes != DELETE)
         folded = codes[kept].astype("<u4").tobytes().decode("utf-32-le")
         return Normalised(text, folded, kept.tolist(), extend)
 
@@ -132,28 +134,22 @@ class Normaliser:
     def encode_batch(self, texts: Sequence[str], alphabet: Alphabet) -> EncodedBatch:
         """Fold and encode many posts in one pass, separated by ``alphabet.separator``."""
         joined = _SEP_CHAR.join([*texts, ""])  # one copy of the batch, not two
-        ends = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1)
-        codes, _ = self._fold(joined, alphabet, ends - 1)
-        keep = codes != alphabet.delete
-        compact = codes.compress(keep)
-        # Posts are never empty here (each carries its separator), so
-        # reduceat's index list is strictly increasing as it requires.
-        seg_starts = np.concatenate(([0], ends[:-1])) if len(texts) else ends
-        kept = np.add.reduceat(keep, seg_starts, dtype=np.int64) if len(texts) else ends
-        starts = np.concatenate(([0], np.cumsum(kept)))
-        return EncodedBatch(compact, starts)
+        separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
+        points, _ = self._points(joined)
+        codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators)
+        return EncodedBatch(codes, starts)
 
-    def _fold(
-        self, text: str, alphabet: Alphabet, separators: "np.ndarray | tuple[()]"
-    ) -> tuple[np.ndarray, dict[int, int]]:
-        """Codes for every original character (``delete`` for noise).
+    def _points(self, text: str) -> tuple[np.ndarray, dict[int, int]]:
+        """The code points to fold: ``text`` with the HTML rule applied.
 
-        Returns also the original end of characters that stand for more than
-        one original character (decoded entities).
+        A decoded entity's code point replaces its ``&``; the rest of the
+        entity, and every tag or comment, becomes :data:`MARKUP`, which folds
+        to "delete" in every alphabet. Returns also the original end of
+        characters that stand for more than one original character (decoded
+        entities).
         """
         points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
         extend: dict[int, int] = {}
-        spans: list[tuple[int, int]] = []
         if self.config.html and ("<" in text or "&" in text):
             points = points.copy()
             for m in _HTML_RE.finditer(text):
@@ -166,10 +162,5 @@ class Normaliser:
                         start += 1
                     else:
                         continue  # unknown entity: leave the characters as text
-                spans.append((start, end))
-        codes = alphabet.table.take(points)  # take: half the time of fancy indexing
-        for start, end in spans:
-            codes[start:end] = alphabet.delete
-        if len(separators):
-            codes[separators] = alphabet.separator
-        return codes, extend
+                points[start:end] = MARKUP
+        return points, extend

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from . import compact
 from .decide import Verdict, decide
 from .lexicon import LexiconSet
 from .match import find_candidates
@@ -48,6 +49,7 @@ class Screener:
         self.verifier = Verifier(lexicons)
         skip = lexicons.out_of_scope
         self._skip = frozenset(i for i, r in enumerate(lexicons.rules) if r.category in skip)
+        compact.load()  # the fold loop is compiled (or loaded) now, not in the first batch
 
     @property
     def matcher_name(self) -> str:

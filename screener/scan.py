@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Sequence
 
-from . import audit
+from . import audit, compact
 from .decode import accepted, decode_batch, strip_eol
 from .emit import Emitted, emit
 from .judge import Engine, NO_TRACKER, Tracker
@@ -49,7 +49,7 @@ class Summary:
             f"recalled={self.recalled} dead_lettered={self.dead_lettered} "
             f"blacklisted={self.blacklisted} cleared={self.cleared} "
             f"MB={self.input_bytes / 1e6:.2f} MB/s={rate:.1f} seconds={self.seconds:.2f} "
-            f"matcher={matcher} lexicon_version={version}"
+            f"matcher={matcher} fold={compact.load()} lexicon_version={version}"
         )
 
 

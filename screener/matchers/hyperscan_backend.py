@@ -99,7 +99,7 @@ class HyperscanMatcher:
         by_char[np.array([ord(c) for c in chars], dtype=np.int64)] = slots
         code_of_char = _slot_codes(by_char)
         live = fold_table != DELETE
-        table = np.full(N_CODEPOINTS, _DELETE_CODE, dtype=np.uint16)
+        table = np.full(len(fold_table), _DELETE_CODE, dtype=np.uint16)
         table[live] = code_of_char[fold_table[live]]
         encoded = [code_of_char[np.array([ord(c) for c in p])].astype("<u2").tobytes() for p in patterns]
         return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), encoded

@@ -1,0 +1,86 @@
+"""The fused fold loop (numba) against its numpy reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from screener import compact as C
+from screener import normalise
+from screener.charmap import MARKUP
+from screener.matchers import available
+from screener.normalise import Normaliser
+
+N = Normaliser()
+IMPLEMENTATIONS = [C.compact_numpy] + ([C.compact_numba] if C.load() == "numba" else [])
+needs_numba = pytest.mark.skipif(C.load() != "numba", reason="numba does not import here")
+
+
+def _tables() -> list[tuple[str, np.ndarray, int, int]]:
+    tables = [("fold", N.alphabet.table, N.alphabet.delete, N.alphabet.separator)]
+    if "hyperscan" in available():
+        from screener.matchers.hyperscan_backend import HyperscanMatcher
+
+        alphabet = HyperscanMatcher(["赌博", "ab"], N.table).alphabet
+        tables.append(("hyperscan", alphabet.table, alphabet.delete, alphabet.separator))
+    return tables
+
+
+TABLES = _tables()
+# Code points that fold, vanish (noise), are markup, or stay: CJK, full-width,
+# astral, zero-width, punctuation, NUL.
+_POINTS = st.sampled_from([0x8D4C, 0x535A, 0xFF41, 0x41, 0x20000, 0x200B, 0xFF0C, 0x2A, 0x0, 0x1F600, MARKUP])
+
+
+@needs_numba
+@settings(max_examples=300, deadline=None)
+@given(posts=st.lists(st.lists(_POINTS, max_size=12), max_size=8), which=st.sampled_from(range(len(TABLES))))
+def test_numba_equals_numpy(posts, which):
+    _, table, delete, separator = TABLES[which]
+    points = np.array([p for post in posts for p in [*post, 0]], dtype=np.uint32)
+    separators = np.cumsum(np.array([len(p) + 1 for p in posts], dtype=np.int64)) - 1
+    want_codes, want_starts = C.compact_numpy(points.copy(), table, delete, separator, separators)
+    got_codes, got_starts = C.compact_numba(points, table, delete, separator, separators)
+    assert got_codes.dtype == want_codes.dtype == table.dtype
+    assert got_codes.tolist() == want_codes.tolist()
+    assert got_starts.tolist() == want_starts.tolist()
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("texts", [
+    [], [""], ["", ""], ["赌*博", "", "<b>赌</b>&#21338;", "ａ　ｂ"], ["&amp;&#x8D4C;<!-- x -->博"],
+])
+def test_encode_batch_with_each_implementation(monkeypatch, impl, texts):
+    monkeypatch.setattr(normalise, "compact", impl)
+    for _, table, delete, separator in TABLES:
+        alphabet = normalise.Alphabet(table, delete, separator)
+        batch = N.encode_batch(texts, alphabet)
+        assert len(batch.starts) == len(texts) + 1
+        for i, text in enumerate(texts):
+            want = table.take(np.array([ord(c) for c in N.fold_string(text)], dtype=np.int64))
+            assert batch.codes[batch.starts[i]:batch.starts[i + 1] - 1].tolist() == want.tolist()
+            assert batch.codes[batch.starts[i + 1] - 1] == separator
+
+
+@needs_numba
+@pytest.mark.parametrize("table,separators", [
+    (np.zeros(10, dtype=np.uint32), np.array([1])),  # not a full table: indices could overrun
+    (N.alphabet.table, np.array([0])),  # does not end the points
+    (N.alphabet.table, np.array([1, 1])),  # not strictly rising
+])
+def test_numba_refuses_what_could_overrun(table, separators):
+    with pytest.raises(ValueError):
+        C.compact_numba(np.zeros(2, dtype=np.uint32), table, 1, 0, separators.astype(np.int64))
+
+
+def test_numpy_can_be_forced():
+    env = {**os.environ, "SCREENER_COMPACT": "numpy"}
+    out = subprocess.run([sys.executable, "-c", "import screener.compact as c; print(c.load())"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy"
