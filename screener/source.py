@@ -30,15 +30,30 @@ class Chunk:
 
 def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int, index: int = 0,
             offset: int = 0, line: int = 1) -> Iterator[Chunk]:
+    """Chunks of ``max_records`` lines or about ``max_bytes`` (one line over at most).
+
+    Lines read beyond a full chunk wait for the next one: cutting each read
+    into chunks instead left a runt chunk after every read (2048 + 850 posts
+    from a 1 MB read), and each chunk costs a matcher call with cold tables.
+    """
+    pending: list[bytes] = []
+    pending_bytes = 0
+    eof = False
     while True:
-        lines = stream.readlines(max_bytes)
-        if not lines:
+        while not eof and len(pending) < max_records and pending_bytes < max_bytes:
+            lines = stream.readlines(max_bytes - pending_bytes)  # hint >= 1: never "read everything"
+            if not lines:
+                eof = True
+            pending += lines
+            pending_bytes += sum(map(len, lines))
+        if not pending:
             return
-        for at in range(0, len(lines), max_records):
-            part = lines[at:at + max_records]
-            offset += sum(map(len, part))
-            yield Chunk(name, line, part, index, offset)
-            line += len(part)
+        part, pending = pending[:max_records], pending[max_records:]
+        size = sum(map(len, part))
+        pending_bytes -= size
+        offset += size
+        yield Chunk(name, line, part, index, offset)
+        line += len(part)
 
 
 def read_chunks(paths: Sequence[str], max_records: int, max_bytes: int,
