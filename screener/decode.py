@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from itertools import repeat
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import orjson
 
@@ -111,6 +111,19 @@ _PLAIN_KINDS = {None, "post"}
 _ACCOUNT_TYPES = {dict, type(None)}
 
 
+def _only(objects: list[dict[str, Any]], key: str, allowed: set[Any], of: Callable[[Any], Any] | None) -> bool:
+    """Whether ``key`` is absent from every object, or ``of(value)`` is allowed in all.
+
+    Looking for the key first is the cheap test: most batches carry neither
+    ``kind`` nor ``account``. ``dict.get`` over ``repeat()``: 3x faster than
+    ``methodcaller`` (measured).
+    """
+    if not any(map(dict.__contains__, objects, repeat(key))):
+        return True
+    values = map(dict.get, objects, repeat(key))
+    return set(values if of is None else map(of, values)) <= allowed
+
+
 def decode_batch(raws: Sequence[bytes], max_bytes: int) -> tuple[list[dict[str, Any]], list[str], list[tuple[int, str]]]:
     """Objects and texts of the good records, and (index, reason) of the bad ones.
 
@@ -125,14 +138,13 @@ def decode_batch(raws: Sequence[bytes], max_bytes: int) -> tuple[list[dict[str, 
     if raws and max(map(len, raws)) <= max_bytes:
         try:
             objects = list(map(orjson.loads, raws))
-            if set(map(type, objects)) == {dict}:
-                texts = list(map(_get_text, objects))
-                if (set(map(type, texts)) == {str} and set(map(type, map(_get_id, objects))) <= _ID_TYPES
-                        # dict.get over repeat(): 3x faster than methodcaller (measured)
-                        and set(map(dict.get, objects, repeat("kind"))) <= _PLAIN_KINDS
-                        and set(map(type, map(dict.get, objects, repeat("account")))) <= _ACCOUNT_TYPES):
-                    return objects, texts, []
-        except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: an unhashable "kind"
+            # Subscripting raises TypeError for anything but an object (list,
+            # str, number, null), KeyError for an object without "text".
+            texts = list(map(_get_text, objects))
+            if (set(map(type, texts)) == {str} and set(map(type, map(_get_id, objects))) <= _ID_TYPES
+                    and _only(objects, "kind", _PLAIN_KINDS, None) and _only(objects, "account", _ACCOUNT_TYPES, type)):
+                return objects, texts, []
+        except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError also: an unhashable "kind"
             pass
     objects, texts, rejected = [], [], []
     for index, raw in enumerate(raws):

@@ -167,6 +167,16 @@ def test_benchmark_smoke_run(tmp_path):
     (b'{"kind": "profile", "name": "n"}', 'profile without a string or integer "id"'),
 ])
 def test_malformed_accounts_and_profiles_are_dead_letters(record, reason):
+    _assert_dead_letter(record, reason)
+
+
+@pytest.mark.parametrize("record,kind", [(b'"text"', "str"), (b"3", "int"), (b"null", "NoneType"),
+                                         (b'["text"]', "list"), (b"true", "bool")])
+def test_json_that_is_not_an_object_is_a_dead_letter(record, kind):
+    _assert_dead_letter(record, f"not a JSON object but {kind}")
+
+
+def _assert_dead_letter(record: bytes, reason: str) -> None:
     from screener.decode import decode_batch
 
     good = b'{"id": 2, "text": "y"}'
