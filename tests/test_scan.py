@@ -158,6 +158,17 @@ def test_benchmark_smoke_run(tmp_path):
     assert (tmp_path / "throughput.csv").exists() and (tmp_path / "throughput.png").exists()
 
 
+def test_encoding_benchmark_smoke_run():
+    """The character-numbering comparison runs and its variants agree on matches."""
+    pytest.importorskip("hyperscan")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hs_encoding.py"), "--terms", "2000", "--posts", "1000", "--reps", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| shipped |" in proc.stdout and "| consecutive |" in proc.stdout
+
+
 @pytest.mark.parametrize("record,reason", [
     (b'{"id": 1, "text": "x", "account": "u1"}', '"account" is str, not an object'),
     (b'{"id": 1, "text": "x", "kind": "video"}', "\"kind\" is 'video', not \"post\" or \"profile\""),
