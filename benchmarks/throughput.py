@@ -13,11 +13,14 @@ another in the same run, so build time and peak RSS are its own. Contenders:
 * ``aho`` / ``hyperscan``: the screening core (normalise → match → verify →
   decide) on the same batches as ``scan`` with that backend;
 * ``scan``: ``screener scan`` end to end (JSONL file → decode → screen →
-  events serialised to /dev/null), matcher ``auto``.
+  events serialised to /dev/null), matcher ``auto``;
+* ``scan-numpy``: the same with ``SCREENER_COMPACT=numpy``, the fold in numpy
+  passes instead of the compiled loop (``screener/compact.py``), so the
+  loop's effect is measured side by side in every run.
 
 Correctness gates (a fast wrong answer fails the run): the raw occurrence count
 of every matcher equals an independent oracle (set look-ups of every substring
-length), and ``aho``, ``hyperscan`` and ``scan`` produce the same number of
+length), and ``aho``, ``hyperscan``, ``scan`` and ``scan-numpy`` produce the same number of
 flagged/recalled posts. Throughput is MB of post text (UTF-8) per second,
 median of the repetitions.
 """
@@ -44,7 +47,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import corpus as bench_corpus  # noqa: E402
 
-CONTENDERS = ("naive", "aho", "hyperscan", "scan")
+CONTENDERS = ("naive", "aho", "hyperscan", "scan", "scan-numpy")
 
 
 # -- child: measure one contender ---------------------------------------------------
@@ -86,10 +89,10 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         result["occurrences"] = run()
         result["seconds"] = _median_time(run, reps)
     else:
-        from screener import Screener, load_lexicons
+        from screener import Screener, compact, load_lexicons
 
         lexicons = load_lexicons(lexdir)
-        screener = Screener(lexicons, "auto" if contender == "scan" else contender)
+        screener = Screener(lexicons, "auto" if contender.startswith("scan") else contender)
         screener.verifier.segmenter.tokens("预热", 0, 1)  # jieba's dictionary load is start-up, not screening
         result["build_s"] = time.perf_counter() - start
         result["matcher"] = screener.matcher_name
@@ -97,7 +100,8 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         result["occurrences"] = sum(
             len(screener.matcher.scan(lexicons.normaliser.encode_batch(b, screener.matcher.alphabet))) for b in batches
         )
-        if contender == "scan":
+        result["fold"] = compact.load()
+        if contender.startswith("scan"):
             result.update(_measure_scan(screener, posts, reps))
         else:
             def run() -> int:
@@ -187,9 +191,11 @@ def machine() -> dict:
 
 
 def run_child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
+    # scan-numpy: scan with the numpy fold instead of the compiled loop.
+    env = {**os.environ, "SCREENER_COMPACT": "numpy"} if contender == "scan-numpy" else None
     proc = subprocess.run(
         [sys.executable, __file__, "--child", contender, "--posts-file", str(posts_file),
-         "--lexdir", str(lexdir), "--reps", str(reps)],
+         "--lexdir", str(lexdir), "--reps", str(reps)], env=env,
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
@@ -258,7 +264,7 @@ def main() -> int:
             if "flagged_posts" in r:
                 flagged[contender] = r["flagged_posts"]
             row = {
-                "terms": size, "contender": contender, "matcher": r.get("matcher", "pyahocorasick"),
+                "terms": size, "contender": contender, "matcher": r.get("matcher", "pyahocorasick"), "fold": r.get("fold", ""),
                 "build_s": round(r["build_s"], 3), "mb_per_s": round(megabytes / r["seconds"], 2),
                 "posts_per_s": round(len(posts) / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"], 1),
                 "occurrences": r["occurrences"], "expected_occurrences": want,
@@ -295,7 +301,7 @@ def report(rows: list[dict], info: dict, source: str, megabytes: float, out: Pat
         naive = by.get((r["terms"], "naive"))
         ratio = f"{r['mb_per_s'] / naive['mb_per_s']:.1f}" if naive else ""
         lines.append(
-            f"| {r['terms']} | {r['contender']} ({r['matcher']}) | {r['mb_per_s']} | {r['posts_per_s']} | {r['build_s']} | "
+            f"| {r['terms']} | {r['contender']} ({r['matcher']}{', ' + r['fold'] + ' fold' if r['fold'] else ''}) | {r['mb_per_s']} | {r['posts_per_s']} | {r['build_s']} | "
             f"{r['peak_rss_mb']} | {r['occurrences']} ({r['expected_occurrences']}) | {r['flagged_posts']} | {ratio} |"
         )
     table = "\n".join(lines)
