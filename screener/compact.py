@@ -4,10 +4,11 @@
 a matcher's alphabet: look every code point up in the table, drop those that
 fold to "delete", put the separator after each post and note where each post
 starts. In numpy that is four passes over the batch (take, compare, compress,
-reduceat) with three temporary arrays as large as the batch, and the
-temporaries push the matcher's tables out of the cache. Compiled with numba it
-is one pass with no temporary. At 50k terms that made the fold 2x faster and
-Hyperscan's scan that follows it faster too (``benchmarks/README.md``).
+reduceat) with three temporary arrays as large as the batch, which compete
+with the matcher's tables for the cache. Compiled with numba it is one pass
+with no temporary. At 50k terms that made the fold 2x faster, Hyperscan's scan
+right after it ~10% faster, and ``scan`` end to end 1.16-1.26x (the
+``scan-numpy`` contender of ``benchmarks/throughput.py``).
 
 The numpy version stays. It runs where numba does not import (a platform
 without wheels), and it is the reference that the compiled loop is tested
@@ -25,6 +26,7 @@ import numpy as np
 from .charmap import TABLE_SIZE
 
 log = logging.getLogger(__name__)
+
 
 def compact_numpy(points: np.ndarray, table: np.ndarray, delete: int, separator: int,
                   separators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
