@@ -64,7 +64,6 @@ def _numba_loop() -> Callable[..., int] | None:
 
 
 def _compile(numba) -> Callable[..., int]:  # type: ignore[no-untyped-def]
-
     def loop(points, table, delete, separator, separators, out, starts):  # pragma: no cover - compiled
         j = 0
         first = 0

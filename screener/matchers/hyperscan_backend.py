@@ -15,8 +15,8 @@ four bytes per code point (escaped as a regex, because of the NULs) and drops
 misaligned matches.
 
 Which character gets which slot matters for speed, not for answers. Slots in
-code-point order leave the first byte with few distinct values (7,422
-characters use 59 of them), and Hyperscan's literal engine then lets most text
+code-point order, numbered consecutively, leave one of the two bytes with few
+distinct values (7,422 characters use 59 of them), and Hyperscan's literal engine then lets most text
 positions through its filter to the exact check. Ranking characters by how
 many patterns use them and spreading the ranks so that both bytes vary
 (:func:`_slot_codes`) halved the scan time at 50k terms, on the generated
@@ -40,7 +40,7 @@ _SECOND = 127  # second byte 0x01-0x7F
 _FIRST = 128  # first byte 0x80-0xFF
 _DELETE_CODE = 0xFFFF  # second byte 0xFF is outside 0x01-0x7F: never a character's code
 _MAX_DENSE = _SECOND * _FIRST - 1  # slot 0 = "other"/separator
-_SPREAD = 19  # any multiplier coprime to 128 spreads the first byte; 19 measured best
+_SPREAD = 19  # mixes the second byte into the first; best of 1, 19, 37, 53, 91, 101 (measured)
 
 
 def _slot_codes(slots: np.ndarray) -> np.ndarray:
