@@ -24,6 +24,7 @@ import argparse
 import collections
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def main() -> int:
 
     dictionary, by_rank = bench_corpus.load_dictionary()
     terms = bench_corpus.make_terms(by_rank, args.terms)
-    lexdir = Path(__import__("tempfile").mkdtemp(prefix="screener-enc-"))
+    lexdir = Path(tempfile.mkdtemp(prefix="screener-enc-"))
     bench_corpus.write_lexicon(lexdir, terms)
     lexicons = load_lexicons(lexdir)
     patterns = [p.text for p in lexicons.patterns]

@@ -184,7 +184,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})])
     for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes, resume):  # type: ignore[arg-type]
         objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
-        lines = accepted(range(chunk.first_line, chunk.first_line + len(chunk.lines)), rejected)
+        lines = accepted(chunk.line_numbers, rejected)
         emitted, records = rescan_batch(engine, objects, texts, previous, settings.worker_id,
                                         lambda i: {"file": chunk.source, "line": lines[i]})
         out.write(b"".join(e.value for e in emitted))
@@ -195,7 +195,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
         summary.rescreened += len(objects)
         summary.stricter += len(emitted)
         summary.dead_lettered += len(rejected)
-        checkpoint.save({"next": [chunk.source_index, chunk.end_offset, chunk.first_line + len(chunk.lines)],
+        checkpoint.save({"next": list(chunk.resume_at),
                          "summary": asdict(summary)})
         progress.update(chunk.end_offset, summary.posts)
     progress.close()

@@ -142,7 +142,7 @@ def _screen_chunk(chunk: Chunk, engine: Engine, settings: Settings, summary: Sum
     emitted = emit(engine, objects, judgements, state.finish(tracker, objects))
     _count(summary, emitted, chunk, len(texts), len(rejected))
     if log.enabled:
-        lines = accepted(range(chunk.first_line, chunk.first_line + len(chunk.lines)), rejected)
+        lines = accepted(chunk.line_numbers, rejected)
         log.write(audit.dead_letter(reason, settings.worker_id, engine,
                                     {"file": chunk.source, "line": chunk.first_line + index}) for index, reason in rejected)
         log.write(audit.records_for(objects, judgements, emitted, engine, settings.worker_id,
@@ -163,5 +163,5 @@ def _count(summary: Summary, emitted: list[Emitted], chunk: Chunk, good: int, ba
     summary.posts += len(chunk.lines)
     summary.dead_lettered += bad
     summary.passed += good - messages
-    summary.input_bytes += sum(map(len, chunk.lines))
+    summary.input_bytes += chunk.size
 

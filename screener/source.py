@@ -26,6 +26,18 @@ class Chunk:
     #: Which of the paths, and the byte offset just after the chunk (resuming).
     source_index: int = 0
     end_offset: int = 0
+    #: Bytes of the lines (the reader counts them anyway; callers need not again).
+    size: int = 0
+
+    @property
+    def line_numbers(self) -> range:
+        """The line number of each of ``lines``."""
+        return range(self.first_line, self.first_line + len(self.lines))
+
+    @property
+    def resume_at(self) -> tuple[int, int, int]:
+        """``read_chunks``'s ``resume`` that continues right after this chunk."""
+        return self.source_index, self.end_offset, self.first_line + len(self.lines)
 
 
 def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int, index: int = 0,
@@ -52,7 +64,7 @@ def _chunks(name: str, stream: BinaryIO, max_records: int, max_bytes: int, index
         size = sum(map(len, part))
         pending_bytes -= size
         offset += size
-        yield Chunk(name, line, part, index, offset)
+        yield Chunk(name, line, part, index, offset, size)
         line += len(part)
 
 
