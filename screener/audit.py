@@ -17,8 +17,9 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
 
-from .emit import Emitted, now_iso
+from .emit import NO_LIMITS, Emitted, Limits, fit, now_iso
 from .judge import Engine, Judgement
+
 
 def key_of(record: dict[str, Any]) -> bytes | None:
     """The Kafka key of an audit record: its post's id, else its account's."""
@@ -63,9 +64,16 @@ def decision(obj: dict[str, Any], judged: Judgement, engine: Engine, worker: str
     return record
 
 
-def dead_letter(reason: str, worker: str, engine: Engine | None, source: dict[str, Any]) -> dict[str, Any]:
+def dead_letter(reason: str, worker: str, engine: Engine | None, source: dict[str, Any],
+                post_id: Any = None, account_id: Any = None) -> dict[str, Any]:
+    """A record that was not screened, and why; with its post and account ids
+    when they could be read, so that ``screener audit`` finds it."""
     record = _base("dead_letter", worker, engine)
     record.update({"reason": reason, "source": source})
+    if post_id is not None:
+        record["post_id"] = post_id
+    if account_id is not None:
+        record["account_id"] = account_id
     return record
 
 
@@ -92,13 +100,38 @@ def rescan(worker: str, engine: Engine, phase: str, details: dict[str, Any]) -> 
 
 
 def records_for(objects: list[dict[str, Any]], judgements: Iterable[Judgement], emitted: Iterable[Emitted],
-                engine: Engine, worker: str, source_of: Any, rescan_of: Any = None) -> list[dict[str, Any]]:
-    """Audit records of one screened batch: decisions, then account changes."""
+                engine: Engine, worker: str, source_of: Any, rescan_of: Any = None,
+                limits: Limits = NO_LIMITS, notes_of: Any = None) -> list[dict[str, Any]]:
+    """Audit records of one screened batch: decisions, then account changes,
+    each within ``limits`` (see :func:`screener.emit.fit`).
+
+    ``notes_of(index)``: remarks about how a message was read (a clamped
+    timestamp), or an empty list."""
     by_index = {e.judged.index: e for e in emitted if e.judged is not None}
-    out = [decision(objects[j.index], j, engine, worker, source_of(j.index), by_index.get(j.index),
-                    rescan_of(j.index) if rescan_of else None) for j in judgements if j.noteworthy]
+    out = []
+    for j in judgements:
+        if not j.noteworthy:
+            continue
+        record = decision(objects[j.index], j, engine, worker, source_of(j.index), by_index.get(j.index),
+                          rescan_of(j.index) if rescan_of else None)
+        notes = notes_of(j.index) if notes_of else None
+        if notes:
+            record["notes"] = notes
+        out.append(record)
     out += [account_change(e, worker, engine) for e in emitted if e.judged is None]
-    return out
+    return [within(r, limits) for r in out]
+
+
+def within(record: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """The record shortened to fit ``limits``; if even that fails (ids of
+    absurd size), a stub that says so, keyed like the record."""
+    if fit(record, limits) is not None:
+        return record
+    stub = _base(record["kind"], record["worker"], None)
+    stub.update({k: record[k] for k in ("lexicon_version", "policy_version", "action", "event_id") if k in record})
+    stub["truncated"] = {"record": len(orjson.dumps(record))}
+    stub["ids"] = orjson.dumps([record.get("post_id"), record.get("account_id")])[:1000].decode("utf-8", "replace")
+    return stub
 
 
 class AuditLog:

@@ -179,8 +179,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
             raise ConfigError("--from-offset, --from-timestamp and --previous-topic need --topic")
         previous = Previous()
         previous.load_files(args.previous)
-        summary = rescan_files(settings, engine, args.files, previous, sys.stdout.buffer, args.checkpoint,
-                               audit.AuditLog(settings.audit or None))
+        summary = rescan_files(settings, engine, args.files, previous, sys.stdout.buffer, args.checkpoint)
     print(summary.line(engine), file=sys.stderr)
     return 0
 

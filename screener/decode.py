@@ -48,12 +48,12 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
     if not isinstance(text, str):
         return 'missing "text"' if text is None else f'"text" is {type(text).__name__}, not a string'
     post_id = obj.get("id")
-    if not _valid_id(post_id):
+    if not valid_id(post_id):
         return 'missing "id"' if post_id is None else f'"id" is {type(post_id).__name__}, not a string or integer'
     return obj
 
 
-def _valid_id(value: Any) -> bool:
+def valid_id(value: Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
@@ -63,7 +63,7 @@ def _profile_problem(obj: dict[str, Any]) -> str | None:
         return 'profile without a string "name"'
     if not isinstance(obj.get("bio", ""), str):
         return 'profile "bio" is not a string'
-    if not _valid_id(obj.get("id")):
+    if not valid_id(obj.get("id")):
         return 'profile without a string or integer "id"'
     return None
 

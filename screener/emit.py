@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 
@@ -43,6 +43,63 @@ def now_iso() -> str:
 
 def serialise(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one record may produce, so that no single post can stop a run.
+
+    A post of 8,000 repeated terms once made a 1.07 MB event and a 1.49 MB
+    audit record: over Kafka's default request size, retried for ever.
+    """
+
+    #: Hits listed per post in an event or audit record; the verdict counts all.
+    max_hits: int = 100
+    #: Largest serialised event or audit record, in bytes.
+    max_bytes: int = 900_000
+
+
+NO_LIMITS = Limits(max_hits=1 << 62, max_bytes=1 << 62)
+#: Lists an event or audit record may shorten, in the order they give way.
+LISTS = ("suppressed", "hits", "post_ids")
+
+
+def fit(record: dict[str, Any], limits: Limits) -> bytes | None:
+    """``record`` serialised within ``limits``, shortened if it must be; None
+    if it cannot be (then the caller dead-letters the message with the reason).
+
+    What was cut is said in ``record["truncated"]``: for each list or object
+    shortened, how many items it had. Lists are capped at ``max_hits`` first;
+    then, only while the record is too large, ``meta`` is dropped and the
+    lists are halved. The record is changed in place.
+
+    >>> r = {"hits": list(range(5)), "meta": {"a": 1}}
+    >>> fit(r, Limits(max_hits=2)), r["truncated"]
+    (b'{"hits":[0,1],"meta":{"a":1},"truncated":{"hits":5}}\n', {'hits': 5})
+    """
+    cut: dict[str, int] = {}
+    for name in LISTS:
+        items = record.get(name)
+        if isinstance(items, list) and len(items) > limits.max_hits:
+            cut[name] = len(items)
+            record[name] = items[:limits.max_hits]
+    if cut:
+        record["truncated"] = cut
+    value = serialise(record)
+    while len(value) > limits.max_bytes:
+        if record.get("meta"):
+            cut["meta"] = len(record["meta"])
+            record["meta"] = {}
+        else:
+            longest = max(LISTS, key=lambda n: len(record.get(n) or ()))
+            items = record.get(longest) or []
+            if not items:
+                return None
+            cut.setdefault(longest, len(items))
+            record[longest] = items[:len(items) // 2]
+        record["truncated"] = cut
+        value = serialise(record)
+    return value
 
 
 def build_event(obj: dict[str, Any], judged: Judgement, engine: Engine, screened_at: str) -> dict[str, Any]:
@@ -83,19 +140,36 @@ class Emitted:
 
 
 def emit(engine: Engine, objects: Sequence[dict[str, Any]], judgements: Sequence[Judgement],
-         account_events: Sequence[dict[str, Any]] = ()) -> list[Emitted]:
+         account_events: Sequence[dict[str, Any]] = (), limits: Limits = NO_LIMITS,
+         extra: Callable[[int], dict[str, Any] | None] | None = None) -> tuple[list[Emitted], list[tuple[int, str]]]:
     """Events for every flagged or recalled message, in batch order, then
-    the batch's account events."""
+    the batch's account events; and (batch index, reason) of the messages
+    whose event cannot fit in ``limits`` even shortened.
+
+    ``extra(index)``: fields to add to a message's event (a rescan's
+    ``rescan``), or None.
+    """
     screened_at = now_iso()
-    out = []
+    out: list[Emitted] = []
+    unfit: list[tuple[int, str]] = []
     for judged in judgements:
         if judged.action == "pass":
             continue
         event = build_event(objects[judged.index], judged, engine, screened_at)
+        more = extra(judged.index) if extra is not None else None
+        if more:
+            event.update(more)
+        value = fit(event, limits)
+        if value is None:
+            unfit.append((judged.index, f"its {judged.action} event exceeds {limits.max_bytes} bytes even shortened"))
+            continue
         key = orjson.dumps(event.get("post_id", event.get("profile_id")))
-        out.append(Emitted(event["kind"], judged.action, key, serialise(event), event, judged))
+        out.append(Emitted(event["kind"], judged.action, key, value, event, judged))
     for raw in account_events:
         event = account_event(raw, engine, screened_at)
         action = "blacklist" if event["kind"] == "account_blacklist" else "cleared"
-        out.append(Emitted(event["kind"], action, orjson.dumps(event["account_id"]), serialise(event), event, None))
-    return out
+        value = fit(event, limits)
+        if value is None:  # only an absurd account id can do this; the status change stays in the audit trail
+            continue
+        out.append(Emitted(event["kind"], action, orjson.dumps(event["account_id"]), value, event, None))
+    return out, unfit

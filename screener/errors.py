@@ -46,5 +46,15 @@ class ConfigError(ScreenerError):
     """Settings are inconsistent or out of range."""
 
 
+class InputError(ScreenerError):
+    """An input file or stream cannot be read (missing, unreadable, closed)."""
+
+
+class OutputError(ScreenerError):
+    """An output (events, dead letters, audit log, state, checkpoint) cannot
+    be written. The run stops: what was written before is complete and in
+    order (audit records and dead letters before the events they go with)."""
+
+
 class BrokerError(ScreenerError):
     """A command that reads or writes Kafka could not (broker unreachable, ...)."""

@@ -50,6 +50,11 @@ def event_time(obj: dict[str, Any], fallback: float | None = None) -> float:
     return fallback if fallback is not None else time.time()
 
 
+def event_time_checked(obj: dict[str, Any], fallback: float | None = None) -> tuple[float, str | None]:
+    """TEMPORARY shim."""
+    return event_time(obj, fallback), None
+
+
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -21,19 +21,18 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Iterable, Sequence
 
 import orjson
 
 from . import audit
-from .decode import accepted, decode_batch
-from .emit import Emitted, emit, serialise
-from .errors import ConfigError
+from .batch import Batch, BatchResult, Counts, Step, screen_batch
+from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
-from .scan import Progress
+from .scan import Outputs, Progress, chunks_of
 from .settings import Settings
-from .source import read_chunks, total_size
+from .source import total_size
 
 
 def subject_key(kind: str, subject_id: Any) -> bytes:
@@ -46,6 +45,7 @@ class Previous:
 
     def __init__(self) -> None:
         self.verdicts: dict[bytes, str] = {}
+        self.noted: dict[bytes, str] = {}
 
     def note(self, key: bytes, action: str) -> None:
         if SEVERITY_OF_ACTION.get(action, 0) > SEVERITY_OF_ACTION[self.verdicts.get(key, "pass")]:
@@ -73,11 +73,41 @@ class Previous:
 
     def load_files(self, paths: Sequence[str]) -> None:
         for path in paths:
-            with open(path, "rb") as stream:
-                self.load(stream)
+            try:
+                with open(path, "rb") as stream:
+                    self.load(stream)
+            except OSError as exc:
+                raise InputError(f"cannot read --previous {path}: {exc.strerror or exc}") from None
 
     def get(self, key: bytes) -> str:
         return self.verdicts.get(key, "pass")
+
+    def stricter(self, objects: Sequence[dict[str, Any]],
+                 judgements: Sequence[Judgement]) -> tuple[list[Judgement], dict[int, str]]:
+        """The judgements stricter than their post's earlier verdict, and that
+        verdict by batch index (:class:`screener.batch.Review`). Each one is
+        noted, so a post archived twice is recalled once."""
+        kept: list[Judgement] = []
+        was: dict[int, str] = {}
+        for judged in judgements:
+            key = subject_key(judged.kind, objects[judged.index]["id"])
+            before = self.get(key)
+            if SEVERITY_OF_ACTION[judged.action] > SEVERITY_OF_ACTION[before]:
+                kept.append(judged)
+                was[judged.index] = before
+                self.note(key, judged.action)
+                self.noted[key] = judged.action
+        return kept, was
+
+    def take_noted(self) -> dict[str, str]:
+        """Verdicts this rescan gave since the last call, for its checkpoint:
+        a resumed rescan must know them, or it recalls a post twice."""
+        noted, self.noted = self.noted, {}
+        return {key.decode(): action for key, action in noted.items()}
+
+    def restore_noted(self, noted: dict[str, str]) -> None:
+        for key, action in noted.items():
+            self.note(key.encode(), action)
 
 
 @dataclass
@@ -96,31 +126,9 @@ class RescanSummary:
 
     def line(self, engine: Engine) -> str:
         return (f"screener rescan: posts={self.posts} rescreened={self.rescreened} stricter={self.stricter} "
-                f"unchanged={self.rescreened - self.stricter} skipped_malformed={self.dead_lettered} "
+                f"unchanged={self.rescreened - self.stricter} dead_lettered={self.dead_lettered} "
                 f"posts/s={self.posts_per_s:.0f} seconds={self.seconds:.2f} "
                 f"lexicon_version={engine.lexicon_version} policy_version={engine.policy_version}")
-
-
-def rescan_batch(engine: Engine, objects: list[dict[str, Any]], texts: list[str], previous: Previous,
-                 worker: str, source_of: Callable[[int], dict[str, Any]]) -> tuple[list[Emitted], list[dict[str, Any]]]:
-    """Events and audit records for the posts of one batch that became stricter."""
-    stricter: list[Judgement] = []
-    was: dict[int, str] = {}
-    for judged in engine.judge(objects, texts):
-        key = subject_key(judged.kind, objects[judged.index]["id"])
-        before = previous.get(key)
-        if SEVERITY_OF_ACTION[judged.action] > SEVERITY_OF_ACTION[before]:
-            stricter.append(judged)
-            was[judged.index] = before
-            previous.note(key, judged.action)  # a post archived twice is recalled once
-    emitted = []
-    for e in emit(engine, objects, stricter):
-        assert e.judged is not None
-        event = {**e.event, "rescan": {"previous_action": was[e.judged.index]}}
-        emitted.append(Emitted(e.kind, e.action, e.key, serialise(event), event, e.judged))
-    records = audit.records_for(objects, stricter, emitted, engine, worker, source_of,
-                                lambda i: {"previous_action": was[i]})
-    return emitted, records
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -138,7 +146,12 @@ class Checkpoint:
         self.identity = identity
         self.state: dict[str, Any] = {}
         if path and Path(path).exists():
-            saved = orjson.loads(Path(path).read_bytes())
+            try:
+                saved = orjson.loads(Path(path).read_bytes())
+                if not isinstance(saved, dict) or not isinstance(saved.get("state", {}), dict):
+                    raise ValueError("not a JSON object with a state")
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"checkpoint {path} is unreadable ({exc}); remove it to start afresh") from None
             if saved.get("identity") != identity:
                 raise ConfigError(
                     f"checkpoint {path} belongs to another rescan ({saved.get('identity')}); "
@@ -160,16 +173,21 @@ class Checkpoint:
         if not self.path:
             return
         tmp = f"{self.path}.tmp"
-        with open(tmp, "wb") as stream:
-            stream.write(orjson.dumps({"identity": self.identity, "state": state}))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as stream:
+                stream.write(orjson.dumps({"identity": self.identity, "state": state}))
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise OutputError(f"cannot write --checkpoint {self.path}: {exc.strerror or exc}") from None
 
 
 def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previous: Previous, out: BinaryIO,
-                 checkpoint_path: str | None = None, log: audit.AuditLog | None = None) -> RescanSummary:
-    """Rescan JSONL archives; events on ``out``. Resumes from ``checkpoint_path``."""
+                 checkpoint_path: str | None = None) -> RescanSummary:
+    """Rescan JSONL archives; events on ``out``, malformed lines to the
+    dead-letter sink, audit records to ``settings.audit``. Resumes from
+    ``checkpoint_path``."""
     if checkpoint_path and (not paths or "-" in paths):
         raise ConfigError("a resumable rescan needs files, not stdin")
     inputs = [str(Path(p).resolve()) for p in paths]
@@ -177,32 +195,33 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     summary = checkpoint.summary()
     if checkpoint.done:
         return summary
+    previous.restore_noted(checkpoint.state.get("noted", {}))
     resume = tuple(checkpoint.state.get("next", (0, 0, 1)))
-    log = log or audit.AuditLog(None)
+    chunks = chunks_of(paths, settings, resume)  # type: ignore[arg-type]
+    step = Step.of(settings, engine, bool(settings.audit))
     progress = Progress(total_size(paths), settings.progress)
     started = time.perf_counter()
-    log.write([audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})])
-    for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes, resume):  # type: ignore[arg-type]
-        objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
-        lines = accepted(chunk.line_numbers, rejected)
-        emitted, records = rescan_batch(engine, objects, texts, previous, settings.worker_id,
-                                        lambda i: {"file": chunk.source, "line": lines[i]})
-        out.write(b"".join(e.value for e in emitted))
-        out.flush()
-        log.write(records)
-        log.flush()
-        summary.posts += len(chunk.lines)
-        summary.rescreened += len(objects)
-        summary.stricter += len(emitted)
-        summary.dead_lettered += len(rejected)
-        checkpoint.save({"next": list(chunk.resume_at),
-                         "summary": asdict(summary)})
-        progress.update(chunk.end_offset, summary.posts)
-    progress.close()
-    summary.seconds = time.perf_counter() - started
-    checkpoint.save({"done": True, "summary": asdict(summary)})
-    log.write([audit.rescan(settings.worker_id, engine, "finish", asdict(summary))])
-    log.close()
+    outputs = Outputs(settings, out)
+    try:
+        start = audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})
+        outputs.write(BatchResult([], [start], [], Counts()), "", 0, [])
+        noted = dict(checkpoint.state.get("noted", {}))
+        for chunk in chunks:
+            batch = Batch(chunk.lines, lambda i, c=chunk: {"file": c.source, "line": c.first_line + i})
+            result = screen_batch(step, batch, review=previous)
+            outputs.write(result, chunk.source, chunk.first_line, chunk.lines)
+            summary.posts += len(chunk.lines)
+            summary.rescreened += len(result.objects)
+            summary.stricter += len(result.emitted)
+            summary.dead_lettered += len(result.dead)
+            noted.update(previous.take_noted())
+            checkpoint.save({"next": list(chunk.resume_at), "summary": asdict(summary), "noted": noted})
+            progress.update(chunk.end_offset, summary.posts)
+        progress.close()
+        summary.seconds = time.perf_counter() - started
+        checkpoint.save({"done": True, "summary": asdict(summary)})
+        finish = audit.rescan(settings.worker_id, engine, "finish", asdict(summary))
+        outputs.write(BatchResult([], [finish], [], Counts()), "", 0, [])
+    finally:
+        outputs.close()
     return summary
-
-

@@ -8,44 +8,39 @@ Offender state lives in one shard (``scan``), in memory or in a SQLite file
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, TypeVar
 
 from . import audit, compact
-from .decode import accepted, decode_batch, strip_eol
-from .emit import Emitted, emit
+from .batch import Batch, BatchResult, Counts, Step, screen_batch
+from .decode import strip_eol
+from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, NO_TRACKER, Tracker
 from .offenders import OffenderTracker, Offenders, SqliteStore, event_time
 from .settings import Settings
 from .sinks import DeadLetterSink
 from .source import Chunk, read_chunks, total_size
 
-_OUTCOME_FIELD = {"pass": "passed", "flag": "flagged", "recall": "recalled"}
 SHARD = "scan"
+T = TypeVar("T")
 
 
 @dataclass
-class Summary:
-    posts: int = 0
-    passed: int = 0
-    flagged: int = 0
-    recalled: int = 0
-    dead_lettered: int = 0
-    blacklisted: int = 0
-    cleared: int = 0
+class Summary(Counts):
+    """A run's counts so far (printed even when the run is cut short)."""
+
     input_bytes: int = 0
     seconds: float = 0.0
 
-    def count(self, action: str) -> None:
-        name = _OUTCOME_FIELD[action]
-        setattr(self, name, getattr(self, name) + 1)
-
-    def line(self, matcher: str, version: str) -> str:
+    def line(self, matcher: str, version: str, command: str = "scan") -> str:
         rate = self.input_bytes / 1e6 / self.seconds if self.seconds else 0.0
         return (
-            f"screener scan: posts={self.posts} passed={self.passed} flagged={self.flagged} "
+            f"screener {command}: posts={self.posts} passed={self.passed} flagged={self.flagged} "
             f"recalled={self.recalled} dead_lettered={self.dead_lettered} "
             f"blacklisted={self.blacklisted} cleared={self.cleared} "
             f"MB={self.input_bytes / 1e6:.2f} MB/s={rate:.1f} seconds={self.seconds:.2f} "
@@ -79,89 +74,158 @@ class Progress:
 
 
 class ScanState:
-    """Offender state of a scan: in memory, or restored from and saved to SQLite."""
+    """Offender state of a scan (:class:`screener.batch.Accounts`): one shard,
+    in memory, or restored from and saved to SQLite."""
 
     def __init__(self, engine: Engine, path: str) -> None:
         config = engine.policy.offenders
         self.offenders = Offenders(config) if config.enabled else None
-        self.store = SqliteStore(path) if path and self.offenders else None
-        if self.offenders is not None and self.store is not None:
-            self.offenders.restore(SHARD, self.store.load(SHARD))
+        self.store = None
+        self.path = path
+        if path and self.offenders is not None:
+            try:
+                self.store = SqliteStore(path)
+                self.offenders.restore(SHARD, self.store.load(SHARD))
+            except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"--state {path}: not a usable screener state file ({exc})") from None
 
-    def tracker(self, objects: Sequence[dict[str, Any]]) -> Tracker:
+    def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if self.offenders is None:
             return NO_TRACKER
         return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i]))
 
-    def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
+               batch: Batch) -> list[dict[str, Any]]:
         if not isinstance(tracker, OffenderTracker) or not objects:
             return []
         return tracker.finish({SHARD: max(event_time(objects[0]), event_time(objects[-1]))})
 
     def save(self) -> None:
         if self.offenders is not None and self.store is not None:
-            self.store.save(SHARD, self.offenders.take_changes(SHARD))
+            try:
+                self.store.save(SHARD, self.offenders.take_changes(SHARD))
+            except (sqlite3.Error, OSError) as exc:
+                raise OutputError(f"cannot write --state {self.path}: {exc}") from None
 
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
 
 
-def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: BinaryIO) -> Summary:
-    summary = Summary()
-    dead = DeadLetterSink(settings.dead_letter)
-    log = audit.AuditLog(settings.audit or None)
-    state = ScanState(engine, settings.state)
-    progress = Progress(total_size(paths), settings.progress)
-    started = time.perf_counter()
+class Outputs:
+    """Where a file job's results go, written in the order that loses nothing:
+    dead letters and audit records (flushed, the audit log fsynced) before
+    the events they go with. A failed write is an :class:`OutputError` naming
+    the output; nothing after it is written."""
+
+    def __init__(self, settings: Settings, out: BinaryIO) -> None:
+        self.out = out
+        self.dead = _opened("--dead-letter", settings.dead_letter, lambda: DeadLetterSink(settings.dead_letter))
+        try:
+            self.log = _opened("--audit", settings.audit, lambda: audit.AuditLog(settings.audit or None))
+        except OutputError:
+            self.dead.close()
+            raise
+
+    def write(self, result: BatchResult, source: str, first_line: int, raws: Sequence[bytes]) -> None:
+        if result.dead:
+            with _writing("--dead-letter", self.dead.path):
+                for d in result.dead:
+                    self.dead.write(source, first_line + d.index, strip_eol(raws[d.index]), d.reason,
+                                    post_id=d.post_id, account_id=d.account_id)
+                self.dead.flush()
+        if result.audit:
+            with _writing("--audit", self.log.path):
+                self.log.write(result.audit)
+                self.log.flush()
+        if result.emitted:
+            with _writing("events to", "stdout"):
+                self.out.write(b"".join(e.value for e in result.emitted))
+                self.out.flush()
+
+    def close(self) -> None:
+        try:
+            with _writing("--audit", self.log.path):
+                self.log.close()
+        finally:
+            with _writing("--dead-letter", self.dead.path):
+                self.dead.close()
+
+
+def _opened(option: str, path: str | None, make: Callable[[], T]) -> T:
     try:
-        for chunk in read_chunks(paths, settings.batch_records, settings.batch_bytes):
-            out.write(_screen_chunk(chunk, engine, settings, summary, dead, log, state))
-            out.flush()
-            log.flush()
-            state.save()  # after the chunk's events and audit records are out
-            progress.update(summary.input_bytes, summary.posts)
+        return make()
+    except OSError as exc:
+        raise OutputError(f"cannot open {option} {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _writing(option: str, path: str | None) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: a closed stream
+        raise OutputError(f"cannot write {option} {path or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def chunks_of(paths: Sequence[str], settings: Settings,
+              resume: tuple[int, int, int] = (0, 0, 1)) -> Iterator[Chunk]:
+    """:func:`screener.source.read_chunks`, with every path checked now,
+    before any line is screened, and read errors as :class:`InputError`."""
+    for path in paths:
+        if path != "-" and not os.path.isfile(path):
+            reason = "no such file" if not os.path.exists(path) else "not a regular file"
+            raise InputError(f"cannot read {path}: {reason}")
+    if (not paths or "-" in paths) and sys.stdin is None:
+        raise InputError("cannot read stdin: it is closed")
+    return _reading(read_chunks(paths, settings.batch_records, settings.batch_bytes, resume))
+
+
+def _reading(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise InputError(f"cannot read {exc.filename or 'stdin'}: {exc.strerror or exc}") from None
+        yield chunk
+
+
+def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: BinaryIO,
+             summary: Summary | None = None) -> Summary:
+    """Screen JSONL files (or stdin); ``summary`` is filled in as the run goes,
+    so a caller still has the counts when the run is cut short."""
+    summary = summary if summary is not None else Summary()
+    step = Step.of(settings, engine, bool(settings.audit))
+    chunks = chunks_of(paths, settings)
+    state = ScanState(engine, settings.state)
+    started = time.perf_counter()
+    progress = Progress(_total_size(paths), settings.progress)
+    try:
+        outputs = Outputs(settings, out)
+        try:
+            for chunk in chunks:
+                batch = Batch(chunk.lines, lambda i, c=chunk: {"file": c.source, "line": c.first_line + i})
+                result = screen_batch(step, batch, state)
+                outputs.write(result, chunk.source, chunk.first_line, chunk.lines)
+                state.save()  # after the chunk's events and audit records are out
+                summary.add(result.counts)
+                summary.input_bytes += chunk.size
+                summary.seconds = time.perf_counter() - started
+                progress.update(summary.input_bytes, summary.posts)
+        finally:
+            outputs.close()
     finally:
         progress.close()
-        dead.close()
-        log.close()
         state.close()
-        out.flush()
         summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _screen_chunk(chunk: Chunk, engine: Engine, settings: Settings, summary: Summary, dead: DeadLetterSink,
-                  log: audit.AuditLog, state: ScanState) -> bytes:
-    """Decode, judge and emit one chunk; every line lands in exactly one count."""
-    objects, texts, rejected = decode_batch(chunk.lines, settings.max_post_bytes)
-    for index, reason in rejected:
-        dead.write(chunk.source, chunk.first_line + index, strip_eol(chunk.lines[index]), reason)
-    tracker = state.tracker(objects)
-    judgements = engine.judge(objects, texts, tracker)
-    emitted = emit(engine, objects, judgements, state.finish(tracker, objects))
-    _count(summary, emitted, chunk, len(texts), len(rejected))
-    if log.enabled:
-        lines = accepted(chunk.line_numbers, rejected)
-        log.write(audit.dead_letter(reason, settings.worker_id, engine,
-                                    {"file": chunk.source, "line": chunk.first_line + index}) for index, reason in rejected)
-        log.write(audit.records_for(objects, judgements, emitted, engine, settings.worker_id,
-                                    lambda i: {"file": chunk.source, "line": lines[i]}))
-    return b"".join(e.value for e in emitted)
-
-
-def _count(summary: Summary, emitted: list[Emitted], chunk: Chunk, good: int, bad: int) -> None:
-    messages = 0
-    for e in emitted:
-        if e.judged is not None:
-            summary.count(e.action)
-            messages += 1
-        elif e.kind == "account_blacklist":
-            summary.blacklisted += 1
-        else:
-            summary.cleared += 1
-    summary.posts += len(chunk.lines)
-    summary.dead_lettered += bad
-    summary.passed += good - messages
-    summary.input_bytes += chunk.size
-
+def _total_size(paths: Sequence[str]) -> int | None:
+    try:
+        return total_size(paths)
+    except OSError:
+        return None

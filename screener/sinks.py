@@ -17,9 +17,15 @@ def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
     return open(path, "ab", buffering=1 << 16)
 
 
-def dead_letter_record(source: str, line: int, raw: bytes, reason: str) -> dict[str, Any]:
-    """A dead letter keeps the record whole: as text if it is UTF-8, else base64."""
+def dead_letter_record(source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
+                       account_id: Any = None) -> dict[str, Any]:
+    """A dead letter keeps the record whole: as text if it is UTF-8, else base64;
+    with the post and account ids when they could be read."""
     record: dict[str, Any] = {"source": source, "line": line, "reason": reason, "at": now_iso()}
+    if post_id is not None:
+        record["post_id"] = post_id
+    if account_id is not None:
+        record["account_id"] = account_id
     try:
         record["raw"] = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -29,12 +35,18 @@ def dead_letter_record(source: str, line: int, raw: bytes, reason: str) -> dict[
 
 class DeadLetterSink:
     def __init__(self, path: str | None) -> None:
+        self.path = path
         self._stream = open_sink(path, sys.stderr.buffer)
         self.count = 0
 
-    def write(self, source: str, line: int, raw: bytes, reason: str) -> None:
-        self._stream.write(orjson.dumps(dead_letter_record(source, line, raw, reason), option=orjson.OPT_APPEND_NEWLINE))
+    def write(self, source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
+              account_id: Any = None) -> None:
+        record = dead_letter_record(source, line, raw, reason, post_id, account_id)
+        self._stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.count += 1
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def close(self) -> None:
         self._stream.flush()

@@ -67,9 +67,7 @@ def test_update_recalls_what_became_stricter_and_nothing_else(make_lexicon, tmp_
     previous.load_files([str(events)])
     out = io.BytesIO()
     log = tmp_path / "audit.jsonl"
-    from screener.audit import AuditLog
-
-    summary = rescan_files(Settings(progress="off"), new, [str(archive)], previous, out, None, AuditLog(str(log)))
+    summary = rescan_files(Settings(progress="off", audit=str(log)), new, [str(archive)], previous, out, None)
     emitted = _lines(out.getvalue())
     assert [(e["post_id"], e["action"], e["rescan"]["previous_action"]) for e in emitted] == [
         (2, "recall", "pass"), (4, "recall", "flag"), (6, "recall", "pass")]

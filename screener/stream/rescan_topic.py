@@ -24,10 +24,11 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from .. import audit
-from ..decode import accepted, decode_batch
+from ..batch import Batch, Step, screen_batch
 from ..errors import ConfigError
 from ..judge import Engine
-from ..rescan import Checkpoint, Previous, RescanSummary, rescan_batch
+from ..rescan import Checkpoint, Previous, RescanSummary
+from .outgoing import sends_of, source_of
 from ..scan import Progress
 from ..settings import Settings
 
@@ -134,6 +135,9 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     if checkpoint.done:
         return summary
     previous = read_previous(settings, previous_topics or default_previous_topics(settings), start)
+    noted = dict(checkpoint.state.get("noted", {}))
+    previous.restore_noted(noted)
+    step = Step.of(settings, engine, bool(settings.audit_topic))
     own_producer = producer is None
     if own_producer:
         from .worker import PRODUCER_DEFAULTS
@@ -159,22 +163,21 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     try:
         for records, at in read_range(consumer, topic, start, settings.batch_records, positions, stop,
                                       until_ms=until_ms):
-            objects, texts, rejected = decode_batch([r.value or b"" for r in records], settings.max_post_bytes)
-            good = accepted(records, rejected)
-            emitted, audit_records = rescan_batch(
-                engine, objects, texts, previous, settings.worker_id,
-                lambda i: {"topic": good[i].topic, "partition": good[i].partition, "offset": good[i].offset})
-            futures = [producer.send(settings.topic_for(e.action), key=e.key, value=e.value) for e in emitted]
-            futures += _audit(producer, settings, audit_records)
-            producer.flush()
-            for future in futures:
-                future.get(timeout=30)  # raises if not acknowledged: the checkpoint stays behind
+            result = screen_batch(step, Batch([r.value or b"" for r in records], lambda i: source_of(records[i])),
+                                  review=previous)
+            sends = sends_of(result, records, settings)
+            for part in (sends.first, sends.then):  # audit records and dead letters before events
+                futures = [producer.send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in part]
+                producer.flush()
+                for future in futures:
+                    future.get(timeout=30)  # raises if not acknowledged: the checkpoint stays behind
             summary.posts += len(records)
-            summary.rescreened += len(objects)
-            summary.stricter += len(emitted)
-            summary.dead_lettered += len(rejected)
+            summary.rescreened += len(result.objects)
+            summary.stricter += len(result.emitted)
+            summary.dead_lettered += len(result.dead)
+            noted.update(previous.take_noted())
             checkpoint.save({"positions": {str(p): o for p, o in at.items()}, "until_ms": until_ms,
-                             "summary": asdict(summary)})
+                             "summary": asdict(summary), "noted": noted})
             done_bytes += sum(len(r.value or b"") for r in records)
             progress.update(done_bytes, summary.posts)
         progress.close()

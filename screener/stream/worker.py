@@ -1,10 +1,11 @@
 """``screener run``: one consumer-group worker process, at-least-once.
 
-Per poll batch: decode every record, judge all messages in one call of the
-core (:meth:`Engine.judge`: screening, policy, repeat offenders), produce
-events, dead letters and audit records, wait until the broker has acknowledged
-every one of them, then write the batch's offender-state changes to the
-changelog topic and wait again, and only then commit the batch's offsets. A
+Per poll batch: screen it with the batch step every front end shares
+(:func:`screener.batch.screen_batch`: decode, screening, policy, repeat
+offenders, events, audit records, dead letters), produce its dead letters and
+audit records and wait until the broker has acknowledged them, then its
+events (with the previous batch's offender-state changes for the changelog
+topic) and wait again, and only then commit the batch's offsets. A
 crash anywhere before the commit re-delivers the batch; its events come out
 again with the same ``event_id``, and its violations count nothing twice
 (they are keyed by post id). Nothing is lost.
@@ -22,21 +23,19 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from .. import audit
-from ..decode import accepted, decode_batch
-from ..emit import emit, now_iso
-from ..judge import NO_TRACKER, Engine
+from ..batch import Batch, BatchResult, Step, screen_batch
+from ..judge import NO_TRACKER, Engine, Tracker
 from ..offenders import OffenderTracker, Offenders, event_time
 from ..settings import Settings
 from . import metrics
+from .outgoing import Outgoing, audit_record, sends_of, source_of
 from .reload import LexiconReloader
 
 log = logging.getLogger("screener.worker")
@@ -55,29 +54,6 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 # first broker (kafka-python 3: 30 s), so shutdown stays bounded; _connect and
 # _deliver retry with backoff instead.
 PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "max_block_ms": 5000, "bootstrap_timeout_ms": 2000}
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes | None  # None: a tombstone (an account the changelog forgets)
-    headers: list[tuple[str, bytes]]
-    action: str  # flag | recall | blacklist | cleared | dead_letter | audit | state
-    partition: int | None = None  # the changelog's partition is the input's
-
-
-def dead_letter(record: Any, reason: str, topic: str) -> Outgoing:
-    """The record as it came, with where it came from and why, in headers."""
-    headers = [
-        ("screener.reason", reason.encode()),
-        ("screener.source.topic", record.topic.encode()),
-        ("screener.source.partition", str(record.partition).encode()),
-        ("screener.source.offset", str(record.offset).encode()),
-        ("screener.source.timestamp", str(record.timestamp).encode()),
-        ("screener.dead_lettered_at", now_iso().encode()),
-    ]
-    return Outgoing(topic, record.key, record.value if record.value is not None else b"", headers, "dead_letter")
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -104,6 +80,7 @@ class Worker:
         self.reloader = LexiconReloader(settings.lexicons, settings.policy_path, settings.matcher, engine,
                                         settings.reload_interval_s)
         self.offenders = Offenders(engine.policy.offenders)
+        self.step = Step.of(settings, engine, bool(settings.audit_topic))
         self.pending_audit: list[dict[str, Any]] = []
         #: Changelog records of the last batch, and that batch's offsets,
         #: which may be committed only once those records are acknowledged.
@@ -169,6 +146,7 @@ class Worker:
                     **{**CONSUMER_DEFAULTS, **self.settings.kafka, **self.settings.kafka_consumer})
                 return True
             except KafkaError as exc:
+                self.health.heartbeat = time.monotonic()  # retrying a broker is alive, not stalled
                 self._not_ready(f"cannot reach {self.settings.bootstrap_servers}: {exc}")
                 self.stop_requested.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -230,16 +208,27 @@ class Worker:
         if not batch:
             return
         started = time.perf_counter()
-        outgoing, changelog, counts = self._screen(batch, parts)
+        result = screen_batch(self.step, Batch([r.value or b"" for r in batch], lambda i: source_of(batch[i]),
+                                               lambda i: batch[i].timestamp / 1000),
+                              _PartitionAccounts(self.offenders, batch, parts))
+        sends = sends_of(result, batch, self.settings)
+        if self.pending_audit and self.settings.audit_topic:
+            sends.first += [audit_record(r, self.settings.audit_topic) for r in self.pending_audit]
+        self.pending_audit = []
+        changelog = self._changelog()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        # Events before state: a batch's changelog records ride along with
-        # the *next* batch's events (or go out when the loop idles), and its
-        # offsets are committed only once they are acknowledged. If we die in
-        # between, the state is rebuilt from the older changelog and the
-        # events come again with the same ids; writing state first could lose
-        # a blacklist event. A second round trip per batch instead cost ~50 ms
-        # of p99 latency at half load.
-        if not self._deliver(outgoing + self.pending_changelog):
+        # Dead letters and audit records are acknowledged before the events
+        # go out: an event must never be out while the audit record that
+        # explains it could still be lost. Events before state: a batch's
+        # changelog records ride along with the *next* batch's events (or go
+        # out when the loop idles), and its offsets are committed only once
+        # they are acknowledged. If we die in between, the state is rebuilt
+        # from the older changelog and the events come again with the same
+        # ids; writing state first could lose a blacklist event. A second
+        # round trip per batch for the changelog cost ~50 ms of p99 latency
+        # at half load; the one for audit records is paid only by batches
+        # that have any.
+        if not (self._deliver(sends.first) and self._deliver(sends.then + self.pending_changelog)):
             log.warning("batch of %d records not fully acknowledged; not committing it", len(batch))
             for tp, rs in parts.items():  # consume the batch again
                 self.consumer.seek(tp, rs[0].offset)
@@ -247,12 +236,10 @@ class Worker:
             return
         self.uncommitted.update(self.awaiting_state)  # their changelog records are acknowledged now
         self.pending_changelog, self.awaiting_state = changelog, {}
+        self._count(result)
         now = time.time()
         for record in batch:
             metrics.LATENCY.observe(max(0.0, now - record.timestamp / 1000))
-        for outcome, n in counts.items():
-            metrics.POSTS.labels(outcome=outcome).inc(n)
-        metrics.POSTS_CONSUMED.inc(len(batch))
         for tp, rs in parts.items():
             offset = OffsetAndMetadata(rs[-1].offset + 1, "", -1)
             if changelog:
@@ -264,41 +251,16 @@ class Worker:
                 metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - rs[-1].offset - 1))
         self._commit(sync=False)
 
-    def _screen(self, batch: list[Any], parts: dict[TopicPartition, list[Any]]) -> tuple[list[Outgoing], list[Outgoing], dict[str, int]]:
-        """Events, dead letters and audit records; then changelog records."""
-        settings, engine = self.settings, self.engine
-        objects, texts, rejected = decode_batch([r.value or b"" for r in batch], settings.max_post_bytes)
-        good = accepted(batch, rejected)
-        outgoing = [dead_letter(batch[i], reason, settings.dead_letter_topic) for i, reason in rejected]
-        tracker = self._tracker(objects, good)
-        judgements = engine.judge(objects, texts, tracker)
-        account_events = tracker.finish(_clocks(parts)) if isinstance(tracker, OffenderTracker) else []
-        emitted = emit(engine, objects, judgements, account_events)
-        counts = {"passed": 0, "flagged": 0, "recalled": 0, "dead_lettered": len(rejected)}
-        for e in emitted:
-            outgoing.append(Outgoing(settings.topic_for(e.action), e.key, e.value, [], e.action))
+    @staticmethod
+    def _count(result: BatchResult) -> None:
+        counts = result.counts
+        for outcome in ("passed", "flagged", "recalled", "dead_lettered"):
+            metrics.POSTS.labels(outcome=outcome).inc(getattr(counts, outcome))
+        metrics.POSTS_CONSUMED.inc(counts.posts)
+        for e in result.emitted:
             if e.judged is not None:
-                counts["flagged" if e.action == "flag" else "recalled"] += 1
                 for hit in e.judged.counted:
                     metrics.HITS.labels(category=hit.hit.rule.category).inc()
-        counts["passed"] = len(texts) - counts["flagged"] - counts["recalled"]
-        if settings.audit_topic:
-            source = lambda rec: {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}  # noqa: E731
-            records = [audit.dead_letter(reason, settings.worker_id, engine, source(batch[i])) for i, reason in rejected]
-            records += audit.records_for(objects, judgements, emitted, engine, settings.worker_id, lambda i: source(good[i]))
-            records += self.pending_audit
-            self.pending_audit = []
-            outgoing += [self._audit(r) for r in records]
-        return outgoing, self._changelog(), counts
-
-    def _tracker(self, objects: list[dict[str, Any]], good: Sequence[Any]) -> Any:
-        if not self.offenders.config.enabled:
-            return NO_TRACKER
-        return OffenderTracker(
-            self.offenders, lambda i: _tp(good[i]), lambda i: event_time(objects[i], good[i].timestamp / 1000))
-
-    def _audit(self, record: dict[str, Any]) -> Outgoing:
-        return Outgoing(self.settings.audit_topic, audit.key_of(record), orjson.dumps(record), [], "audit")
 
     def _changelog(self) -> list[Outgoing]:
         out = []
@@ -347,6 +309,7 @@ class Worker:
                 elif item.action not in ("dead_letter", "state"):
                     metrics.EVENTS.labels(action=item.action).inc()
             in_flight = waiting
+            self.health.heartbeat = time.monotonic()  # waiting for a broker is alive, not stalled
             if in_flight:
                 self._not_ready(f"{len(in_flight)} sends not yet acknowledged")
                 time.sleep(backoff)
@@ -422,6 +385,7 @@ class Worker:
             return
         previous = {"lexicon_version": self.engine.lexicon_version, "policy_version": self.engine.policy_version}
         self.engine = fresh  # between batches: a batch is judged by one version
+        self.step = Step.of(self.settings, fresh, bool(self.settings.audit_topic))
         was_counting = self.offenders.config.enabled
         self.offenders.config = fresh.policy.offenders  # the counts so far carry over
         if self.offenders.config.enabled and not was_counting:
@@ -494,6 +458,28 @@ class Worker:
         self.health.ready = False
         self.health.reason = reason
         metrics.READY.set(0)
+
+
+class _PartitionAccounts:
+    """The offender state one poll batch meets (:class:`screener.batch.Accounts`):
+    a shard per input partition; a post without ``published_at`` happened at
+    its record's timestamp."""
+
+    def __init__(self, offenders: Offenders, records: Sequence[Any], parts: dict[TopicPartition, list[Any]]) -> None:
+        self.offenders, self.records, self.parts = offenders, records, parts
+
+    def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
+        if not self.offenders.config.enabled:
+            return NO_TRACKER
+        records = self.records
+        return OffenderTracker(self.offenders, lambda i: _tp(records[rows[i]]),
+                               lambda i: event_time(objects[i], records[rows[i]].timestamp / 1000))
+
+    def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
+               batch: Batch) -> list[dict[str, Any]]:
+        if not isinstance(tracker, OffenderTracker):
+            return []
+        return tracker.finish(_clocks(self.parts))
 
 
 def _tp(record: Any) -> TopicPartition:

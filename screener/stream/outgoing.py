@@ -1,0 +1,74 @@
+"""What a Kafka front end sends for one screened batch, in the order it must be acknowledged.
+
+The worker and ``rescan --topic`` turn a :class:`screener.batch.BatchResult`
+into records for the producer here. Dead letters and audit records come
+first (:attr:`Sends.first`): they are acknowledged before the batch's events
+are sent (:attr:`Sends.then`), so no event is ever out while the audit
+record that explains it could still be lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import orjson
+
+from .. import audit
+from ..batch import BatchResult, DeadLetter
+from ..emit import now_iso
+from ..settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None  # None: a tombstone (an account the changelog forgets)
+    headers: list[tuple[str, bytes]]
+    action: str  # flag | recall | blacklist | cleared | dead_letter | audit | state
+    partition: int | None = None  # the changelog's partition is the input's
+
+
+@dataclass(slots=True)
+class Sends:
+    first: list[Outgoing] = field(default_factory=list)  # dead letters and audit records
+    then: list[Outgoing] = field(default_factory=list)  # events
+
+
+def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None = None) -> Outgoing:
+    """The record as it came, with where it came from and why, in headers
+    (and whose it is, when that could be read)."""
+    headers = [
+        ("screener.reason", reason.encode()),
+        ("screener.source.topic", record.topic.encode()),
+        ("screener.source.partition", str(record.partition).encode()),
+        ("screener.source.offset", str(record.offset).encode()),
+        ("screener.source.timestamp", str(record.timestamp).encode()),
+        ("screener.dead_lettered_at", now_iso().encode()),
+    ]
+    if letter is not None and letter.post_id is not None:
+        headers.append(("screener.post_id", orjson.dumps(letter.post_id)))
+    if letter is not None and letter.account_id is not None:
+        headers.append(("screener.account_id", orjson.dumps(letter.account_id)))
+    return Outgoing(topic, record.key, record.value if record.value is not None else b"", headers, "dead_letter")
+
+
+def audit_record(record: dict[str, Any], topic: str) -> Outgoing:
+    return Outgoing(topic, audit.key_of(record), orjson.dumps(record), [], "audit")
+
+
+def sends_of(result: BatchResult, records: Sequence[Any], settings: Settings) -> Sends:
+    """The batch's records for the producer: ``records[i]`` is the Kafka
+    record of batch index ``i``."""
+    sends = Sends()
+    sends.first = [dead_letter(records[d.index], d.reason, settings.dead_letter_topic, d) for d in result.dead]
+    if settings.audit_topic:
+        sends.first += [audit_record(r, settings.audit_topic) for r in result.audit]
+    sends.then = [Outgoing(settings.topic_for(e.action), e.key, e.value, [], e.action) for e in result.emitted]
+    return sends
+
+
+def source_of(record: Any) -> dict[str, Any]:
+    """Where a Kafka record came from, as the audit trail names it."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
