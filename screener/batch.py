@@ -26,6 +26,7 @@ never leaves an event whose audit record was lost.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol, Sequence
@@ -36,6 +37,8 @@ from .emit import Emitted, Limits, emit
 from .judge import NO_TRACKER, Engine, Judgement, Tracker
 from .offenders import event_time_checked
 from .settings import Settings
+
+log = logging.getLogger("screener.batch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +129,56 @@ class Counts:
 class BatchResult:
     """Everything one batch produced, in the order it must be written."""
 
-    dead: list[DeadLetter]
-    audit: list[dict[str, Any]]
-    emitted: list[Emitted]
-    counts: Counts
-    objects: list[dict[str, Any]] = field(default_factory=list)
-    rows: Sequence[int] = ()
-    judgements: list[Judgement] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    emitted: list[Emitted] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+
+    def extend(self, other: "BatchResult", offset: int) -> None:
+        """Append the result of the records that start at batch index ``offset``."""
+        self.dead += [DeadLetter(d.index + offset, d.reason, d.post_id, d.account_id) for d in other.dead]
+        self.audit += other.audit
+        self.emitted += other.emitted
+        self.counts.add(other.counts)
 
 
 def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
                  review: Review | None = None) -> BatchResult:
-    """Screen one batch of raw records; see the module docstring."""
+    """Screen one batch of raw records; see the module docstring.
+
+    A record that makes screening itself fail (a bug of ours that a hostile
+    record found) must not stop the run, nor make it fail the same way after
+    every restart: the batch is split until the record is alone, and that
+    record is dead-lettered with the error as its reason. Offender counts are
+    keyed by post id, so screening a part again counts nothing twice.
+    """
+    try:
+        return _screen(step, batch, accounts, review)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if not batch.raws:
+            raise
+        if len(batch.raws) == 1:
+            log.exception("screening failed on one record; dead-lettered")
+            reason = f"screening failed: {type(exc).__name__}: {exc}"
+            return _alone_dead(step, batch, dead_letter_of(batch.raws[0], 0, reason))
+    half = len(batch.raws) // 2
+    result = BatchResult()
+    for lo, hi in ((0, half), (half, len(batch.raws))):
+        part = Batch(batch.raws[lo:hi], lambda i, lo=lo: batch.origin(lo + i),
+                     lambda i, lo=lo: batch.fallback_time(lo + i))
+        result.extend(screen_batch(step, part, accounts, review), lo)
+    return result
+
+
+def _alone_dead(step: Step, batch: Batch, dead: DeadLetter) -> BatchResult:
+    records = []
+    if step.audit:
+        records = [audit.within(audit.dead_letter(dead.reason, step.worker_id, step.engine, batch.origin(0),
+                                                  dead.post_id, dead.account_id), step.limits)]
+    return BatchResult([dead], records, [], Counts(posts=1, dead_lettered=1))
+
+
+def _screen(step: Step, batch: Batch, accounts: Accounts, review: Review | None) -> BatchResult:
     engine = step.engine
     objects, texts, rejected = decode_batch(batch.raws, step.max_post_bytes)
     rows = accepted(range(len(batch.raws)), rejected)
@@ -161,8 +202,7 @@ def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
         records += audit.records_for(objects, judgements, emitted, engine, step.worker_id,
                                      lambda i: batch.origin(rows[i]), rescan_of, step.limits,
                                      lambda i: _notes(objects[i], batch.fallback_time(rows[i])))
-    counts = _count(len(batch.raws), len(dead), emitted)
-    return BatchResult(dead, records, emitted, counts, objects, rows, judgements)
+    return BatchResult(dead, records, emitted, _count(len(batch.raws), len(dead), emitted))
 
 
 def _count(records: int, dead: int, emitted: Sequence[Emitted]) -> Counts:

@@ -1,15 +1,25 @@
-"""Command line: ``screener scan | explain | lexicon check``."""
+"""screener: screen Chinese social-media posts against category lexicons.
+
+Commands: scan (JSONL files or stdin), explain (one text, step by step),
+run (the Kafka worker), rescan (archived posts under new rules), audit (what
+was decided and why), lexicon check (validate a lexicon directory).
+
+Errors a user or a file can cause are one line, ``screener: ...``, exit 2;
+an interrupt prints the summary so far and exits 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Sequence
+import traceback
+from typing import BinaryIO, Sequence
 
 import orjson
 
 from . import __version__
-from .errors import BrokerError, ConfigError, LexiconError, MatcherUnavailable
+from .errors import BrokerError, ConfigError, InputError, LexiconError, OutputError, ScreenerError
 from .judge import Engine
 from .lexicon import load_lexicons
 from .settings import Settings, load_settings
@@ -23,7 +33,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="screener", description=__doc__)
+    parser = argparse.ArgumentParser(prog="screener", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"screener {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -75,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="earlier events or audit JSONL: the verdicts posts were published under (repeatable)")
     res.add_argument("--checkpoint", metavar="PATH", help="resume from / record progress in this file")
     res.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
+    res.add_argument("--dead-letter", metavar="PATH", help="malformed lines of the archives, JSONL ('-': stderr, the default)")
+    res.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
+    res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
     res.add_argument("--topic", metavar="TOPIC", help="rescan a Kafka topic instead of files; events go to the events topic")
     start = res.add_mutually_exclusive_group()
     start.add_argument("--from-offset", type=int, metavar="N", help="with --topic: start every partition at offset N")
@@ -84,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --topic")
     res.add_argument("--events-topic", metavar="TOPIC", help="with --topic: where events go (default screener.events)")
     res.add_argument("--audit-topic", metavar="TOPIC", help="with --topic: the audit trail (default screener.audit)")
-    res.add_argument("--max-post-bytes", type=int, metavar="N", help="larger records are skipped as malformed")
-    res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
+    res.add_argument("--dead-letter-topic", metavar="TOPIC",
+                     help="with --topic: malformed records (default screener.dead-letter)")
 
     aud = sub.add_parser("audit", help="what was decided about a post or an account, when, under which versions, why")
     who = aud.add_mutually_exclusive_group(required=True)
@@ -119,15 +133,32 @@ def _engine(settings: Settings) -> Engine:
     return Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
 
 
+def _stdout() -> BinaryIO:
+    if sys.stdout is None:
+        raise OutputError("cannot write events: stdout is closed")
+    return sys.stdout.buffer
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .scan import run_scan
+    from .scan import Summary, run_scan
 
     settings = _settings(args)
+    out = _stdout()
     engine = _engine(settings)
     print(f"screener: matcher {engine.matcher_name} ({settings.matcher}), lexicon {settings.lexicons} "
           f"version {engine.lexicon_version}, {engine.posts.lexicons.term_count} terms, "
           f"policy {settings.policy_path} version {engine.policy_version}", file=sys.stderr)
-    summary = run_scan(settings, engine, args.files, sys.stdout.buffer)
+    summary = Summary()
+    try:
+        run_scan(settings, engine, args.files, out, summary)
+    except KeyboardInterrupt:
+        print(summary.line(engine.matcher_name, engine.lexicon_version) + " interrupted=true", file=sys.stderr)
+        return 130
+    except ScreenerError:
+        # The counts so far, then the error (main prints it): what was
+        # written is complete up to the batch that failed.
+        print(summary.line(engine.matcher_name, engine.lexicon_version) + " stopped=true", file=sys.stderr)
+        raise
     print(summary.line(engine.matcher_name, engine.lexicon_version), file=sys.stderr)
     return 0
 
@@ -179,7 +210,12 @@ def cmd_rescan(args: argparse.Namespace) -> int:
             raise ConfigError("--from-offset, --from-timestamp and --previous-topic need --topic")
         previous = Previous()
         previous.load_files(args.previous)
-        summary = rescan_files(settings, engine, args.files, previous, sys.stdout.buffer, args.checkpoint)
+        try:
+            summary = rescan_files(settings, engine, args.files, previous, _stdout(), args.checkpoint)
+        except KeyboardInterrupt:
+            again = " (run it again with the same --checkpoint to resume)" if args.checkpoint else ""
+            print(f"screener rescan: interrupted{again}", file=sys.stderr)
+            return 130
     print(summary.line(engine), file=sys.stderr)
     return 0
 
@@ -188,7 +224,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from . import audit
 
     if args.audit_files:
-        records = [r for path in args.audit_files for r in audit.read_jsonl(path)]
+        records = []
+        for path in args.audit_files:
+            try:
+                records += audit.read_jsonl(path)
+            except OSError as exc:
+                raise InputError(f"cannot read --audit {path}: {exc.strerror or exc}") from None
     else:
         from kafka.errors import KafkaError
 
@@ -203,7 +244,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     found = audit.select(records, post=args.post, account=args.account)
     found.sort(key=lambda r: r.get("at") or "")
     if args.json:
-        sys.stdout.buffer.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in found))
+        _stdout().write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in found))
     else:
         print(audit.render(found) if found else f"no audit records for {'post ' + args.post if args.post else 'account ' + args.account}")
     return 0 if found else 1
@@ -224,16 +265,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
     try:
         return handler(args)
-    except LexiconError as exc:
+    except LexiconError as exc:  # PolicyError too: every problem, one per line
         for problem in exc.problems:
             print(f"{problem} [error]", file=sys.stderr)
-        print(f"lexicon rejected: {len(exc.problems)} problem(s)", file=sys.stderr)
+        what = "policy" if type(exc).__name__ == "PolicyError" else "lexicon"
+        print(f"screener: {what} rejected: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
-    except (ConfigError, MatcherUnavailable, BrokerError) as exc:
+    except ScreenerError as exc:
         print(f"screener: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `screener scan | head`
+    except KeyboardInterrupt:
+        print("screener: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `screener scan | head`: the reader has all it wanted
+        _silence_stdout()
         return 0
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback only when asked for
+        if os.environ.get("SCREENER_DEBUG"):
+            traceback.print_exc()
+        print(f"screener: internal error: {type(exc).__name__}: {exc} (SCREENER_DEBUG=1 shows the traceback; "
+              "please report it)", file=sys.stderr)
+        return 70
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed
+    pipe does not print an 'Exception ignored' message."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

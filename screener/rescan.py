@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Iterable, Sequence
 import orjson
 
 from . import audit
-from .batch import Batch, BatchResult, Counts, Step, screen_batch
+from .batch import Batch, BatchResult, Step, screen_batch
 from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
@@ -204,14 +204,14 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     outputs = Outputs(settings, out)
     try:
         start = audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})
-        outputs.write(BatchResult([], [start], [], Counts()), "", 0, [])
+        outputs.write(BatchResult(audit=[start]), "", 0, [])
         noted = dict(checkpoint.state.get("noted", {}))
         for chunk in chunks:
             batch = Batch(chunk.lines, lambda i, c=chunk: {"file": c.source, "line": c.first_line + i})
             result = screen_batch(step, batch, review=previous)
             outputs.write(result, chunk.source, chunk.first_line, chunk.lines)
             summary.posts += len(chunk.lines)
-            summary.rescreened += len(result.objects)
+            summary.rescreened += result.counts.posts - result.counts.dead_lettered
             summary.stricter += len(result.emitted)
             summary.dead_lettered += len(result.dead)
             noted.update(previous.take_noted())
@@ -221,7 +221,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
         summary.seconds = time.perf_counter() - started
         checkpoint.save({"done": True, "summary": asdict(summary)})
         finish = audit.rescan(settings.worker_id, engine, "finish", asdict(summary))
-        outputs.write(BatchResult([], [finish], [], Counts()), "", 0, [])
+        outputs.write(BatchResult(audit=[finish]), "", 0, [])
     finally:
         outputs.close()
     return summary

@@ -172,7 +172,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
                 for future in futures:
                     future.get(timeout=30)  # raises if not acknowledged: the checkpoint stays behind
             summary.posts += len(records)
-            summary.rescreened += len(result.objects)
+            summary.rescreened += result.counts.posts - result.counts.dead_lettered
             summary.stricter += len(result.emitted)
             summary.dead_lettered += len(result.dead)
             noted.update(previous.take_noted())

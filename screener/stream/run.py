@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from typing import Callable
 
+from ..errors import ConfigError
 from ..judge import Engine
 from ..settings import Settings
 
@@ -42,13 +44,23 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     worker = Worker(settings, engine, health)
     worker.install_signals()
     if settings.metrics_port:
-        server = metrics.serve(
-            settings.metrics_host, settings.metrics_port,
-            lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
-            lambda: (health.ready, health.reason),
-        )
-        log.info("metrics on %s:%d", *server.server_address[:2])
+        serve_metrics(settings, lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
+                      lambda: (health.ready, health.reason))
     return worker.run()
+
+
+def serve_metrics(settings: Settings, alive: Callable[[], tuple[bool, str]],
+                  ready: Callable[[], tuple[bool, str]]) -> None:
+    """Start /metrics, /healthz and /readyz; a port that cannot be bound is a
+    clear error before any record is consumed."""
+    from . import metrics
+
+    try:
+        server = metrics.serve(settings.metrics_host, settings.metrics_port, alive, ready)
+    except OSError as exc:
+        raise ConfigError(f"metrics_port: cannot serve on {settings.metrics_host}:{settings.metrics_port}: "
+                          f"{exc.strerror or exc} (another process? --metrics-port 0 turns it off)") from None
+    log.info("metrics on %s:%d", *server.server_address[:2])
 
 
 def run(settings: Settings) -> int:

@@ -76,8 +76,9 @@ def run_supervised(settings: Settings) -> int:
         return up == settings.workers, f"{up}/{settings.workers} workers running"
 
     if settings.metrics_port:
-        server = metrics.serve(settings.metrics_host, settings.metrics_port, alive, ready)
-        log.info("metrics on %s:%d", *server.server_address[:2])
+        from .run import serve_metrics
+
+        serve_metrics(settings, alive, ready)
     for index in range(settings.workers):
         start(index)
     codes: dict[int, int] = {}

@@ -1,0 +1,304 @@
+"""Nothing one post, one file or one setting does stops a run (issue 9).
+
+Each test names the finding it guards; each failed on the code before the
+batch step (screener/batch.py) and the error tree of screener/cli.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from screener.batch import Batch, Step, dead_letter_of, screen_batch
+from screener.cli import main
+from screener.emit import Limits
+from screener.judge import Engine
+from screener.scan import run_scan
+from screener.settings import Settings
+
+from .conftest import LEXICONS, ROOT
+
+SCHEMA = json.loads((ROOT / "screener" / "schema" / "event.schema.json").read_text())
+EXE = Path(sys.executable).parent / "screener"
+
+
+def _jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def _lines(data: bytes) -> list[dict]:
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.build(LEXICONS, None, "aho")
+
+
+# -- one post cannot make a record too large to send ------------------------------------------------------------
+def test_a_post_of_8000_terms_makes_records_within_the_limits(tmp_path, capsys):
+    """Finding: {"text": "赌博" x 8000} made a 1.07 MB event and a 1.49 MB audit
+    record, over Kafka's request size: retried for ever, nothing committed."""
+    source = _jsonl(tmp_path / "big.jsonl", [{"id": 1, "text": "赌博" * 8000, "account_id": "u1"}])
+    audit = tmp_path / "audit.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), str(source)]) == 0
+    out = capsys.readouterr().out.encode()
+    (event,) = _lines(out)
+    assert len(out) <= 900_000 and event["action"] == "recall"
+    assert len(event["hits"]) == 100 and event["truncated"] == {"hits": 8000}
+    jsonschema.Draft202012Validator(SCHEMA).validate(event)
+    (record,) = [r for r in _lines(audit.read_bytes()) if r["kind"] == "decision"]
+    assert len(orjson.dumps(record)) <= 900_000 and record["truncated"]["hits"] == 8000
+
+
+def test_records_over_the_byte_limit_drop_meta_then_halve_hits(engine):
+    post = {"id": 1, "text": "赌博，" * 300, "blob": "x" * 50_000}
+    step = Step(engine, "w", 1 << 20, Limits(max_hits=1000, max_bytes=20_000))
+    result = screen_batch(step, Batch([orjson.dumps(post)], lambda i: {"line": i + 1}))
+    (emitted,) = result.emitted
+    assert len(emitted.value) <= 20_000
+    assert emitted.event["meta"] == {} and emitted.event["truncated"]["meta"] == 1
+    assert 0 < len(emitted.event["hits"]) < 300 and emitted.event["truncated"]["hits"] == 300
+    assert all(len(orjson.dumps(r)) <= 20_000 for r in result.audit)
+
+
+def test_a_post_whose_event_cannot_fit_is_dead_lettered_with_the_reason(engine):
+    post = {"id": "p" * 30_000, "text": "赌博"}
+    step = Step(engine, "w", 1 << 20, Limits(max_hits=100, max_bytes=10_000))
+    result = screen_batch(step, Batch([orjson.dumps(post)], lambda i: {"line": i + 1}))
+    assert result.emitted == [] and result.counts.dead_lettered == 1 and result.counts.recalled == 0
+    assert "event exceeds 10000 bytes" in result.dead[0].reason
+
+
+# -- dead letters can be found by post and account --------------------------------------------------------------
+@pytest.mark.parametrize("raw,post_id,account_id", [
+    (b'{"id": 7, "account_id": "u1", "text": 5}', 7, "u1"),
+    (b'{"id": "p9", "account": {"id": 3}, "text": null}', "p9", 3),
+    (b'{"id": "p9", "account_id": "u2", "text": "cut off', "p9", "u2"),
+    (b'{"id": 1.5, "text": "x"}', None, None),
+    (b"not json at all", None, None),
+])
+def test_dead_letters_carry_readable_ids(raw, post_id, account_id):
+    letter = dead_letter_of(raw, 0, "why")
+    assert (letter.post_id, letter.account_id) == (post_id, account_id)
+
+
+def test_screener_audit_finds_a_dead_letter(tmp_path, capsys):
+    """Finding: a dead letter could not be found with `audit --post/--account`."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": "p1", "account_id": "u1", "text": 5}\n')
+    audit = tmp_path / "audit.jsonl"
+    dead = tmp_path / "dead.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), "--dead-letter", str(dead), str(source)]) == 0
+    (letter,) = _lines(dead.read_bytes())
+    assert (letter["post_id"], letter["account_id"]) == ("p1", "u1")
+    capsys.readouterr()
+    assert main(["audit", "--post", "p1", "--audit", str(audit), "--json"]) == 0
+    (record,) = _lines(capsys.readouterr().out.encode())
+    assert record["kind"] == "dead_letter" and '"text" is int' in record["reason"]
+    assert main(["audit", "--account", "u1", "--audit", str(audit)]) == 0
+    assert "dead_letter" in capsys.readouterr().out
+
+
+# -- write order and write failures -----------------------------------------------------------------------------
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["--audit", "--dead-letter"])
+def test_a_failed_audit_or_dead_letter_write_stops_before_the_events(tmp_path, option):
+    """Finding: events were written before the audit record and the buffered
+    dead letters, so with /dev/full events went out and the rest was lost."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": 1, "text": "\\u8d4c\\u535a"}\nnot json\n')
+    proc = subprocess.run([str(EXE), "scan", "--progress", "off", option, "/dev/full", str(source)],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == b""  # no event without its audit record / dead letter
+    err = proc.stderr.decode()
+    assert f"screener: cannot write {option} /dev/full: No space left on device" in err
+    assert "Traceback" not in err and "stopped=true" in err
+
+
+# -- a resumed rescan recalls a post once, and dead-letters what it cannot read ---------------------------------
+def test_a_resumed_rescan_does_not_recall_a_post_twice(tmp_path):
+    from screener.rescan import Previous, rescan_files
+
+    engine = Engine.build(LEXICONS, None, "aho")
+    # Post 1 is archived twice, in different batches of 2 lines; the run dies
+    # writing the second batch's events, after the first batch's checkpoint.
+    archive = _jsonl(tmp_path / "a.jsonl", [{"id": 1, "text": "赌博"}, {"id": 2, "text": "天气"},
+                                            {"id": 1, "text": "赌博"}, {"id": 4, "text": "赌博"}])
+    settings = Settings(progress="off", batch_records=2, dead_letter=str(tmp_path / "dead"))
+    checkpoint = str(tmp_path / "cp")
+
+    class Dies(io.BytesIO):
+        def write(self, data):  # type: ignore[override]
+            if self.getvalue():
+                raise KeyboardInterrupt
+            return super().write(data)
+
+    first = Dies()
+    with pytest.raises(KeyboardInterrupt):
+        rescan_files(settings, engine, [str(archive)], Previous(), first, checkpoint)
+    second = io.BytesIO()
+    rescan_files(settings, engine, [str(archive)], Previous(), second, checkpoint)
+    assert [e["post_id"] for e in _lines(first.getvalue())] == [1]
+    assert [e["post_id"] for e in _lines(second.getvalue())] == [4]
+
+
+def test_rescan_dead_letters_malformed_lines_with_their_origin(tmp_path, capsys):
+    archive = tmp_path / "a.jsonl"
+    archive.write_bytes(b'{"id": 1, "text": "\\u8d4c\\u535a"}\n{"id": 2, "account_id": "u2"}\n')
+    dead, audit = tmp_path / "dead.jsonl", tmp_path / "audit.jsonl"
+    assert main(["rescan", "--progress", "off", "--policy", "none", "--dead-letter", str(dead),
+                 "--audit", str(audit), str(archive)]) == 0
+    (letter,) = _lines(dead.read_bytes())
+    assert (letter["line"], letter["post_id"], letter["account_id"]) == (2, 2, "u2")
+    assert 'missing "text"' in letter["reason"]
+    assert "dead_lettered=1" in capsys.readouterr().err
+    assert [r["kind"] for r in _lines(audit.read_bytes())] == ["rescan", "dead_letter", "decision", "rescan"]
+
+
+# -- one record that makes screening fail is dead-lettered, the rest goes on ------------------------------------
+def test_a_record_that_breaks_screening_is_dead_lettered_alone(engine, monkeypatch):
+    """Any bug a hostile record finds must not stop the run or crash-loop a
+    worker: the batch is split until the record is alone."""
+    real = Engine.judge
+
+    def judge(self, objects, texts, tracker=None):  # type: ignore[no-untyped-def]
+        if any("POISON" in t for t in texts):
+            raise ValueError("year 10000 is out of range")
+        return real(self, objects, texts) if tracker is None else real(self, objects, texts, tracker)
+
+    monkeypatch.setattr(Engine, "judge", judge)
+    raws = [orjson.dumps({"id": i, "text": "POISON" if i == 5 else ("赌博" if i % 3 == 0 else "天气")})
+            for i in range(12)]
+    result = screen_batch(Step(engine, "w", 1 << 20, Limits()), Batch(raws, lambda i: {"line": i + 1}))
+    assert [(d.index, d.post_id) for d in result.dead] == [(5, 5)]
+    assert "screening failed: ValueError: year 10000 is out of range" in result.dead[0].reason
+    assert [e.event["post_id"] for e in result.emitted] == [0, 3, 6, 9]
+    assert result.counts.posts == 12 and result.counts.passed == 7
+    assert [r["source"] for r in result.audit if r["kind"] == "dead_letter"] == [{"line": 6}]
+
+
+# -- errors a user reads: one line, no traceback ----------------------------------------------------------------
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(EXE), *args], capture_output=True, timeout=120, **kwargs)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert text in err, err
+
+
+@pytest.mark.parametrize("args,text", [
+    (["scan", "{good}", "{tmp}/missing.jsonl"], "screener: cannot read {tmp}/missing.jsonl: no such file"),
+    (["scan", "{tmp}"], "screener: cannot read {tmp}: not a regular file"),
+    (["scan", "--dead-letter", "{tmp}/no/dir/dead", "{good}"], "screener: cannot open --dead-letter {tmp}/no/dir/dead"),
+    (["scan", "--audit", "{tmp}/no/dir/audit", "{good}"], "screener: cannot open --audit {tmp}/no/dir/audit"),
+    (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
+    (["rescan", "--previous", "{tmp}/missing", "{good}"], "screener: cannot read --previous {tmp}/missing"),
+    (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),
+    (["audit", "--post", "1", "--audit", "{tmp}/missing"], "screener: cannot read --audit {tmp}/missing"),
+    (["scan", "--policy", "{garbage}", "{good}"], "screener: policy rejected"),
+])
+def test_user_errors_are_one_line_and_exit_2(tmp_path, args, text):
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x00\xffnot a state, checkpoint or policy\n" * 10)
+    names = {"tmp": str(tmp_path), "good": str(good), "garbage": str(garbage)}
+    _one_line_error(_cli(*[a.format(**names) for a in args]), 2, text.format(**names))
+
+
+def test_closed_stdin_and_stdout_are_clear_errors(tmp_path):
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    _one_line_error(subprocess.run(f"'{EXE}' scan <&-", shell=True, capture_output=True, timeout=120),
+                    2, "screener: cannot read stdin: it is closed")
+    _one_line_error(subprocess.run(f"'{EXE}' scan '{good}' >&-", shell=True, stderr=subprocess.PIPE, timeout=120),
+                    2, "screener: cannot write events: stdout is closed")
+
+
+def test_a_busy_metrics_port_is_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _cli("run", "--bootstrap-servers", "127.0.0.1:1", "--metrics-host", "127.0.0.1",
+                    "--metrics-port", str(port))
+    _one_line_error(proc, 2, f"screener: metrics_port: cannot serve on 127.0.0.1:{port}")
+
+
+def test_sigint_prints_the_summary_so_far_and_exits_130(tmp_path):
+    """Finding: SIGINT printed a traceback and lost the summary."""
+    reader, writer = os.pipe()
+    proc = subprocess.Popen([str(EXE), "scan", "--progress", "off"], stdin=reader,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(reader)
+    try:
+        os.write(writer, '{"id": 1, "text": "赌博"}\n'.encode())  # input stays open: scan waits for more
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith(b"screener: matcher")  # built; now reading
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
+    assert proc.returncode == 130, err
+    text = err.decode()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert "screener scan: posts=" in text and "interrupted=true" in text
+
+
+def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys, tmp_path):
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    import screener.scan
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(screener.scan, "run_scan", broken)
+    monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+    assert main(["scan", str(good)]) == 70
+    err = capsys.readouterr().err
+    assert "screener: internal error: RuntimeError: a bug" in err and "Traceback" not in err
+
+
+# -- the worker's liveness while it waits for a broker -----------------------------------------------------------
+def test_the_worker_is_alive_while_it_retries_an_unreachable_broker():
+    """Finding: /healthz answered 503 "main loop stalled" after 60 s while the
+    worker retried a broker it could not reach: a liveness probe would
+    restart healthy pods through every outage."""
+    from screener.stream import metrics
+    from screener.stream.worker import Worker
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the socket closes
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{port}", metrics_port=0, policy="none")
+    health = metrics.Health()
+    worker = Worker(settings, Engine.build(LEXICONS, None, "aho"), health)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    health.heartbeat = time.monotonic() - 1000  # as if the loop had last beaten long ago
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not health.alive(stale_after=5):
+            time.sleep(0.2)
+        assert health.alive(stale_after=5), "no heartbeat while retrying the broker"
+        assert not health.ready and "cannot reach" in health.reason
+    finally:
+        worker.request_stop()
+        thread.join(timeout=30)
