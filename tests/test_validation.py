@@ -284,6 +284,35 @@ def test_lexicon_check_output_is_one_problem_per_line(make_lexicon, capsys):
     assert all(PROBLEM_LINE.match(line) for line in lines[:-1]), lines
 
 
+# -- lexicon check --policy ----------------------------------------------------------
+def test_lexicon_check_prints_policy_warnings_and_strict_fails_on_them(make_lexicon, capsys):
+    from screener.settings import shipped_policy
+
+    own = make_lexicon({"gambling": "赌博\n"})  # an operator's set without the shipped policy's category
+    assert main(["lexicon", "check", "--policy", shipped_policy(), str(own)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"{shipped_policy()}:9: condition 'category=current_affairs_news': category 'current_affairs_news' "
+        "is not in the lexicon set; rule 'news-licensed' never applies [warning]"]
+    assert "OK: policy " in captured.out and "1 warnings" in captured.out
+    assert main(["lexicon", "check", "--strict", "--policy", shipped_policy(), str(own)]) == 1
+    assert main(["lexicon", "check", "--strict", str(own)]) == 0  # without --policy nothing to warn about
+
+
+def test_lexicon_check_with_the_shipped_policy_and_lexicons_is_clean(capsys):
+    from screener.settings import shipped_lexicons, shipped_policy
+
+    assert main(["lexicon", "check", "--strict", "--policy", shipped_policy(), shipped_lexicons()]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_lexicon_check_reports_policy_errors_as_path_line(make_lexicon, tmp_path, capsys):
+    policy = tmp_path / "p.policy"
+    policy.write_text("offenders: threshold=5 window=99999999999999999999d\n", encoding="utf-8")
+    assert main(["lexicon", "check", "--policy", str(policy), str(make_lexicon({"a": "赌博\n"}))]) == 2
+    [line, summary] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{policy}:1: offenders: bad option 'window=99999999999999999999d'") and PROBLEM_LINE.match(line)
+
 
 def test_lexicon_check_prints_overlap_warnings(make_lexicon, capsys):
     root = make_lexicon({"a": "赌博\n", "b": "赌博\n"})
