@@ -12,6 +12,7 @@ or command-line string must parse as one. Errors read ``setting: reason``.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 import re
 import socket
@@ -33,14 +34,28 @@ else:  # pragma: no cover
 ENV_PREFIX = "SCREENER_"
 
 
+def _shipped(name: str) -> Path:
+    """A directory shipped with screener (``lexicons`` or ``policy``).
+
+    Installed from a wheel, it is package data: ``screener/_shipped/NAME``
+    (pyproject.toml maps the top-level directory there). In a source checkout
+    or an editable install it is the top-level directory itself, which is
+    the source of truth.
+    """
+    packaged = importlib.resources.files("screener") / "_shipped" / name
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / name
+
+
 def shipped_lexicons() -> str:
-    """The lexicon set shipped with the source tree."""
-    return str(Path(__file__).resolve().parent.parent / "lexicons")
+    """The lexicon set shipped with screener (lexicons/README.md)."""
+    return str(_shipped("lexicons"))
 
 
 def shipped_policy() -> str:
-    """The policy shipped with the source tree (policy/README.md)."""
-    return str(Path(__file__).resolve().parent.parent / "policy" / "default.policy")
+    """The policy shipped with screener (policy/README.md)."""
+    return str(_shipped("policy") / "default.policy")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -135,3 +135,16 @@ def test_unknown_toml_key(tmp_path):
 def test_frozen():
     with pytest.raises(AttributeError):
         Settings().matcher = "aho"  # type: ignore[misc]
+
+
+def test_shipped_data_in_a_source_checkout_is_the_top_level_directories():
+    """The editable install (this test run) reads lexicons/ and policy/
+    themselves, the source of truth; tests/test_packaging.py covers a wheel."""
+    from pathlib import Path
+
+    from screener.settings import shipped_policy
+
+    from .conftest import ROOT
+
+    assert Path(shipped_lexicons()) == ROOT / "lexicons"
+    assert Path(shipped_policy()) == ROOT / "policy" / "default.policy"
