@@ -319,3 +319,16 @@ def test_lexicon_check_prints_overlap_warnings(make_lexicon, capsys):
     assert main(["lexicon", "check", "--strict", str(root)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{root / 'b.txt'}:1: term '赌博' is also in category 'a' at {root / 'a.txt'}:1; kept in both [warning]"]
+
+
+def test_documented_limits_match_the_code():
+    """lexicons/README.md and policy/README.md state the limits the loaders apply."""
+    from screener.policy import MAX_THRESHOLD, MAX_WINDOW_S
+
+    from .conftest import ROOT
+
+    lexicons, policy = (" ".join((ROOT / d / "README.md").read_text(encoding="utf-8").split()) for d in ("lexicons", "policy"))
+    assert f"at most **{MAX_TERM_CHARS} characters** after normalisation" in lexicons
+    assert f"whole number 1-{MAX_WITHIN}" in lexicons
+    assert f"number from 1 to {MAX_THRESHOLD}" in policy
+    assert f"between 1 second and {MAX_WINDOW_S // 86400} days" in policy
