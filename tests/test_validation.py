@@ -332,3 +332,21 @@ def test_documented_limits_match_the_code():
     assert f"whole number 1-{MAX_WITHIN}" in lexicons
     assert f"number from 1 to {MAX_THRESHOLD}" in policy
     assert f"between 1 second and {MAX_WINDOW_S // 86400} days" in policy
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(
+    ["hit ", "post ", "list ", "offenders", ":", " ", "a", "-> ", "pass", "recall", "category=", "account.id=",
+     "@", ",", "!=", "=", "threshold=", "window=", "²", "٣", "9" * 30, "d", "clear=", "count=", "#", "\x00"]),
+    max_size=12).map("".join), max_size=6))
+def test_load_policy_never_raises_anything_but_policy_error(tmp_path_factory, lines):
+    from screener.policy import PolicyError, load_policy
+
+    path = tmp_path_factory.mktemp("p") / "p.policy"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        policy = load_policy(path, ["abuse"])
+    except PolicyError as err:
+        assert all(p.line >= 1 and "\n" not in p.reason for p in err.problems)
+    else:
+        assert 1 <= policy.offenders.threshold <= 1000 or not policy.offenders.enabled
