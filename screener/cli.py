@@ -215,7 +215,7 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
     from .policy import load_policy
 
     lexicons = load_lexicons(args.directory)  # LexiconError (and PolicyError) → main prints problems
-    policy = load_policy(args.policy, lexicons.categories) if args.policy else None
+    policy = load_policy(args.policy, lexicons.categories) if args.policy not in (None, "", "none") else None
     warnings = [*lexicons.warnings, *(policy.warnings if policy else ())]
     for warning in warnings:
         print(f"{warning} [warning]", file=sys.stderr)

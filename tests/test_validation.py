@@ -297,6 +297,7 @@ def test_lexicon_check_prints_policy_warnings_and_strict_fails_on_them(make_lexi
     assert "OK: policy " in captured.out and "1 warnings" in captured.out
     assert main(["lexicon", "check", "--strict", "--policy", shipped_policy(), str(own)]) == 1
     assert main(["lexicon", "check", "--strict", str(own)]) == 0  # without --policy nothing to warn about
+    assert main(["lexicon", "check", "--strict", "--policy", "none", str(own)]) == 0  # 'none' as everywhere else
 
 
 def test_lexicon_check_with_the_shipped_policy_and_lexicons_is_clean(capsys):
