@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = lex_sub.add_parser("check", help="validate a lexicon directory; errors and warnings")
     check.add_argument("directory", metavar="DIR")
     check.add_argument("--strict", action="store_true", help="warnings fail too")
+    check.add_argument("--policy", metavar="FILE", help="also check this policy file against the lexicon set")
     return parser
 
 
@@ -251,12 +252,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
-    lexicons = load_lexicons(args.directory)  # LexiconError → main prints problems
-    for warning in lexicons.warnings:
+    from .policy import load_policy
+
+    lexicons = load_lexicons(args.directory)  # LexiconError (and PolicyError) → main prints problems
+    policy = load_policy(args.policy, lexicons.categories) if args.policy not in (None, "", "none") else None
+    warnings = [*lexicons.warnings, *(policy.warnings if policy else ())]
+    for warning in warnings:
         print(f"{warning} [warning]", file=sys.stderr)
     print(f"OK: {len(lexicons.categories)} categories, {lexicons.term_count} terms, "
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
-    return 1 if args.strict and lexicons.warnings else 0
+    if policy is not None:
+        print(f"OK: policy {policy.path}, {sum(map(len, policy.rules.values()))} rules, "
+              f"{len(policy.warnings)} warnings, version {policy.version}")
+    return 1 if args.strict and warnings else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

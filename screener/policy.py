@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import LexiconError, Problem
 from .lexicon.model import SEVERITY_OF_ACTION
-from .lexicon.parse import read_lines
+from .lexicon.parse import decode_lines, os_reason
 
 SCOPES = ("hit", "post", "profile")
 EFFECTS = ("pass", "flag", "recall", "escalate")
@@ -47,8 +47,17 @@ VERDICTS = ("pass", "flag", "recall")
 HIT_KEYS = {"hit": ("category", "action", "term"), "profile": ("category", "action", "term", "field"), "post": ()}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COND = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<op>!=|=)(?P<value>\S+)$")
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+#: ASCII digits only (str.isdigit() accepts '²', which int() rejects), and
+#: few enough that int() never sees a huge string.
+_DURATION = re.compile(r"^([0-9]{1,12})([smhd]?)$")
+_COUNT = re.compile(r"^[0-9]{1,12}$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: Bounds of ``offenders:`` (policy/README.md). A window over a year or a
+#: threshold over 1000 is a typo, not a policy: the offender state keeps every
+#: violation of the window, and a window of 10^20 days overflowed datetime at
+#: the first blacklist instead of failing here.
+MAX_THRESHOLD = 1000
+MAX_WINDOW_S = 366 * 86400
 
 
 class PolicyError(LexiconError):
@@ -129,6 +138,9 @@ class Policy:
     path: str
     rules: Mapping[str, tuple[PolicyRule, ...]]  # by scope, in file order
     offenders: OffenderConfig = field(default_factory=OffenderConfig)
+    #: Findings that do not stop the policy from being used, e.g. a rule for
+    #: a category the lexicon set lacks (it never applies).
+    warnings: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
         live = {scope: tuple(r for r in rules if r.possible) for scope, rules in self.rules.items()}
@@ -183,20 +195,28 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
     """Load and validate a policy file against the lexicon's categories.
 
     ``None`` or ``""`` means no policy: every hit keeps its lexicon action.
-    Raises :class:`PolicyError` with every problem.
+    Raises :class:`PolicyError` with every problem. A category the lexicon
+    set lacks is a warning (``Policy.warnings``), not an error, so that the
+    shipped policy works with an operator's own lexicons: a condition
+    ``category=X`` then never holds, ``category!=X`` always does.
     """
     if not path:
         return EMPTY_POLICY
     file = Path(path)
     if not file.is_file():
         raise PolicyError([Problem(str(file), 0, "policy file not found")])
-    lines, problems = read_lines(file)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PolicyError([Problem(str(file), 0, f"cannot read: {os_reason(exc)}")]) from None
+    lines, problems = decode_lines(data, str(file))
+    warnings: list[Problem] = []
     known = set(categories)
     lists: dict[str, frozenset[str]] = {}
     rules: dict[str, list[PolicyRule]] = {s: [] for s in SCOPES}
     ids: dict[str, int] = {}
     offenders: OffenderConfig | None = None
-    digest = hashlib.sha256(b"screener-policy/1\n" + file.read_bytes())
+    digest = hashlib.sha256(b"screener-policy/1\n" + data)
     for number, raw in enumerate(lines, 1):
         text = raw.split("#", 1)[0].strip() if not raw.strip().startswith("#") else ""
         if not text:
@@ -217,8 +237,9 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
             digest.update(data)
             lists[words[1]] = values
         elif len(words) == 2 and words[0] in SCOPES:
-            rule, found = _rule(words[0], words[1], body, where, lists, known)
+            rule, found, warned = _rule(words[0], words[1], body, where, lists, known)
             problems += found
+            warnings += warned
             if words[1] in ids:
                 problems.append(Problem(*where, f"rule id {words[1]!r} already used at line {ids[words[1]]}"))
             ids.setdefault(words[1], number)
@@ -229,7 +250,7 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
     if problems:
         raise PolicyError(sorted(problems, key=lambda p: (p.path, p.line)))
     return Policy(digest.hexdigest()[:16], str(file), {s: tuple(r) for s, r in rules.items()},
-                  offenders or OffenderConfig())
+                  offenders or OffenderConfig(), tuple(warnings))
 
 
 def _list(name: str, body: str, base: Path, where: tuple[str, int], lists: Mapping[str, Any]) -> tuple[frozenset[str], list[Problem], bytes]:
@@ -251,29 +272,57 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int], lists: Mappi
 
 
 def _rule(scope: str, rule_id: str, body: str, where: tuple[str, int], lists: Mapping[str, frozenset[str]],
-          categories: set[str]) -> tuple[PolicyRule | None, list[Problem]]:
+          categories: set[str]) -> tuple[PolicyRule | None, list[Problem], list[Problem]]:
+    """The rule of one line, its problems and its warnings."""
     problems = []
     if not _ID.match(rule_id):
         problems.append(Problem(*where, f"rule id {rule_id!r}: use letters, digits, '_', '-', '.'"))
     conds_text, arrow, effect = body.rpartition("->")
     if not arrow:
-        return None, [*problems, Problem(*where, "missing '-> EFFECT'")]
+        return None, [*problems, Problem(*where, "missing '-> EFFECT'")], []
     effect = effect.strip()
     if effect not in EFFECTS:
         problems.append(Problem(*where, f"effect must be one of {', '.join(EFFECTS)}, not {effect!r}"))
     conditions = []
     for token in conds_text.split():
-        condition, problem = _condition(scope, token, lists, categories)
+        condition, problem = _condition(scope, token, lists)
         if problem:
             problems.append(Problem(*where, problem))
         elif condition is not None:
             conditions.append(condition)
     if problems:
-        return None, problems
-    return PolicyRule(rule_id, scope, tuple(conditions), effect, where[0], where[1]), []
+        return None, problems, []
+    conditions, warnings = _absent_categories(rule_id, conditions, categories, where)
+    return PolicyRule(rule_id, scope, tuple(conditions), effect, where[0], where[1]), [], warnings
 
 
-def _condition(scope: str, token: str, lists: Mapping[str, frozenset[str]], categories: set[str]) -> tuple[Condition | None, str | None]:
+def _absent_categories(rule_id: str, conditions: list[Condition], categories: set[str],
+                       where: tuple[str, int]) -> tuple[list[Condition], list[Problem]]:
+    """Conditions without the categories the lexicon set lacks, and a warning for each.
+
+    No hit can carry an absent category, so dropping it from a condition's
+    values changes nothing it decides; a ``category=`` condition left with
+    no value makes the rule impossible, and impossible rules are never
+    evaluated (:attr:`PolicyRule.possible`).
+    """
+    kept: list[Condition] = []
+    warnings: list[Problem] = []
+    for condition in conditions:
+        absent = condition.values - categories if condition.key == "category" else frozenset()
+        if absent:
+            names = ", ".join(sorted(absent))
+            present = condition.values - absent
+            if condition.negate:
+                effect = "the condition holds for every hit" if not present else "that value never excludes a hit"
+            else:
+                effect = f"rule {rule_id!r} never applies" if not present else "that value never matches"
+            warnings.append(Problem(*where, f"condition {condition.source!r}: category {names!r} is not in the lexicon set; {effect}"))
+            condition = Condition(condition.key, condition.negate, present, condition.source)
+        kept.append(condition)
+    return kept, warnings
+
+
+def _condition(scope: str, token: str, lists: Mapping[str, frozenset[str]]) -> tuple[Condition | None, str | None]:
     m = _COND.match(token)
     if not m:
         return None, f"condition {token!r}: expected KEY=VALUE or KEY!=VALUE"
@@ -287,8 +336,6 @@ def _condition(scope: str, token: str, lists: Mapping[str, frozenset[str]], cate
         values = lists[value[1:]]
     else:
         values = frozenset(v for v in value.split(",") if v)
-    if key == "category" and not values <= categories:
-        return None, f"condition {token!r}: unknown category {', '.join(sorted(values - categories))!r}"
     if key == "action" and not values <= {"flag", "recall"}:
         return None, f"condition {token!r}: action is flag or recall"
     if key == "field" and not values <= {"name", "bio"}:
@@ -303,16 +350,17 @@ def _offenders(body: str, where: tuple[str, int]) -> tuple[OffenderConfig | None
         key, sep, value = token.partition("=")
         if not sep:
             problems.append(Problem(*where, f"offenders: {token!r} is not KEY=VALUE"))
-        elif key == "threshold" and value.isdigit() and int(value) >= 1:
+        elif key == "threshold" and _COUNT.match(value) and 1 <= int(value) <= MAX_THRESHOLD:
             options["threshold"] = int(value)
-        elif key == "window" and (m := _DURATION.match(value)) and int(m[1]) > 0:
+        elif key == "window" and (m := _DURATION.match(value)) and 1 <= int(m[1]) * _UNITS[m[2]] <= MAX_WINDOW_S:
             options["window_s"] = int(m[1]) * _UNITS[m[2]]
         elif key == "clear" and value in ("true", "false"):
             options["clear"] = value == "true"
         elif key == "count" and value and set(value.split(",")) <= {"flag", "recall"}:
             options["count"] = frozenset(value.split(","))
         else:
-            known = "threshold=N (>=1), window=N[s|m|h|d], clear=true|false, count=flag,recall"
+            known = (f"threshold=N (1-{MAX_THRESHOLD}), window=N[s|m|h|d] (1s-{MAX_WINDOW_S // 86400}d), "
+                     "clear=true|false, count=flag,recall")
             problems.append(Problem(*where, f"offenders: bad option {token!r} (known: {known})"))
     if "threshold" not in options and not problems:
         problems.append(Problem(*where, "offenders: threshold=N is required"))

@@ -2,13 +2,23 @@
 
 Every field documents its environment variable: ``SCREENER_`` + the field name
 in upper case (``matcher`` → ``SCREENER_MATCHER``).
+
+Every value is checked against the field's declared type, whatever its
+source: a TOML value must already have the type (``max_post_bytes = 1.5`` or
+``dead_letter = 5`` is an error, not 1 or file descriptor 5); an environment
+or command-line string must parse as one. Errors read ``setting: reason``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import os
+import re
 import socket
 import sys
+import typing
+from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from pathlib import Path
@@ -24,14 +34,28 @@ else:  # pragma: no cover
 ENV_PREFIX = "SCREENER_"
 
 
+def _shipped(name: str) -> Path:
+    """A directory shipped with screener (``lexicons`` or ``policy``).
+
+    Installed from a wheel, it is package data: ``screener/_shipped/NAME``
+    (pyproject.toml maps the top-level directory there). In a source checkout
+    or an editable install it is the top-level directory itself, which is
+    the source of truth.
+    """
+    packaged = importlib.resources.files("screener") / "_shipped" / name
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / name
+
+
 def shipped_lexicons() -> str:
-    """The lexicon set shipped with the source tree."""
-    return str(Path(__file__).resolve().parent.parent / "lexicons")
+    """The lexicon set shipped with screener (lexicons/README.md)."""
+    return str(_shipped("lexicons"))
 
 
 def shipped_policy() -> str:
-    """The policy shipped with the source tree (policy/README.md)."""
-    return str(Path(__file__).resolve().parent.parent / "policy" / "default.policy")
+    """The policy shipped with screener (policy/README.md)."""
+    return str(_shipped("policy") / "default.policy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +91,13 @@ class Settings:
     batch_bytes: int = 1 << 20
     #: auto | on | off: progress bar on stderr (SCREENER_PROGRESS).
     progress: str = "auto"
+    #: Hits reported per post in an event or audit record; the verdict still
+    #: counts all (SCREENER_MAX_HITS_PER_POST).
+    max_hits_per_post: int = 100
+    #: Largest event, audit record or dead letter produced, in bytes; larger
+    #: ones are shortened with a marker (SCREENER_MAX_RECORD_BYTES). Kafka's
+    #: default max.request.size is 1 MiB.
+    max_record_bytes: int = 900_000
 
     # -- the Kafka worker (``screener run``) -----------------------------------
     #: Comma-separated brokers (SCREENER_BOOTSTRAP_SERVERS).
@@ -120,35 +151,84 @@ class Settings:
         return chosen or self.events_topic
 
     def __post_init__(self) -> None:
+        kinds = field_kinds()
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), kinds[f.name])
         if not self.lexicons:
             object.__setattr__(self, "lexicons", shipped_lexicons())
         if not self.policy:
             object.__setattr__(self, "policy", shipped_policy())
         if not self.worker_id:
             object.__setattr__(self, "worker_id", f"{socket.gethostname()}:{os.getpid()}")
-        if self.matcher not in ("auto", "aho", "hyperscan"):
-            raise ConfigError(f"matcher must be auto, aho or hyperscan, not {self.matcher!r}")
-        if self.progress not in ("auto", "on", "off"):
-            raise ConfigError(f"progress must be auto, on or off, not {self.progress!r}")
-        for name in ("max_post_bytes", "batch_records", "batch_bytes", "workers", "poll_max_records",
-                     "shutdown_timeout_s", "reload_interval_s"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive")
-        if self.rescan_window_s < 0:
-            raise ConfigError("rescan_window_s must be 0 (off) or positive")
+        for name, choices in (("matcher", ("auto", "aho", "hyperscan")), ("progress", ("auto", "on", "off"))):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name}: must be {', '.join(choices[:-1])} or {choices[-1]}, not {getattr(self, name)!r}")
+        for name, least in _MINIMUM.items():
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name}: must be at least {least}, not {getattr(self, name)}")
         if not 0 <= self.metrics_port < 65536:
-            raise ConfigError("metrics_port must be 0-65535")
+            raise ConfigError(f"metrics_port: must be 0 (off) to 65535, not {self.metrics_port}")
         for name in ("kafka", "kafka_consumer", "kafka_producer"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    if kind is int and not isinstance(value, int):
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
-    return value
+#: Lower bounds of the whole-number settings (the rest have none but their type).
+_MINIMUM = {
+    "max_post_bytes": 1, "batch_records": 1, "batch_bytes": 1, "workers": 1, "poll_max_records": 1,
+    "shutdown_timeout_s": 1, "reload_interval_s": 1, "max_hits_per_post": 1,
+    # A record must hold at least its envelope (ids, versions, the marker
+    # saying it was shortened) next to some content.
+    "max_record_bytes": 4096,
+    "rescan_window_s": 0, "poll_timeout_ms": 0,
+}
+_KIND_NAMES = {int: "a whole number", bool: "true or false", str: "a string", MappingABC: "a table"}
+#: An int from text: ASCII digits (int() also takes '٣' and '1_000'), and few
+#: enough that int() never sees a huge string.
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+_BOOL_TEXT = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+@functools.cache
+def field_kinds() -> Mapping[str, type]:
+    """Each setting's kind: int, bool, str or Mapping, from the annotations."""
+    kinds: dict[str, type] = {}
+    for name, hint in typing.get_type_hints(Settings).items():
+        origin = typing.get_origin(hint) or hint
+        kinds[name] = MappingABC if isinstance(origin, type) and issubclass(origin, MappingABC) else origin
+    return MappingProxyType(kinds)
+
+
+def _shown(value: Any) -> str:
+    """A value as the operator wrote it (TOML spelling for booleans and tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, MappingABC):
+        return "a table"
+    return repr(value)
+
+
+def check_type(name: str, value: Any, kind: type, source: str = "") -> None:
+    """Raise ``ConfigError("name: must be ..., not ...")`` unless ``value`` is of ``kind``.
+
+    A bool is not a whole number here, although Python says it is an int.
+    """
+    ok = type(value) is int if kind is int else isinstance(value, kind)
+    if not ok:
+        where = f" (in {source})" if source else ""
+        raise ConfigError(f"{name}: must be {_KIND_NAMES.get(kind, kind.__name__)}, not {_shown(value)}{where}")
+
+
+def from_text(name: str, text: str, kind: type, source: str) -> Any:
+    """A setting given as text (environment, command line) as its kind."""
+    if kind is int:
+        if not _INT_TEXT.fullmatch(text.strip()):
+            raise ConfigError(f"{name}: must be a whole number, not {text!r} (from {source})")
+        return int(text.strip())
+    if kind is bool:
+        if text.strip().lower() not in _BOOL_TEXT:
+            raise ConfigError(f"{name}: must be true or false, not {text!r} (from {source})")
+        return _BOOL_TEXT[text.strip().lower()]
+    return text
 
 
 def kafka_value(text: str) -> Any:
@@ -161,10 +241,6 @@ def kafka_value(text: str) -> Any:
         return text
 
 
-def _kind(f: Any) -> type:
-    return {"int": int, "str": str}.get(str(f.type), dict)
-
-
 def load_settings(
     cli: Mapping[str, Any] | None = None,
     *,
@@ -173,22 +249,16 @@ def load_settings(
 ) -> Settings:
     """Merge the sources; a ``None`` CLI value means "not given"."""
     env = os.environ if env is None else env
-    kinds = {f.name: _kind(f) for f in fields(Settings)}
+    kinds = field_kinds()
     merged: dict[str, Any] = {"kafka": {}}
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
-        try:
-            doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        unknown = sorted(set(doc) - set(kinds))
-        if unknown:
-            raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        merged.update(doc)
-        merged["kafka"] = dict(doc.get("kafka", {}))
+        merged.update(_read_toml(path, kinds))
+        merged["kafka"] = dict(merged["kafka"])
     for name, kind in kinds.items():
-        if kind is not dict and ENV_PREFIX + name.upper() in env:
-            merged[name] = env[ENV_PREFIX + name.upper()]
+        variable = ENV_PREFIX + name.upper()
+        if kind is not MappingABC and variable in env:
+            merged[name] = from_text(name, env[variable], kind, variable)
     kafka_prefix = ENV_PREFIX + "KAFKA_"
     for key, value in env.items():
         if key.startswith(kafka_prefix) and not key.startswith((kafka_prefix + "CONSUMER", kafka_prefix + "PRODUCER")):
@@ -199,5 +269,26 @@ def load_settings(
         if not sep or not key:
             raise ConfigError(f"--kafka-option takes KEY=VALUE, not {option!r}")
         merged["kafka"][key.strip()] = kafka_value(value.strip())
-    merged.update({k: v for k, v in cli.items() if v is not None and k in kinds})
-    return Settings(**{k: (_coerce(k, v, kinds[k]) if kinds[k] is not dict else v) for k, v in merged.items()})
+    for name, value in cli.items():
+        if value is not None and name in kinds:
+            given = isinstance(value, str) and kinds[name] is not str
+            merged[name] = from_text(name, value, kinds[name], "the command line") if given else value
+    return Settings(**merged)
+
+
+def _read_toml(path: str, kinds: Mapping[str, type]) -> dict[str, Any]:
+    """The settings of a TOML file, each of its field's type (no coercion)."""
+    try:
+        doc = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); a settings file is UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - set(kinds))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    for name, value in doc.items():
+        check_type(name, value, kinds[name], path)
+    return doc

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from screener import LexiconError, load_lexicons
+from screener import LexiconError, Screener, load_lexicons
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,15 +24,14 @@ ERRORS = [
     ("bad mode", {"a": "赌博 ; mode=fuzzy\n"}, None, [("a.txt", 1, "mode must be one of word, substring")]),
     ("option without value", {"a": "赌博 ; action\n"}, None, [("a.txt", 1, "needs a value")]),
     ("within on a plain term", {"a": "赌博 ; within=3\n"}, None, [("a.txt", 1, "within applies only to a combination")]),
-    ("bad within", {"a": "代开 + 发票 ; within=-2\n"}, None, [("a.txt", 1, "within must be a positive whole number")]),
     ("empty combination part", {"a": "代开 + \n"}, None, [("a.txt", 1, "empty part in combination")]),
     ("option on allow entry", {"a": "allow: 参加微信 ; action=flag\n"}, None, [("a.txt", 1, "does not apply to an allow entry")]),
-    ("same term two categories", {"a": "赌博\n", "b": "\n賭博\n"}, None, [("b.txt", 2, "already in category 'a' at .*a.txt:1")]),
-    ("same term two actions", {"a": "赌博\n赌博 ; action=recall\n"}, None, [("a.txt", 2, "conflicts with .*a.txt:1")]),
+    ("same term two actions", {"a": "赌博\n赌博 ; action=recall\n"}, None, [("a.txt", 2, r"term '赌博' conflicts with .*a.txt:1 \(action flag/recall\); give both the same options")]),
+    ("same combination two windows", {"a": "代开 + 发票\n代开+发票 ; within=5\n"}, None, [("a.txt", 2, r"conflicts with .*a.txt:1 \(within 20/5\)")]),
     ("invalid utf-8", {"a": "赌博\n"}, None, [("a.txt", 2, "invalid UTF-8")]),
-    ("bad manifest action", {"a": "赌博\n"}, "[categories.a]\naction = 'ban'\n", [("categories.toml", 1, "action must be flag or recall")]),
+    ("bad manifest action", {"a": "赌博\n"}, "[categories.a]\naction = 'ban'\n", [("categories.toml", 2, "action must be flag or recall")]),
     ("bad manifest toml", {"a": "赌博\n"}, "[categories.a\n", [("categories.toml", 1, "not valid TOML")]),
-    ("unknown normalise setting", {"a": "赌博\n"}, "[normalise]\nfold_everything = true\n", [("categories.toml", 1, "unknown setting 'fold_everything'")]),
+    ("unknown normalise setting", {"a": "赌博\n"}, "[normalise]\nfold_everything = true\n", [("categories.toml", 2, "unknown setting 'fold_everything'")]),
     ("several problems at once", {"a": "***\n赌博 ; x=1\n"}, None, [("a.txt", 1, "empty"), ("a.txt", 2, "unknown option")]),
 ]
 
@@ -77,6 +76,27 @@ def test_warnings(make_lexicon):
     assert any("changes under normalisation" in r and "abc" in r for r in reasons)
     assert any("duplicate of" in r for r in reasons)
     assert any("always suppressed by allow entry" in r for r in reasons)
+
+
+def test_a_term_in_two_categories_is_a_warning_and_hits_in_both(make_lexicon, backend):
+    """Operators merge published lists, which overlap: both rules live."""
+    root = make_lexicon({"fraud": "代开发票\n", "spam": "# merged list\n代開發票\n加微信\n"},
+                        "[categories.fraud]\naction = 'recall'\n[categories.spam]\naction = 'flag'\n")
+    lex = load_lexicons(root)
+    assert [str(w) for w in lex.warnings if "also in" in w.reason] == [
+        f"{root / 'spam.txt'}:2: term '代开发票' is also in category 'fraud' at {root / 'fraud.txt'}:1; kept in both"]
+    screener = Screener(lex, backend)
+    [result] = screener.screen(["专业代开发票"])
+    assert sorted((h.rule.category, h.rule.action) for h in result.hits) == [("fraud", "recall"), ("spam", "flag")]
+    assert result.action == "recall"  # the strictest
+    assert len({h.rule.id for h in result.hits}) == 2
+
+
+def test_a_combination_in_two_categories_hits_in_both(make_lexicon, backend):
+    lex = load_lexicons(make_lexicon({"a": "代开 + 发票\n", "b": "代开+发票 ; action=recall\n"}))
+    assert any("term '代开+发票' is also in category 'a'" in w.reason for w in lex.warnings)
+    [result] = Screener(lex, backend).screen(["代开各类发票"])
+    assert sorted(h.rule.category for h in result.hits) == ["a", "b"] and result.action == "recall"
 
 
 def test_version_is_a_content_hash(make_lexicon):

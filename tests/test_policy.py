@@ -157,7 +157,6 @@ def test_rules_with_empty_lists_cost_nothing(tmp_path):
 
 
 BAD_POLICIES = [
-    ("hit a: category=nope -> flag", 1, "unknown category 'nope'"),
     ("hit a: category=abuse -> delete", 1, "effect must be one of pass, flag, recall, escalate"),
     ("hit a: category=abuse", 1, "missing '-> EFFECT'"),
     ("post a: category=abuse -> flag", 1, "a post rule may test account.<attribute>, not 'category'"),
@@ -167,6 +166,18 @@ BAD_POLICIES = [
     ("rule a: -> flag", 1, "unknown statement 'rule a'"),
     ("just words", 1, "expected 'list NAME: ...'"),
     ("offenders: threshold=0", 1, "bad option 'threshold=0'"),
+    ("offenders: threshold=²", 1, "bad option 'threshold=²'"),  # str.isdigit() says yes, int() says no
+    ("offenders: threshold=٣", 1, "bad option 'threshold=٣'"),
+    ("offenders: threshold=1001", 1, "bad option 'threshold=1001'"),
+    ("offenders: threshold=" + "9" * 5000, 1, "bad option"),
+    ("offenders: threshold=", 1, "bad option 'threshold='"),
+    ("offenders: threshold=-1", 1, "bad option 'threshold=-1'"),
+    ("offenders: threshold=5 window=99999999999999999999d", 1, "bad option 'window=99999999999999999999d'"),
+    ("offenders: threshold=5 window=367d", 1, "bad option 'window=367d'"),
+    ("offenders: threshold=5 window=0s", 1, "bad option 'window=0s'"),
+    ("offenders: threshold=5 window=²d", 1, "bad option 'window=²d'"),
+    ("offenders: threshold=5 window=", 1, "bad option 'window='"),
+    ("offenders: threshold=5 window=1w", 1, "window=N[s|m|h|d] (1s-366d)"),
     ("offenders: window=1d", 1, "threshold=N is required"),
     ("list a: @no-such-file.txt", 1, "cannot read"),
     ("hit a: action=pass -> flag", 1, "action is flag or recall"),
@@ -185,10 +196,67 @@ def test_bad_policy_is_rejected_with_path_line_reason(tmp_path, text, line, reas
 
 def test_every_problem_is_reported_at_once(tmp_path):
     path = tmp_path / "bad.policy"
-    path.write_text("hit a: category=nope -> flag\nhit b: -> nope\n", encoding="utf-8")
+    path.write_text("hit a: account.id=@nope -> flag\nhit b: -> nope\n", encoding="utf-8")
     with pytest.raises(LexiconError) as err:  # a PolicyError is a LexiconError: same CLI handling
         load_policy(path, ["abuse"])
     assert [p.line for p in err.value.problems] == [1, 2]
+
+
+def test_offender_bounds_are_accepted_at_their_limits(tmp_path):
+    path = tmp_path / "p.policy"
+    path.write_text("offenders: threshold=1000 window=366d\n", encoding="utf-8")
+    offenders = load_policy(path, []).offenders
+    assert (offenders.threshold, offenders.window_s) == (1000, 366 * 86400)
+
+
+# (condition, lexicon categories, warning, hits (category, action) → judged action)
+ABSENT = [
+    ("category=news", {"abuse"}, "category 'news' is not in the lexicon set; rule 'r' never applies",
+     [("abuse", "flag", "flag")]),
+    ("category=news,abuse", {"abuse"}, "category 'news' is not in the lexicon set; that value never matches",
+     [("abuse", "flag", "recall")]),
+    ("category!=news", {"abuse"}, "category 'news' is not in the lexicon set; the condition holds for every hit",
+     [("abuse", "flag", "recall")]),
+    ("category!=news,abuse", {"abuse"}, "category 'news' is not in the lexicon set; that value never excludes a hit",
+     [("abuse", "flag", "flag")]),
+]
+
+
+@pytest.mark.parametrize("condition,categories,warning,hits", ABSENT)
+def test_rules_for_absent_categories_are_warnings(tmp_path, condition, categories, warning, hits):
+    """The shipped policy must work with an operator's own lexicons: a rule
+    for a category the set lacks is a warning, and behaves as if the
+    category existed but never hit."""
+    path = tmp_path / "p.policy"
+    path.write_text(f"# header\nhit r: {condition} -> recall\n", encoding="utf-8")
+    policy = load_policy(path, categories)
+    assert [str(w) for w in policy.warnings] == [f"{path}:2: condition {condition!r}: {warning}"]
+    for category, action, judged in hits:
+        assert policy.judge_hit("hit", {}, {"category": category, "action": action}, action)[0] == judged
+
+
+def test_shipped_policy_works_with_a_lexicon_without_its_categories(make_lexicon, backend):
+    from screener.settings import shipped_policy
+
+    engine = Engine.build(make_lexicon({"gambling": "赌博\n"}), shipped_policy(), backend)
+    assert [w.reason for w in engine.policy.warnings] == [
+        "condition 'category=current_affairs_news': category 'current_affairs_news' is not in the lexicon set; "
+        "rule 'news-licensed' never applies"]
+    judged = engine.judge([{"id": 1, "text": "网上赌博", "account": {"id": "u1", "news_license": True}}], ["网上赌博"])
+    assert judged[0].action == "flag"
+
+
+def test_unreadable_policy_is_path_line_reason(tmp_path):
+    folder = tmp_path / "p.policy"
+    folder.mkdir()
+    with pytest.raises(PolicyError) as err:
+        load_policy(folder, [])
+    assert [str(p) for p in err.value.problems] == [f"{folder}:0: policy file not found"]
+    loop = tmp_path / "loop.policy"
+    loop.symlink_to(loop)
+    with pytest.raises(PolicyError) as err:
+        load_policy(loop, [])
+    assert [p.line for p in err.value.problems] == [0]
 
 
 def test_policy_version_changes_with_its_lists(tmp_path):

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
 import pytest
 
 pytest.importorskip("prometheus_client")
 
+from prometheus_client import REGISTRY  # noqa: E402
+
+from screener.errors import ConfigError  # noqa: E402
 from screener.judge import Engine  # noqa: E402
 from screener.stream.reload import LexiconReloader  # noqa: E402
 
 from .test_policy import FILES, MANIFEST  # noqa: E402
+
+
+def failures() -> float:
+    return REGISTRY.get_sample_value("screener_lexicon_reload_failures_total") or 0.0
 
 
 def test_policy_change_is_swapped_and_a_broken_one_is_rejected(make_lexicon, tmp_path):
@@ -23,11 +36,11 @@ def test_policy_change_is_swapped_and_a_broken_one_is_rejected(make_lexicon, tmp
     reloader.check()
     assert reloader.take() is None  # nothing changed
 
-    policy.write_text("hit gov: category=nope -> recall\n", encoding="utf-8")
+    policy.write_text("hit gov: category=abuse -> delete\n", encoding="utf-8")
     reloader.check()
     assert reloader.take() is None
     [problems] = reloader.take_rejections()
-    assert problems == [f"{policy}:1: condition 'category=nope': unknown category 'nope'"]
+    assert problems == [f"{policy}:1: effect must be one of pass, flag, recall, escalate, not 'delete'"]
 
     policy.write_text("hit gov: category=abuse account.type=government -> pass\n", encoding="utf-8")
     reloader.check()
@@ -43,18 +56,160 @@ def test_policy_change_is_swapped_and_a_broken_one_is_rejected(make_lexicon, tmp
     assert newer is not None and newer.lexicon_version != fresh.lexicon_version
 
 
-def test_a_lexicon_change_that_breaks_the_policy_is_rejected(make_lexicon, tmp_path):
+def test_a_lexicon_change_that_drops_a_policy_category_is_taken_with_a_warning(make_lexicon, tmp_path, caplog):
     root = make_lexicon(FILES, MANIFEST)
     policy = tmp_path / "p.policy"
     policy.write_text("hit n: category=news -> pass\n", encoding="utf-8")
     engine = Engine.build(root, policy, "aho")
     reloader = LexiconReloader(str(root), str(policy), "aho", engine, 1)
-    # The category the policy names is renamed: the new lexicon is valid on
-    # its own, but not with the serving policy, so neither is swapped in.
+    # The category the policy names is renamed: its rule can no longer
+    # apply, which is a warning (an operator's own lexicons need not have
+    # every category of the shipped policy), not a reason to keep the old set.
     (root / "news.txt").rename(root / "gone.txt")
     manifest = (root / "categories.toml").read_text(encoding="utf-8")
     (root / "categories.toml").write_text(manifest.replace("[categories.news]", "[categories.gone]"), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="screener.reload"):
+        reloader.check()
+    fresh = reloader.take()
+    assert fresh is not None and "gone" in fresh.posts.lexicons.categories
+    assert reloader.take_rejections() == []
+    assert "category 'news' is not in the lexicon set; rule 'n' never applies" in caplog.text
+
+
+def _write(name: str, text: str) -> Callable[[Path, Path], None]:
+    def breaker(root: Path, policy: Path) -> None:
+        (root / name).write_text(text, encoding="utf-8")
+    return breaker
+
+
+def _directory_named_txt(root: Path, policy: Path) -> None:
+    (root / "x.txt").mkdir()
+
+
+def _symlink_loop(root: Path, policy: Path) -> None:
+    (root / "x.txt").symlink_to(root / "x.txt")
+
+
+def _no_terms(root: Path, policy: Path) -> None:
+    for path in root.glob("*.txt"):
+        path.write_text("# the operator supplies this list\n", encoding="utf-8")
+
+
+def _directory_gone(root: Path, policy: Path) -> None:
+    shutil.rmtree(root)
+
+
+def _build_raises(exc: BaseException) -> Callable[[Path, Path], None]:
+    def breaker(root: Path, policy: Path) -> None:
+        (root / "abuse.txt").write_text(f"坏蛋\n# {type(exc).__name__}\n", encoding="utf-8")  # a new version
+        raise _Patch(exc)
+    return breaker
+
+
+class _Patch(Exception):
+    """Raised by a breaker to ask the test to make Engine.build raise ``exc``."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+# (name, breaker, first rejection line) in the order applied: each step starts
+# from the previous broken state's cleanup (the good set restored).
+BROKEN = [
+    ("unicode digit within", _write("abuse.txt", "坏蛋\n代开 + 发票 ; within=²\n"), r"abuse.txt:2: within must be a whole number"),
+    ("term too long", _write("abuse.txt", "坏蛋\n" + "长" * 300 + "\n"), r"abuse.txt:2: term longer than 256 characters"),
+    ("manifest type", _write("categories.toml", "[normalise]\ntraditional = 'yes'\n"), r"categories.toml:2: \[normalise\]: traditional must be true or false"),
+    ("directory named x.txt", _directory_named_txt, r"x.txt:0: cannot read: Is a directory"),
+    ("symlink loop", _symlink_loop, r"x.txt:0: cannot read: Too many levels of symbolic links"),
+    ("no terms", _no_terms, r":0: no terms: every post would pass"),
+    ("absurd window", _write("../p.policy", "offenders: threshold=5 window=99999999999999999999d\n"), r"p.policy:1: offenders: bad option 'window="),
+    ("memory error", _build_raises(MemoryError("huge file")), r":0: MemoryError: huge file"),
+    ("crash while compiling", _build_raises(RuntimeError("boom\nsecond line")), r":0: RuntimeError: boom second line"),
+    ("config error", _build_raises(ConfigError("matcher: hyperscan is not installed")), r":0: matcher: hyperscan is not installed"),
+    ("os error", _build_raises(PermissionError(13, "Permission denied", "/x/a.txt")), r"^/x/a.txt:0: Permission denied$"),
+    ("directory gone", _directory_gone, r"lex0:0: No such file or directory"),
+]
+
+
+def test_reloader_survives_every_failure_and_takes_the_next_good_version(make_lexicon, tmp_path, monkeypatch, caplog):
+    """Each broken state is rejected (logged, counted, recorded), the serving
+    version stays; a good version after all of them is taken."""
+    good = make_lexicon(FILES, MANIFEST)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(good, pristine)
+    policy = tmp_path / "p.policy"
+    policy.write_text("hit n: category=news -> pass\n", encoding="utf-8")
+    pristine_policy = policy.read_text(encoding="utf-8")
+    engine = Engine.build(good, policy, "aho")
+    reloader = LexiconReloader(str(good), str(policy), "aho", engine, 1)
+    real_build = Engine.build
+
+    for name, breaker, expected in BROKEN:
+        before = failures()
+        try:
+            breaker(good, policy)
+        except _Patch as patch:
+            def build(*args: object, _exc: BaseException = patch.exc, **kwargs: object) -> Engine:
+                raise _exc
+            monkeypatch.setattr(Engine, "build", build)
+        with caplog.at_level("ERROR", logger="screener.reload"):
+            reloader.check()
+            reloader.check()  # nothing new: not counted twice
+        monkeypatch.setattr(Engine, "build", real_build)
+        assert reloader.take() is None, name
+        assert failures() == before + 1, name
+        [lines] = reloader.take_rejections()
+        assert re.search(expected, lines[0]), (name, lines)
+        assert all(re.match(r"^\S.*:\d+: \S", line) and "\n" not in line for line in lines), (name, lines)
+        assert lines[0] in caplog.text, name
+        caplog.clear()
+        # restore the good set for the next step
+        if good.exists():
+            shutil.rmtree(good)
+        shutil.copytree(pristine, good)
+        policy.write_text(pristine_policy, encoding="utf-8")
+        reloader.check()
+        restored = reloader.take()  # the good content again: a new build, or none if unchanged
+        assert reloader.take_rejections() == [], name
+        assert restored is None or restored.lexicon_version == engine.lexicon_version
+
+    (good / "abuse.txt").write_text("坏蛋\n混蛋\n", encoding="utf-8")
     reloader.check()
-    assert reloader.take() is None
-    [problems] = reloader.take_rejections()
-    assert "unknown category 'news'" in problems[0]
+    fresh = reloader.take()
+    assert fresh is not None and fresh.lexicon_version != engine.lexicon_version
+    assert fresh.judge([{"id": 1, "text": "你个混蛋"}], ["你个混蛋"])[0].action == "flag"
+
+
+def test_the_reload_thread_keeps_running_after_a_failure(make_lexicon, tmp_path, monkeypatch):
+    root = make_lexicon(FILES, MANIFEST)
+    engine = Engine.build(root, None, "aho")
+    reloader = LexiconReloader(str(root), None, "aho", engine, 0.05)
+
+    def crash(*args: object, **kwargs: object) -> Engine:
+        raise ValueError("int('²')")
+
+    monkeypatch.setattr(Engine, "build", crash)
+    reloader.start()
+    try:
+        (root / "abuse.txt").write_text("坏蛋\n# 1\n", encoding="utf-8")
+        _wait(reloader.take_rejections)
+        monkeypatch.undo()
+        (root / "abuse.txt").write_text("坏蛋\n混蛋\n", encoding="utf-8")
+        os.utime(root / "abuse.txt")
+        taken = _wait(reloader.take)
+        assert taken is not None and reloader._thread.is_alive()
+    finally:
+        reloader.stop()
+        reloader._thread.join(5)
+
+
+def _wait(probe: Callable[[], object], timeout: float = 10) -> object:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out")

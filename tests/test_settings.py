@@ -23,14 +23,106 @@ def test_precedence(tmp_path):
     assert s.matcher == "aho"
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"env": {"SCREENER_MATCHER": "grep"}}, "matcher must be"),
-    ({"env": {"SCREENER_MAX_POST_BYTES": "lots"}}, "whole number"),
-    ({"env": {"SCREENER_BATCH_RECORDS": "0"}}, "must be positive"),
-])
-def test_invalid(kwargs, message):
+# (environment, message): text from the environment must parse as the setting's type
+BAD_ENV = [
+    ({"SCREENER_MATCHER": "grep"}, "matcher: must be auto, aho or hyperscan, not 'grep'"),
+    ({"SCREENER_MAX_POST_BYTES": "lots"}, "max_post_bytes: must be a whole number, not 'lots'"),
+    ({"SCREENER_MAX_POST_BYTES": "1.5"}, "max_post_bytes: must be a whole number, not '1.5'"),
+    ({"SCREENER_MAX_POST_BYTES": "²"}, "max_post_bytes: must be a whole number"),  # int() rejects it: no crash
+    ({"SCREENER_MAX_POST_BYTES": "٣"}, "max_post_bytes: must be a whole number"),  # int() would take it
+    ({"SCREENER_MAX_POST_BYTES": "9" * 5000}, "max_post_bytes: must be a whole number"),
+    ({"SCREENER_MAX_POST_BYTES": ""}, "max_post_bytes: must be a whole number"),
+    ({"SCREENER_BATCH_RECORDS": "0"}, "batch_records: must be at least 1, not 0"),
+    ({"SCREENER_RESCAN_WINDOW_S": "-1"}, "rescan_window_s: must be at least 0"),
+    ({"SCREENER_METRICS_PORT": "70000"}, "metrics_port: must be 0 .off. to 65535"),
+    ({"SCREENER_MAX_HITS_PER_POST": "0"}, "max_hits_per_post: must be at least 1"),
+    ({"SCREENER_MAX_RECORD_BYTES": "4095"}, "max_record_bytes: must be at least 4096"),
+]
+
+
+@pytest.mark.parametrize("env,message", BAD_ENV)
+def test_invalid_environment(env, message):
     with pytest.raises(ConfigError, match=message):
-        load_settings({}, **kwargs)
+        load_settings({}, env=env)
+
+
+# (TOML line, message): a TOML value must already have the setting's type
+BAD_TOML = [
+    ("dead_letter = 5", "dead_letter: must be a string, not 5"),  # was open(5): file descriptor 5
+    ("max_post_bytes = 1.5", "max_post_bytes: must be a whole number, not 1.5"),  # was int(1.5) == 1
+    ("max_post_bytes = true", "max_post_bytes: must be a whole number, not true"),
+    ("max_post_bytes = '1000'", "max_post_bytes: must be a whole number, not '1000'"),
+    ("matcher = ['aho']", r"matcher: must be a string, not \['aho'\]"),
+    ("lexicons = {dir = 'x'}", "lexicons: must be a string, not a table"),
+    ("workers = 2.0", "workers: must be a whole number, not 2.0"),
+    ("kafka = 5", "kafka: must be a table, not 5"),
+    ("kafka_consumer = 'x'", "kafka_consumer: must be a table, not 'x'"),
+    ("max_record_bytes = 100", "max_record_bytes: must be at least 4096, not 100"),
+]
+
+
+@pytest.mark.parametrize("line,message", BAD_TOML)
+def test_invalid_toml_value(tmp_path, line, message):
+    toml = tmp_path / "s.toml"
+    toml.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings({}, env={}, config_file=str(toml))
+    assert "\n" not in str(err.value)
+
+
+# (CLI values, message): argparse gives ints for int flags, strings otherwise
+BAD_CLI = [
+    ({"max_post_bytes": "12kb"}, "max_post_bytes: must be a whole number, not '12kb'"),
+    ({"max_post_bytes": 0}, "max_post_bytes: must be at least 1"),
+    ({"dead_letter": 5}, "dead_letter: must be a string, not 5"),
+    ({"workers": True}, "workers: must be a whole number, not true"),
+]
+
+
+@pytest.mark.parametrize("cli,message", BAD_CLI)
+def test_invalid_command_line(cli, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cli, env={})
+
+
+def test_text_is_parsed_to_the_declared_type(tmp_path):
+    s = load_settings({"max_post_bytes": "2048", "workers": 3}, env={"SCREENER_BATCH_RECORDS": " 16 ",
+                                                                    "SCREENER_DEAD_LETTER": "5"})
+    assert (s.max_post_bytes, s.workers, s.batch_records, s.dead_letter) == (2048, 3, 16, "5")
+
+
+def test_direct_construction_is_type_checked_too():
+    with pytest.raises(ConfigError, match="max_post_bytes: must be a whole number, not 1.5"):
+        Settings(max_post_bytes=1.5)  # type: ignore[arg-type]
+
+
+def test_new_output_limits_have_defaults_env_and_toml(tmp_path):
+    s = load_settings({}, env={})
+    assert (s.max_hits_per_post, s.max_record_bytes) == (100, 900_000)
+    toml = tmp_path / "s.toml"
+    toml.write_text("max_hits_per_post = 7\nmax_record_bytes = 8192\n", encoding="utf-8")
+    s = load_settings({}, env={}, config_file=str(toml))
+    assert (s.max_hits_per_post, s.max_record_bytes) == (7, 8192)
+    s = load_settings({}, env={"SCREENER_MAX_HITS_PER_POST": "3", "SCREENER_MAX_RECORD_BYTES": "5000"},
+                      config_file=str(toml))
+    assert (s.max_hits_per_post, s.max_record_bytes) == (3, 5000)
+
+
+@pytest.mark.parametrize("data,message", [
+    ("matcher = 'aho'\n# 註解\n".encode("big5"), "not UTF-8"),
+    (b"matcher = \n", "not valid TOML"),
+])
+def test_unreadable_config_file_is_a_config_error(tmp_path, data, message):
+    toml = tmp_path / "s.toml"
+    toml.write_bytes(data)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings({}, env={}, config_file=str(toml))
+    assert str(err.value).startswith(f"{toml}: ")
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings({}, env={}, config_file=str(tmp_path / "nope.toml"))
 
 
 def test_unknown_toml_key(tmp_path):
@@ -43,3 +135,16 @@ def test_unknown_toml_key(tmp_path):
 def test_frozen():
     with pytest.raises(AttributeError):
         Settings().matcher = "aho"  # type: ignore[misc]
+
+
+def test_shipped_data_in_a_source_checkout_is_the_top_level_directories():
+    """The editable install (this test run) reads lexicons/ and policy/
+    themselves, the source of truth; tests/test_packaging.py covers a wheel."""
+    from pathlib import Path
+
+    from screener.settings import shipped_policy
+
+    from .conftest import ROOT
+
+    assert Path(shipped_lexicons()) == ROOT / "lexicons"
+    assert Path(shipped_policy()) == ROOT / "policy" / "default.policy"

@@ -8,16 +8,26 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
-from ..charmap import FoldConfig
 from ..errors import LexiconError, Problem
 from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
-from .parse import MANIFEST, Entry, default_category, parse_file, parse_manifest
+from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
 from .variants import regional_variants
+
+#: Longest term (each part of a combination, each allow entry) after
+#: normalisation. Real terms are words and short phrases (the shipped ones
+#: have at most five characters; 256 leaves room for long URLs and slogans);
+#: a much longer "term" is a pasted paragraph or a broken file. The matchers
+#: have limits of their own, checked only when they are built: Hyperscan
+#: refuses a term of ~8,200 characters ("Pattern length exceeds limit") when
+#: `scan` starts, after `lexicon check`, which builds no matcher, had said OK;
+#: pyahocorasick missed such a term without a word (measured). So the limit
+#: is checked here, where it can be reported as path:line.
+MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
@@ -71,17 +81,21 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
     root = Path(directory)
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
+    try:
+        files = sorted(root.glob("*.txt"))
+    except OSError as exc:
+        raise LexiconError([Problem(str(root), 0, f"cannot list the directory: {os_reason(exc)}")]) from None
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    categories, norm_spec, found = _manifest(root)
-    problems += found
-    normaliser, found = _normaliser(root / MANIFEST, norm_spec)
-    problems += found
+    manifest = _manifest(root)
+    categories = manifest.categories
+    problems += manifest.problems
+    normaliser = Normaliser(manifest.normalise)
     entries: list[tuple[str, Entry]] = []
-    for path in sorted(root.glob("*.txt")):
+    for path in files:
         key = path.stem
         if key not in categories:
-            if (root / MANIFEST).exists():
+            if _present(root / MANIFEST):
                 warnings.append(Problem(str(path), 1, f"category {key!r} is not in {MANIFEST}; using defaults (flag, severity 1)"))
             categories[key] = default_category(key)
         parsed, found = parse_file(path)
@@ -90,6 +104,10 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
     rules, found, warned = _compile_rules(entries, categories, normaliser)
     problems += found
     warnings += warned
+    if not problems and not any(r.kind != "allow" for r in rules):
+        # An empty set would pass every post without a word; that is never
+        # what an operator meant (a wrong --lexicons path, a failed copy).
+        problems.append(Problem(str(root), 0, "no terms: every post would pass"))
     if problems:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns = _patterns(rules, normaliser)
@@ -99,34 +117,40 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
     )
 
 
-def _manifest(root: Path) -> tuple[dict[str, Category], dict[str, Any], list[Problem]]:
+def _present(path: Path) -> bool:
+    """Whether a directory entry exists, even a broken symlink or a loop
+    (``Path.exists`` says False for those, which would skip the manifest
+    silently instead of reporting it unreadable)."""
+    return path.exists() or path.is_symlink()
+
+
+def _manifest(root: Path) -> Manifest:
     path = root / MANIFEST
-    if not path.exists():
-        return {}, {}, []
+    if not _present(path):
+        return Manifest({}, NormaliseConfig(), [])
     return parse_manifest(path)
-
-
-def _normaliser(path: Path, spec: Mapping[str, Any]) -> tuple[Normaliser, list[Problem]]:
-    fold_keys = {f.name for f in fields(FoldConfig)}
-    problems = [
-        Problem(str(path), 1, f"[normalise]: unknown setting {k!r}")
-        for k in spec if k not in fold_keys | {"html"}
-    ]
-    fold_args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in fold_keys}
-    try:
-        config = NormaliseConfig(FoldConfig(**fold_args), bool(spec.get("html", True)))
-    except TypeError as exc:  # pragma: no cover - guarded by the key check
-        return Normaliser(), [Problem(str(path), 1, f"[normalise]: {exc}")]
-    return Normaliser(config), problems
 
 
 def _compile_rules(
     entries: list[tuple[str, Entry]], categories: Mapping[str, Category], normaliser: Normaliser
 ) -> tuple[list[Rule], list[Problem], list[Problem]]:
+    """Rules in file order, with duplicates resolved.
+
+    * The same term in two categories: both rules live (operators merge
+      published lists, which overlap); a hit then counts in both categories
+      and the strictest action decides the post. A warning says so.
+    * The same term twice in one category with the same options: one rule
+      and a warning (a duplicate line).
+    * The same term twice in one category with different options (action,
+      mode, window): an error. The operator gave two contradicting
+      instructions for one term in a file they control; picking one silently
+      would hide the mistake, and the fix is one line.
+    """
     problems: list[Problem] = []
     warnings: list[Problem] = []
     rules: list[Rule] = []
-    seen: dict[tuple[str, tuple[str, ...]], Rule] = {}
+    in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
+    first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
     for key, entry in entries:
         rule, found, warned = _rule(key, entry, categories[key], normaliser)
         problems += found
@@ -134,20 +158,29 @@ def _compile_rules(
         if rule is None:
             continue
         identity = (rule.kind, rule.parts)
-        first = seen.get(identity)
-        if first is None:
-            seen[identity] = rule
-            rules.append(rule)
+        category_key = ("" if rule.kind == "allow" else rule.category, *identity)  # allow entries have no category
+        same = in_category.get(category_key)
+        if same is not None:
+            where = f"{same.path}:{same.line}"
+            if rule.kind == "allow" or (same.action, same.mode, same.within) == (rule.action, rule.mode, rule.within):
+                warnings.append(Problem(rule.path, rule.line, f"duplicate of {where}", rule.label))
+            else:
+                differs = ", ".join(f"{name} {getattr(same, name)}/{getattr(rule, name)}" for name in ("action", "mode", "within")
+                                    if getattr(same, name) != getattr(rule, name))
+                problems.append(Problem(rule.path, rule.line, (
+                    f"term {rule.label!r} conflicts with {where} ({differs}); give both the same options or delete one"
+                ), rule.label))
             continue
-        where = f"{first.path}:{first.line}"
-        if rule.kind == "allow" or (first.category, first.action, first.mode, first.within) == (
-            rule.category, rule.action, rule.mode, rule.within
-        ):
-            warnings.append(Problem(entry.path, entry.line, f"duplicate of {where}", rule.label))
-        elif first.category != rule.category:
-            problems.append(Problem(entry.path, entry.line, f"term {rule.label!r} is already in category {first.category!r} at {where}", rule.label))
-        else:
-            problems.append(Problem(entry.path, entry.line, f"term {rule.label!r} conflicts with {where} (action {first.action}/{rule.action}, mode {first.mode}/{rule.mode})", rule.label))
+        other = first.get(identity)
+        if other is not None:
+            warnings.append(Problem(
+                rule.path, rule.line,
+                f"term {rule.label!r} is also in category {other.category!r} at {other.path}:{other.line}; kept in both",
+                rule.label,
+            ))
+        first.setdefault(identity, rule)
+        in_category[category_key] = rule
+        rules.append(rule)
     warnings += _allow_warnings(rules)
     return rules, problems, warnings
 
@@ -159,6 +192,11 @@ def _rule(
     written = " + ".join(entry.parts)
     if any(not p for p in parts):
         return None, [Problem(entry.path, entry.line, "term is empty after normalisation (only noise characters)", written)], []
+    if any(len(p) > MAX_TERM_CHARS for p in parts):
+        longest = max(map(len, parts))
+        return None, [Problem(entry.path, entry.line, f"term longer than {MAX_TERM_CHARS} characters ({longest} after normalisation)", written[:40])], []
+    if any("\x00" in p for p in parts):  # possible when noise_categories leaves out Cc
+        return None, [Problem(entry.path, entry.line, "term contains U+0000, which separates posts in a batch", written)], []
     warnings = []
     for raw, folded in zip(entry.parts, parts):
         if folded != raw:
@@ -198,6 +236,13 @@ def content_version(root: Path) -> str:
     """Content hash of the set: file names and bytes, plus the engine revision."""
     digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}\n".encode())
     for path in sorted([*root.glob("*.txt"), root / MANIFEST]):
-        if path.exists():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if not _present(path):
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            # Hash the failure instead of raising: the watcher then sees a new
+            # version and the loader reports the file as path:0.
+            data = f"unreadable: {os_reason(exc)}".encode()
+        digest.update(path.name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()[:16]

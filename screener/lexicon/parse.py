@@ -13,12 +13,15 @@ loader can report every problem of every file at once. Syntax (documented in
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from ..charmap import DEFAULT_NOISE_CATEGORIES, FoldConfig
 from ..errors import Problem
+from ..normalise import NormaliseConfig
 from .model import ACTIONS, MODES, SCOPES, Category
 
 if sys.version_info >= (3, 11):
@@ -29,7 +32,17 @@ else:  # pragma: no cover
 MANIFEST = "categories.toml"
 ALLOW_PREFIX = "allow:"
 DEFAULT_WITHIN = 20
+#: Widest combination window, in normalised characters. A window wider than a
+#: long post means "anywhere in the post"; a larger number is a typo.
+MAX_WITHIN = 10_000
 _OPTIONS = ("action", "mode", "within")
+#: ASCII digits only: str.isdigit() accepts '²', which int() then rejects.
+#: Nine digits at most, so int() never sees a huge string.
+_WHOLE = re.compile(r"[0-9]{1,9}")
+#: Unicode general categories (``noise_categories`` must name real ones).
+GENERAL_CATEGORIES = frozenset(
+    "Lu Ll Lt Lm Lo Mn Mc Me Nd Nl No Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Zs Zl Zp Cc Cf Cs Co Cn".split()
+)
 
 
 @dataclass
@@ -69,7 +82,7 @@ def parse_line(raw: str, path: str, line: int) -> tuple[Entry | None, list[Probl
         elif key in options:
             problems.append(Problem(path, line, f"option {key!r} given twice", body))
         else:
-            options[key] = int(value) if key == "within" else value
+            options[key] = int(value) if key == "within" else value  # _check_option vetted it
     if kind == "combo" and "within" not in options:
         options["within"] = DEFAULT_WITHIN
     return Entry(path, line, kind, parts, options), problems
@@ -89,25 +102,42 @@ def _check_option(key: str, sep: str, value: str, kind: str) -> str | None:
     if key == "within":
         if kind != "combo":
             return "within applies only to a combination (parts joined by '+')"
-        if not value.isdigit() or int(value) < 1:
-            return f"within must be a positive whole number of characters, not {value!r}"
+        if not _WHOLE.fullmatch(value) or not 1 <= int(value) <= MAX_WITHIN:
+            return f"within must be a whole number of characters from 1 to {MAX_WITHIN}, not {value!r}"
     return None
 
 
 def read_lines(path: Path) -> tuple[list[str], list[Problem]]:
-    """Lines of a UTF-8 file; each undecodable line is a problem of its own."""
+    """Lines of a UTF-8 file; each undecodable line is a problem of its own.
+
+    A file that cannot be read at all (permissions, a directory, a symlink
+    loop) is one problem at line 0, never an exception.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [], [Problem(str(path), 0, f"cannot read: {os_reason(exc)}")]
+    return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, path: str) -> tuple[list[str], list[Problem]]:
+    """Lines of UTF-8 ``data`` (a leading BOM dropped); a bad line is ``""`` and a problem."""
     lines: list[str] = []
     problems: list[Problem] = []
-    data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            problems.append(Problem(str(path), number, f"invalid UTF-8 at byte {exc.start} of the line"))
+            problems.append(Problem(path, number, f"invalid UTF-8 at byte {exc.start} of the line"))
             lines.append("")
     return lines, problems
+
+
+def os_reason(exc: OSError) -> str:
+    """The reason of an OSError without the path (messages carry it already)."""
+    return exc.strerror or type(exc).__name__
 
 
 def parse_file(path: Path) -> tuple[list[Entry], list[Problem]]:
@@ -126,54 +156,170 @@ def default_category(key: str) -> Category:
     return Category(key, key, key, (), "flag", 1)
 
 
-def parse_manifest(path: Path) -> tuple[dict[str, Category], dict[str, Any], list[Problem]]:
-    """Categories and the ``[normalise]`` table of ``categories.toml``."""
+# -- categories.toml ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Manifest:
+    categories: dict[str, Category]
+    normalise: NormaliseConfig
+    problems: list[Problem]
+
+
+def parse_manifest(path: Path) -> Manifest:
+    """Categories and the ``[normalise]`` table of ``categories.toml``.
+
+    Every value is checked against its type: TOML has strings, integers,
+    booleans, arrays and tables, and a value of the wrong one (``severity =
+    "high"``, ``traditional = "yes"``) is a problem at the line of its key,
+    never a silent coercion or a crash later.
+    """
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_bytes().decode("utf-8")
+        doc = tomllib.loads(text)
+    except OSError as exc:
+        return Manifest({}, NormaliseConfig(), [Problem(str(path), 0, f"cannot read: {os_reason(exc)}")])
+    except UnicodeDecodeError as exc:
+        return Manifest({}, NormaliseConfig(), [Problem(str(path), 1, f"not UTF-8 (byte {exc.start})")])
+    except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", 1) or 1
-        return {}, {}, [Problem(str(path), line, f"not valid TOML: {exc}")]
+        return Manifest({}, NormaliseConfig(), [Problem(str(path), line, f"not valid TOML: {exc}")])
+    where = _KeyLines(str(path), text)
     problems: list[Problem] = []
+    for key in sorted(set(doc) - {"categories", "normalise"}):
+        problems.append(where.problem((key,), None, f"unknown table [{key}]"))
     categories: dict[str, Category] = {}
-    for key, spec in doc.get("categories", {}).items():
-        category, problem = _category(key, spec)
-        if problem:
-            problems.append(Problem(str(path), _line_of(path, key), problem))
-        else:
+    specs = doc.get("categories", {})
+    if not isinstance(specs, dict):
+        problems.append(where.problem((), "categories", "categories must be a table ([categories.KEY])"))
+        specs = {}
+    for key, spec in specs.items():
+        category, found = _category(key, spec, where)
+        problems += found
+        if category is not None:
             categories[key] = category
-    unknown = set(doc) - {"categories", "normalise"}
-    for key in sorted(unknown):
-        problems.append(Problem(str(path), _line_of(path, key), f"unknown table [{key}]"))
-    return categories, doc.get("normalise", {}), problems
+    normalise, found = _normalise(doc.get("normalise", {}), where)
+    return Manifest(categories, normalise, problems + found)
 
 
-def _category(key: str, spec: dict[str, Any]) -> tuple[Category, str | None]:
+class _KeyLines:
+    """Best-effort line of a TOML key, for ``path:line`` messages.
+
+    tomllib keeps no positions, so the text is searched: the key's line
+    inside its ``[table]``, else the table's header, else line 1.
+    """
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def problem(self, table: tuple[str, ...], key: str | None, reason: str) -> Problem:
+        return Problem(self.path, self.line(table, key), reason)
+
+    def line(self, table: tuple[str, ...], key: str | None) -> int:
+        header = self._header(table) if table else 0
+        if key is not None and (header or not table):
+            for number in range(header + 1, len(self.lines) + 1):
+                text = self.lines[number - 1].strip()
+                if text.startswith("[") and number != header:
+                    break  # the next table
+                if "=" in text and _unquote(text.split("=", 1)[0]) == key:
+                    return number
+        if header:
+            return header
+        if len(table) > 1:  # [categories] holding `gambling = {...}` or dotted keys
+            return self.line(table[:-1], table[-1])
+        return 1
+
+    def _header(self, table: tuple[str, ...]) -> int:
+        for number, raw in enumerate(self.lines, 1):
+            text = raw.strip()
+            if text.startswith("[") and not text.startswith("[[") and "]" in text:
+                names = tuple(_unquote(n) for n in text[1:text.index("]")].split("."))
+                if names == table:
+                    return number
+        return 0
+
+
+def _unquote(name: str) -> str:
+    return name.strip().strip("\"'")
+
+
+def _describe(value: Any) -> str:
+    """A TOML value and its type, for messages: ``3 (an integer)``."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
+    kind = next((name for t, name in kinds.items() if isinstance(value, t)), type(value).__name__)
+    if isinstance(value, bool):
+        shown = "true" if value else "false"  # as TOML spells it
+    else:
+        shown = "a table" if isinstance(value, dict) else repr(value)
+    return shown if shown == kind else f"{shown} ({kind})"
+
+
+def _category(key: str, spec: Any, where: _KeyLines) -> tuple[Category | None, list[Problem]]:
+    table = ("categories", key)
+    if not isinstance(spec, dict):
+        return None, [where.problem(("categories",), key, f"category {key!r} must be a table, not {_describe(spec)}")]
+    problems: list[Problem] = []
+
+    def bad(field_name: str, reason: str) -> None:
+        problems.append(where.problem(table, field_name, f"category {key!r}: {field_name} {reason}"))
+
     known = {"title_zh", "title_en", "basis", "action", "severity", "mode", "operator_supplied", "scope"}
-    extra = sorted(set(spec) - known)
-    if extra:
-        return default_category(key), f"category {key!r}: unknown field(s) {', '.join(extra)}"
-    action = spec.get("action", "flag")
-    if action not in ACTIONS:
-        return default_category(key), f"category {key!r}: action must be flag or recall, not {action!r}"
-    mode = spec.get("mode", "word")
-    if mode not in MODES:
-        return default_category(key), f"category {key!r}: mode must be word or substring, not {mode!r}"
-    severity = spec.get("severity", 1)
-    if not isinstance(severity, int) or not 1 <= severity <= 5:
-        return default_category(key), f"category {key!r}: severity must be a whole number 1-5"
-    scope = spec.get("scope", "both")
-    if scope not in SCOPES:
-        return default_category(key), f"category {key!r}: scope must be post, profile or both, not {scope!r}"
+    for extra in sorted(set(spec) - known):
+        problems.append(where.problem(table, extra, f"category {key!r}: unknown field {extra!r} (known: {', '.join(sorted(known))})"))
+    for name in ("title_zh", "title_en"):
+        if not isinstance(spec.get(name, key), str):
+            bad(name, f"must be a string, not {_describe(spec[name])}")
     basis = spec.get("basis", [])
+    if not isinstance(basis, list) or not all(isinstance(b, str) for b in basis):
+        bad("basis", f"must be an array of strings, not {_describe(basis)}")
+    for name, choices, default in (("action", ACTIONS, "flag"), ("mode", MODES, "word"), ("scope", SCOPES, "both")):
+        value = spec.get(name, default)
+        if not (isinstance(value, str) and value in choices):
+            bad(name, f"must be {' or '.join(choices)}, not {_describe(value)}")
+    severity = spec.get("severity", 1)
+    if type(severity) is not int or not 1 <= severity <= 5:  # type(): a bool is an int
+        bad("severity", f"must be a whole number 1-5, not {_describe(severity)}")
+    if not isinstance(spec.get("operator_supplied", False), bool):
+        bad("operator_supplied", f"must be true or false, not {_describe(spec['operator_supplied'])}")
+    if problems:
+        return None, problems
     return Category(
         key, spec.get("title_zh", key), spec.get("title_en", key), tuple(basis),
-        action, severity, mode, bool(spec.get("operator_supplied", False)), scope,
-    ), None
+        spec.get("action", "flag"), severity, spec.get("mode", "word"),
+        spec.get("operator_supplied", False), spec.get("scope", "both"),
+    ), []
 
 
-def _line_of(path: Path, key: str) -> int:
-    """Best-effort line of a TOML key, for ``path:line`` messages."""
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if f".{key}]" in line or f"[{key}]" in line or line.strip().startswith(f"{key} "):
-            return number
-    return 1
+_BOOL_SETTINGS = ("traditional", "compatibility", "casefold", "html")
+_STR_SETTINGS = ("noise_extra", "noise_keep")
+
+
+def _normalise(spec: Any, where: _KeyLines) -> tuple[NormaliseConfig, list[Problem]]:
+    """The ``[normalise]`` table as a :class:`NormaliseConfig`; defaults where absent."""
+    table = ("normalise",)
+    if not isinstance(spec, dict):
+        return NormaliseConfig(), [where.problem((), "normalise", f"normalise must be a table ([normalise]), not {_describe(spec)}")]
+    problems: list[Problem] = []
+
+    def bad(name: str, reason: str) -> None:
+        problems.append(where.problem(table, name, f"[normalise]: {name} {reason}"))
+
+    known = ("noise_categories", *_STR_SETTINGS, *_BOOL_SETTINGS)
+    for name in spec:
+        if name not in known:
+            problems.append(where.problem(table, name, f"[normalise]: unknown setting {name!r} (known: {', '.join(known)})"))
+    for name in _BOOL_SETTINGS:
+        if name in spec and not isinstance(spec[name], bool):
+            bad(name, f"must be true or false, not {_describe(spec[name])}")
+    for name in _STR_SETTINGS:
+        if name in spec and not isinstance(spec[name], str):
+            bad(name, f"must be a string of characters, not {_describe(spec[name])}")
+    noise = spec.get("noise_categories", list(DEFAULT_NOISE_CATEGORIES))
+    if not isinstance(noise, list) or not all(isinstance(c, str) for c in noise):
+        bad("noise_categories", f"must be an array of Unicode general categories (\"Zs\", \"Po\", ...), not {_describe(noise)}")
+    elif unknown := sorted(set(noise) - GENERAL_CATEGORIES):
+        bad("noise_categories", f"unknown Unicode general categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(map(repr, unknown))}")
+    if problems:
+        return NormaliseConfig(), problems
+    fold: Mapping[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "html"}
+    return NormaliseConfig(FoldConfig(**fold), spec.get("html", True)), []

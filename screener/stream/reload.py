@@ -16,9 +16,10 @@ import logging
 import threading
 from pathlib import Path
 
-from ..errors import LexiconError
+from ..errors import LexiconError, ScreenerError
 from ..judge import Engine
 from ..lexicon.load import content_version
+from ..lexicon.parse import os_reason
 from . import metrics
 
 log = logging.getLogger("screener.reload")
@@ -32,6 +33,7 @@ class LexiconReloader:
         self.interval_s = interval_s
         self._seen = self._version()  # what serves (or last failed)
         self._last_stat: tuple = ()
+        self._last_failure: list[str] | None = None  # files unreadable: reported once, not every interval
         self._forced = False
         self._ready: Engine | None = None
         self._rejected: list[list[str]] = []
@@ -69,7 +71,10 @@ class LexiconReloader:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             if not self._stop.is_set():
-                self.check()
+                try:
+                    self.check()
+                except Exception:  # pragma: no cover - check() catches everything itself; belt and braces
+                    log.exception("lexicon reload: unexpected failure; still watching")
 
     def _watched(self) -> list[Path]:
         paths = list(self.directory.iterdir())
@@ -78,8 +83,17 @@ class LexiconReloader:
         return paths
 
     def _stat(self) -> tuple:
-        """Names, sizes and mtimes: cheap to read every few seconds."""
-        return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in self._watched() for st in [p.stat()]))
+        """Names, sizes and mtimes: cheap to read every few seconds. A file
+        that cannot be stat'ed (a broken link, a loop) is an entry too, so
+        that it is noticed and reported by the loader, not skipped."""
+        entries = []
+        for path in self._watched():
+            try:
+                st = path.stat()
+                entries.append((str(path), st.st_size, st.st_mtime_ns))
+            except OSError as exc:
+                entries.append((str(path), -1, exc.errno or 0))
+        return tuple(sorted(entries))
 
     def _version(self) -> str:
         """Lexicon content hash plus the bytes of the policy's directory (the
@@ -87,10 +101,18 @@ class LexiconReloader:
         digest = hashlib.sha256(content_version(self.directory).encode())
         if self.policy is not None and self.policy.parent.is_dir():
             for path in sorted(p for p in self.policy.parent.iterdir() if p.is_file()):
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:  # hashed, so that the policy loader reports it
+                    data = f"unreadable: {os_reason(exc)}".encode()
+                digest.update(path.name.encode() + b"\0" + data)
         return digest.hexdigest()[:16]
 
     def check(self) -> None:
+        """Look for a new version and build it. Never raises: whatever goes
+        wrong (a broken file, an unreadable directory, a crash while
+        compiling, memory) is logged, counted and recorded as a rejection,
+        the serving version stays, and the next check runs as usual."""
         # Hash the content only when the file stats moved (or on SIGHUP):
         # hashing a 100k-term set every 2 s took the GIL from the hot loop.
         try:
@@ -99,23 +121,44 @@ class LexiconReloader:
                 return
             self._last_stat, self._forced = stat, False
             version = self._version()
-        except OSError as exc:
-            log.error("lexicon or policy unreadable: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the watcher must outlive any failure
+            self._last_stat = ()  # look again next time
+            lines = self._failure_lines(exc)
+            if lines != self._last_failure:  # a directory gone for a while is one failure, not one per check
+                self._last_failure = lines
+                self._reject(lines)
             return
+        self._last_failure = None
         if version == self._seen:
             return
         self._seen = version
         try:
             engine = Engine.build(self.directory, self.policy, self.matcher)
-        except LexiconError as exc:
-            metrics.RELOAD_FAILURES.inc()
-            for problem in exc.problems:
-                log.error("rejected: %s", problem)
-            log.error("new lexicon/policy rejected (%d problems); the previous version keeps serving", len(exc.problems))
-            with self._lock:
-                self._rejected.append([str(p) for p in exc.problems])
+        except Exception as exc:  # noqa: BLE001 - LexiconError, PolicyError, OSError, MemoryError, ...
+            self._reject(self._failure_lines(exc))
             return
         with self._lock:
             self._ready = engine
-        log.info("lexicon version %s, policy version %s compiled (%d terms); swapping at the next batch",
-                 engine.lexicon_version, engine.policy_version, engine.posts.lexicons.term_count)
+        for warning in engine.policy.warnings:
+            log.warning("policy warning: %s", warning)
+        log.info("lexicon version %s, policy version %s compiled (%d terms, %d lexicon warnings); swapping at the next batch",
+                 engine.lexicon_version, engine.policy_version, engine.posts.lexicons.term_count,
+                 len(engine.posts.lexicons.warnings))
+
+    def _failure_lines(self, exc: Exception) -> list[str]:
+        """``path:line: reason`` lines for any failure, one line each."""
+        if isinstance(exc, LexiconError):  # and PolicyError
+            return [str(p) for p in exc.problems]
+        if isinstance(exc, OSError) and exc.filename:
+            return [f"{exc.filename}:0: {os_reason(exc)}"]
+        kind = "" if isinstance(exc, ScreenerError) else f"{type(exc).__name__}: "
+        text = " ".join(str(exc).split()) or "(no message)"
+        return [f"{self.directory}:0: {kind}{text}"]
+
+    def _reject(self, lines: list[str]) -> None:
+        metrics.RELOAD_FAILURES.inc()
+        for line in lines:
+            log.error("rejected: %s", line)
+        log.error("new lexicon/policy rejected (%d problems); the previous version keeps serving", len(lines))
+        with self._lock:
+            self._rejected.append(lines)
