@@ -131,7 +131,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
-    return Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
+    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
+    for warning in engine.policy.warnings:  # e.g. a rule for a category this lexicon set lacks
+        print(f"{warning} [warning]", file=sys.stderr)
+    return engine
 
 
 def _stdout() -> BinaryIO:

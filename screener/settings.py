@@ -76,11 +76,6 @@ class Settings:
     dead_letter: str = "-"
     #: Records larger than this go to the dead-letter sink (SCREENER_MAX_POST_BYTES).
     max_post_bytes: int = 256 * 1024
-    #: Hits listed per post in an event or audit record; the verdict still counts all (SCREENER_MAX_HITS_PER_POST).
-    max_hits_per_post: int = 100
-    #: Largest event, audit record or dead letter produced, in bytes; larger ones are shortened with a
-    #: marker (SCREENER_MAX_RECORD_BYTES). Kafka's default max.request.size is 1 MiB.
-    max_record_bytes: int = 900_000
     #: Posts screened per matcher call (SCREENER_BATCH_RECORDS). Each call
     #: starts with the matcher's tables out of cache, so fewer, larger calls
     #: help until the batch itself no longer fits: measured at 50k terms on

@@ -280,7 +280,7 @@ def test_lexicon_check_output_is_one_problem_per_line(make_lexicon, capsys):
     (root / "c.txt").mkdir()
     assert main(["lexicon", "check", str(root)]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert lines[-1] == "lexicon rejected: 5 problem(s)"
+    assert lines[-1] == "screener: lexicon rejected: 5 problem(s)"
     assert all(PROBLEM_LINE.match(line) for line in lines[:-1]), lines
 
 

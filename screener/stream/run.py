@@ -35,6 +35,8 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
              worker_id or settings.worker_id, engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
              settings.input_topic, settings.group_id)
+    for warning in engine.policy.warnings:
+        log.warning("policy: %s", warning)
     # Lexicon, matcher tables and jieba's dictionary live as long as the
     # process: take them out of the cyclic GC's full passes, which otherwise
     # walk them again and again while the loop allocates per record.
