@@ -27,6 +27,7 @@ never leaves an event whose audit record was lost.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol, Sequence
@@ -158,7 +159,8 @@ def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
         if not batch.raws:
             raise
         if len(batch.raws) == 1:
-            log.exception("screening failed on one record; dead-lettered")
+            log.error("screening failed on one record (dead-lettered): %s: %s", type(exc).__name__, exc,
+                      exc_info=bool(os.environ.get("SCREENER_DEBUG")))
             reason = f"screening failed: {type(exc).__name__}: {exc}"
             return _alone_dead(step, batch, dead_letter_of(batch.raws[0], 0, reason))
     half = len(batch.raws) // 2

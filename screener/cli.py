@@ -32,6 +32,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="TOML", help="settings file (also SCREENER_CONFIG)")
 
 
+def _limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
+    parser.add_argument("--max-hits-per-post", type=int, metavar="N",
+                        help="hits listed per post in an event or audit record (default 100; the verdict counts all)")
+    parser.add_argument("--max-record-bytes", type=int, metavar="N",
+                        help="largest event or audit record; larger ones are shortened (default 900000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="screener", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(scan)
     scan.add_argument("files", nargs="*", metavar="FILE", help="JSONL files ('-' or none: stdin)")
     scan.add_argument("--dead-letter", metavar="PATH", help="dead-letter JSONL file ('-': stderr, the default)")
-    scan.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
+    _limits(scan)
     scan.add_argument("--batch-records", type=int, metavar="N", help="posts per screening call")
     scan.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
     scan.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
     run.add_argument("--metrics-host", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
     run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
-    run.add_argument("--max-post-bytes", type=int, metavar="N", help="larger records are dead-lettered")
+    _limits(run)
     run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
                      help="kafka-python option for consumer and producer (repeatable), e.g. security_protocol=SASL_SSL")
 
@@ -87,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--checkpoint", metavar="PATH", help="resume from / record progress in this file")
     res.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
     res.add_argument("--dead-letter", metavar="PATH", help="malformed lines of the archives, JSONL ('-': stderr, the default)")
-    res.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
+    _limits(res)
     res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
     res.add_argument("--topic", metavar="TOPIC", help="rescan a Kafka topic instead of files; events go to the events topic")
     start = res.add_mutually_exclusive_group()
