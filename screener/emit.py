@@ -74,8 +74,8 @@ def fit(record: dict[str, Any], limits: Limits) -> bytes | None:
     lists are halved. The record is changed in place.
 
     >>> r = {"hits": list(range(5)), "meta": {"a": 1}}
-    >>> fit(r, Limits(max_hits=2)), r["truncated"]
-    (b'{"hits":[0,1],"meta":{"a":1},"truncated":{"hits":5}}\n', {'hits': 5})
+    >>> len(fit(r, Limits(max_hits=2))), r["hits"], r["truncated"]
+    (53, [0, 1], {'hits': 5})
     """
     cut: dict[str, int] = {}
     for name in LISTS:
