@@ -364,9 +364,13 @@ def _apply(points: np.ndarray, edits: HtmlEdits, offset: int = 0) -> None:
         depth[bounds[:, 1] - first] -= 1  # an end may be the next start: back to 0
         inside = np.cumsum(depth[:-1], dtype=np.int8).view(bool)
         points[offset + first:offset + last][inside] = MARKUP
-    if edits.chars:
-        where = np.fromiter(edits.chars.keys(), dtype=np.int64, count=len(edits.chars))
-        points[where + offset] = np.fromiter(edits.chars.values(), dtype=np.uint32, count=len(edits.chars))
+    chars = edits.chars
+    if len(chars) <= _MANY:
+        for i, char in chars.items():
+            points[offset + i] = char
+    else:
+        where = np.fromiter(chars.keys(), dtype=np.int64, count=len(chars))
+        points[where + offset] = np.fromiter(chars.values(), dtype=np.uint32, count=len(chars))
 
 
 #: Separator between posts in a batch; forced, not looked up, so a U+0000

@@ -137,6 +137,18 @@ def test_html_rule_can_be_switched_off():
     assert PLAIN.fold_string("赌<b>博&#36172;") == "赌b博36172"
 
 
+def test_dense_markup():
+    """Hundreds of edits in one text (written with numpy past a few dozen) map back like a few."""
+    unit = "赌<b x='>'>&#21338;<!-- -->"
+    text = unit * 300
+    n = N.normalise(text)
+    assert n.text == "赌博" * 300
+    for k in (0, 150, 299):
+        assert n.span(2 * k, 2 * k + 2) == (k * len(unit), k * len(unit) + unit.index(";") + 1)
+    batch = N.encode_batch(["x", text, "<b>y"], N.alphabet)
+    assert batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00") == ["x", "赌博" * 300, "y", ""]
+
+
 # -- tags against the tokenizer's states ----------------------------------------------
 _WS = "\t\n\f\r "
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
