@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from screener import normalise
 from screener.charmap import FoldConfig
-from screener.normalise import NormaliseConfig, Normaliser
+from screener.normalise import NormaliseConfig, Normaliser, html_edits
 
 N = Normaliser()
+PLAIN = Normaliser(NormaliseConfig(html=False))
 
 FOLDS = [
     ("traditional", "賭博網站", "赌博网站"),
@@ -83,12 +87,96 @@ def test_folding_is_idempotent(text):
     assert N.fold_string(once) == once
 
 
-@settings(max_examples=200, deadline=None)
-@given(texts=st.lists(_texts, max_size=6))
+# Markup-heavy text: tags with quoted (">" inside) and unquoted attributes,
+# comments, bogus comments, references (leading zeros, no ";", unknown),
+# script and style, unclosed openers, prose "<" and "&", and Han characters.
+_han = st.text(alphabet="赌博網站ａ1 ，", min_size=1, max_size=3)
+_value = st.text(alphabet="赌x<>\"'=/&#; ", max_size=6)
+_attribute = st.tuples(
+    st.sampled_from([" title", " x", " =", ' a"b', "/b"]),
+    st.sampled_from(["", "=", " = "]),
+    st.sampled_from(['"', "'", ""]),
+    _value,
+    st.sampled_from(['"', "'", ""]),
+).map("".join)
+_tag = st.tuples(
+    st.sampled_from(["<", "</"]),
+    st.sampled_from(["b", "I", "a", "br", "my-custom-element-name-long", "o:p", "script", "STYLE", "b赌"]),
+    st.lists(_attribute, max_size=3).map("".join),
+    st.sampled_from([">", "/>", " >", ""]),
+).map("".join)
+_comment = st.tuples(
+    st.sampled_from(["<!--", "<!-", "<!", "<?", "<![CDATA[", "<!DOCTYPE "]),
+    _value,
+    st.sampled_from(["-->", "--!>", ">", "]]>", ""]),
+).map("".join)
+_reference = st.one_of(
+    st.tuples(st.sampled_from(["&#", "&#x", "&#X"]), st.sampled_from(["", "0", "0000"]),
+              st.sampled_from(["36172", "535A", "41", "0", "1114112", "1", "128", "zz"]),
+              st.sampled_from([";", ""])).map("".join),
+    st.tuples(st.just("&"), st.sampled_from(["amp", "lt", "nbsp", "not", "notin", "foo", "fjlig", "ampx", "AMP"]),
+              st.sampled_from([";", "", "x;"])).map("".join),
+)
+_raw_text = st.tuples(
+    st.sampled_from(["<script>", "<style>", "<Script type='a>b'>"]),
+    _value,
+    st.sampled_from(["</script>", "</style>", "</SCRIPT >", "</script", "</script x='", ""]),
+).map("".join)
+_markup_texts = st.lists(
+    st.one_of(_han, _tag, _comment, _reference, _raw_text,
+              st.sampled_from(["<", "&", ">", "<3", "a<b", "A&B", '"', "'", "</", "\x00"])),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_markup_texts)
+def test_markup_offsets_map_back(text):
+    """Each normalised character comes from one original character, or from one reference."""
+    n = N.normalise(text)
+    assert len(n.starts) == len(n.text)
+    assert n.starts == sorted(set(n.starts))
+    ends = n.ends
+    for i, (start, end) in enumerate(zip(n.starts, ends)):
+        assert i + 1 == len(n.starts) or end <= n.starts[i + 1]
+        piece = text[start:end]
+        if end - start > 1:  # a decoded reference
+            assert piece[0] == "&" and PLAIN.fold_string(html.unescape(piece)) == n.text[i]
+        else:
+            assert PLAIN.fold_string(piece) == n.text[i]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.one_of(_texts, _markup_texts), max_size=6))
 def test_batch_agrees_with_single(texts):
     """The batch path and the one-text path produce the same normalised posts."""
     batch = N.encode_batch(texts, N.alphabet)
+    assert len(batch.starts) == len(texts) + 1
     for i, text in enumerate(texts):
         codes = batch.codes[batch.starts[i]:batch.starts[i + 1] - 1]
         assert codes.astype("<u4").tobytes().decode("utf-32-le") == N.fold_string(text)
         assert batch.codes[batch.starts[i + 1] - 1] == N.alphabet.separator
+
+
+def test_batch_applies_the_html_rule_only_to_posts_with_markup(monkeypatch):
+    """One post with "<" or "&" does not send the whole batch through the HTML rule."""
+    seen = []
+
+    def spy(text):
+        seen.append(text)
+        return html_edits(text)
+
+    monkeypatch.setattr(normalise, "html_edits", spy)
+    texts = ["<b>赌</b>博", "赌博", "", "x&amp;", "<", "a>b", "&", "赌<!--", "--> no opener here"]
+    batch = N.encode_batch(texts, N.alphabet)
+    assert seen == ["<b>赌</b>博", "x&amp;", "<", "&", "赌<!--"]
+    decoded = batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00")
+    assert decoded == [N.fold_string(t) for t in texts] + [""]
+
+
+def test_markup_cannot_reach_across_posts():
+    """Each post is its own document: an opener in one is never closed by the next."""
+    texts = ["赌<!--", "-->博", "<a x='", "'>y", "<script>", "</script>z"]
+    batch = N.encode_batch(texts, N.alphabet)
+    decoded = batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00")[:-1]
+    assert decoded == ["赌", "博", "ax", "y", "", "z"]
