@@ -145,19 +145,23 @@ def _suspects(raws: Sequence[bytes], max_bytes: int) -> tuple[list[Any], list[An
     judged by :func:`decode_object`, so a test here may be stricter than
     :func:`decode_object` (a profile is a suspect), never more lenient.
     """
-    lengths = list(map(len, raws))
-    oversize = _where(map(operator.gt, lengths, repeat(max_bytes))) if max(lengths) > max_bytes else []
+    oversize = _where(map(operator.gt, map(len, raws), repeat(max_bytes))) if max(map(len, raws)) > max_bytes else []
     if oversize:  # not worth decoding: decode_object says why not
         raws = list(raws)
         for index in oversize:
             raws[index] = b""
     objects, failed = jsonio.loads_batch(raws)  # a Truncated head fails too: orjson refuses bytes subclasses
     suspects = set(failed).union(oversize)
-    if set(map(type, objects)) != {dict}:
-        suspects.update(_where(map(operator.is_not, map(type, objects), repeat(dict))))
     for index in suspects:  # loads_batch's list is ours to change
         objects[index] = _STAND_IN
-    texts = list(map(dict.get, objects, repeat("text")))
+    try:
+        texts = list(map(dict.get, objects, repeat("text")))
+    except TypeError:  # JSON, but not an object: found only now, which costs a clean batch nothing
+        not_objects = _where(map(operator.is_not, map(type, objects), repeat(dict)))
+        suspects.update(not_objects)
+        for index in not_objects:
+            objects[index] = _STAND_IN
+        texts = list(map(dict.get, objects, repeat("text")))
     if set(map(type, texts)) != {str}:
         suspects.update(_where(map(operator.is_not, map(type, texts), repeat(str))))
     if not set(map(type, map(dict.get, objects, repeat("id")))) <= _ID_TYPES:
