@@ -260,11 +260,12 @@ def digit_run_records_each(raws: Sequence[bytes]) -> list[int]:
 _OPTIONS = (orjson.OPT_PASSTHROUGH_SUBCLASS, orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_APPEND_NEWLINE)
 
 
-def _default(obj: Any) -> Any:
-    """What orjson hands back: subclasses of builtins (OPT_PASSTHROUGH_SUBCLASS).
-
-    A BigInt becomes its digits, embedded as a Fragment; any other subclass is
-    written as its base type, as orjson writes it without the option.
+def default(obj: Any) -> Any:
+    """orjson's ``default`` hook for what OPT_PASSTHROUGH_SUBCLASS hands it:
+    a BigInt becomes its digits, embedded as a Fragment; any other subclass
+    of a builtin is written as its base type, as orjson writes it without
+    the option. For options :func:`dumps` does not take (indentation, say):
+    ``orjson.dumps(obj, default=default, option=orjson.OPT_PASSTHROUGH_SUBCLASS | ...)``.
     """
     if isinstance(obj, int):
         value = int(obj)
@@ -282,6 +283,6 @@ def dumps(obj: Any, *, newline: bool = False) -> bytes:
     >>> dumps({"id": BigInt(-10**20), "ok": True}, newline=True)
     b'{"id":-100000000000000000000,"ok":true}\\n'
     """
-    return orjson.dumps(obj, default=_default, option=_OPTIONS[newline])
+    return orjson.dumps(obj, default=default, option=_OPTIONS[newline])
 
 
