@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
-#: The read block (and the file buffer).
+#: The file buffer.
 BUFFER_BYTES = 1 << 20
+#: The smallest block :class:`_LineReader` reads (it reads what a chunk still
+#: lacks, and one line more, as ``readlines(hint)`` does).
+MIN_BLOCK_BYTES = 4096
 
 
 class Truncated(bytes):
@@ -123,17 +126,17 @@ class _LineReader:
 
     def __init__(self, stream: BinaryIO, max_line_bytes: int, block: int = 0) -> None:
         self.stream = stream
-        self.block = block or BUFFER_BYTES
+        self.block = block  # 0: as the hint asks
         self.keep = max_line_bytes + 2  # the longest line kept whole
         self.head = max_line_bytes + 1  # what is kept of a longer one
         self.start = b""  # the start of a line no block so far has finished (at most ``keep`` bytes)
         self.size = 0  # the bytes of that line so far (more than len(start) once it is too long)
 
     def read(self, hint: int = 0) -> tuple[list[bytes], int, int]:
-        """The next lines (at least one, unless at the end), the bytes they
-        hold, and how many of them were cut. ``hint`` is ignored: a block is read."""
+        """The next lines (at least one, unless at the end; about ``hint``
+        bytes of them), the bytes they hold, and how many of them were cut."""
         while True:
-            block = self.stream.read(self.block)
+            block = self.stream.read(self.block or max(hint, MIN_BLOCK_BYTES))
             if not block:
                 return self._last()
             lines = io.BytesIO(block).readlines()

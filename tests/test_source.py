@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from screener import source
 from screener.source import read_chunks
 
 
@@ -19,9 +20,14 @@ def files(tmp_path):
     return [str(a), str(b)]
 
 
+#: Read every line whole (readlines), or through the bounded reader (no line here is over its limit).
+LINE_LIMITS = pytest.mark.parametrize("max_line_bytes", [None, 1000])
+
+
+@LINE_LIMITS
 @pytest.mark.parametrize("max_records,max_bytes", [(1, 1 << 20), (7, 1 << 20), (64, 1 << 20), (64, 500), (5000, 1), (5000, 4096)])
-def test_every_line_once_in_order_with_numbers_and_offsets(files, max_records, max_bytes):
-    chunks = list(read_chunks(files, max_records, max_bytes))
+def test_every_line_once_in_order_with_numbers_and_offsets(files, max_records, max_bytes, max_line_bytes):
+    chunks = list(read_chunks(files, max_records, max_bytes, max_line_bytes=max_line_bytes))
     for path_index, path in enumerate(files):
         mine = [c for c in chunks if c.source_index == path_index]
         data = open(path, "rb").read()
@@ -30,21 +36,29 @@ def test_every_line_once_in_order_with_numbers_and_offsets(files, max_records, m
         for c in mine:
             assert c.source == path and c.first_line == line
             assert 1 <= len(c.lines) <= max_records
+            # about max_bytes: one line over (readlines), or one small block and a line (the bounded reader)
+            if max_line_bytes is None:
+                assert c.size - len(c.lines[-1]) < max_bytes
+            else:
+                assert c.size < max_bytes + source.MIN_BLOCK_BYTES + max(map(len, c.lines))
             line += len(c.lines)
             assert c.end_offset == len(b"".join(l for k in mine[:mine.index(c) + 1] for l in k.lines))
 
 
-def test_chunks_are_full_until_the_end(files):
+@LINE_LIMITS
+def test_chunks_are_full_until_the_end(files, max_line_bytes):
     """A read that holds 1.5 chunks' worth must not leave a runt chunk behind."""
-    sizes = [len(c.lines) for c in read_chunks(files[:1], 64, 3000)]
+    sizes = [len(c.lines) for c in read_chunks(files[:1], 64, 3000, max_line_bytes=max_line_bytes)]
     assert sizes[:-1] == [64] * (len(sizes) - 1)
     assert sum(sizes) == 1000
 
 
-def test_resume_from_any_chunk_end(files):
-    chunks = list(read_chunks(files, 64, 2000))
+@LINE_LIMITS
+def test_resume_from_any_chunk_end(files, max_line_bytes):
+    chunks = list(read_chunks(files, 64, 2000, max_line_bytes=max_line_bytes))
     for at, c in enumerate(chunks):
-        resumed = list(read_chunks(files, 64, 2000, (c.source_index, c.end_offset, c.first_line + len(c.lines))))
+        resumed = list(read_chunks(files, 64, 2000, (c.source_index, c.end_offset, c.first_line + len(c.lines)),
+                                   max_line_bytes=max_line_bytes))
         rest = [(r.source, r.first_line, r.lines) for r in resumed]
         want = [(r.source, r.first_line, r.lines) for r in chunks[at + 1:]]
         # Chunk boundaries may differ after a resume; the lines and their numbers may not.
@@ -62,7 +76,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tracemalloc  # noqa: E402
 
-from screener import source  # noqa: E402
 from screener.decode import decode_batch, strip_eol  # noqa: E402
 from screener.sinks import dead_letter_record  # noqa: E402
 from screener.source import Truncated  # noqa: E402
@@ -97,7 +110,7 @@ def _file(lengths: list[int], eol: bytes, final_eol: bool) -> bytes:
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
 @pytest.mark.parametrize("final_eol", [True, False])
 def test_long_lines_are_cut_wherever_they_fall(tmp_path, monkeypatch, buffer, lengths, eol, final_eol):
-    monkeypatch.setattr(source, "BUFFER_BYTES", buffer)
+    monkeypatch.setattr(source, "MIN_BLOCK_BYTES", buffer)
     path = tmp_path / "long.jsonl"
     path.write_bytes(_file(lengths, eol, final_eol))
     want = _reference(path.read_bytes(), LIMIT)
