@@ -169,10 +169,12 @@ def _suspects(raws: Sequence[bytes], max_bytes: int) -> tuple[list[Any], list[An
         suspects.update(_where(map(operator.not_, map(_ID_TYPES.__contains__, types))))
     # Looking for the key first is the cheap test: most batches carry neither
     # "kind" nor "account". An explicit "kind": null is a suspect too.
-    if any(map(dict.__contains__, objects, repeat("kind"))):
+    if any(map(dict.__contains__, objects, repeat("kind"))) and not all(
+            map(operator.eq, map(dict.get, objects, repeat("kind"), repeat("post")), repeat("post"))):
         kinds = map(dict.get, objects, repeat("kind"), repeat("post"))
         suspects.update(_where(map(operator.ne, kinds, repeat("post"))))
-    if any(map(dict.__contains__, objects, repeat("account"))):
+    if any(map(dict.__contains__, objects, repeat("account"))) and not set(
+            map(type, map(dict.get, objects, repeat("account")))) <= _ACCOUNT_TYPES:
         types = map(type, map(dict.get, objects, repeat("account")))
         suspects.update(_where(map(operator.not_, map(_ACCOUNT_TYPES.__contains__, types))))
     return objects, texts, suspects
