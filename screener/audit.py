@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
 
+from . import jsonio
 from .emit import NO_LIMITS, Emitted, Limits, fit, now_iso
 from .judge import Engine, Judgement
 
@@ -24,7 +25,7 @@ from .judge import Engine, Judgement
 def key_of(record: dict[str, Any]) -> bytes | None:
     """The Kafka key of an audit record: its post's id, else its account's."""
     key = record.get("post_id", record.get("account_id"))
-    return orjson.dumps(key) if key is not None else None
+    return jsonio.dumps(key) if key is not None else None
 
 
 def _base(kind: str, worker: str, engine: Engine | None) -> dict[str, Any]:
@@ -129,8 +130,8 @@ def within(record: dict[str, Any], limits: Limits) -> dict[str, Any]:
         return record
     stub = _base(record["kind"], record["worker"], None)
     stub.update({k: record[k] for k in ("lexicon_version", "policy_version", "action", "event_id") if k in record})
-    stub["truncated"] = {"record": len(orjson.dumps(record))}
-    stub["ids"] = orjson.dumps([record.get("post_id"), record.get("account_id")])[:1000].decode("utf-8", "replace")
+    stub["truncated"] = {"record": len(jsonio.dumps(record))}
+    stub["ids"] = jsonio.dumps([record.get("post_id"), record.get("account_id")])[:1000].decode("utf-8", "replace")
     return stub
 
 
@@ -147,7 +148,7 @@ class AuditLog:
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
         if self._stream is not None:
-            self._stream.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
+            self._stream.write(b"".join(jsonio.dumps(r, newline=True) for r in records))
 
     def flush(self) -> None:
         if self._stream is not None:
@@ -167,7 +168,7 @@ def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(stream, 1):
             if line.strip():
                 try:
-                    yield orjson.loads(line)
+                    yield jsonio.loads(line)
                 except orjson.JSONDecodeError as exc:  # a torn last line after a crash
                     yield {"kind": "unreadable", "at": None, "reason": f"{path}:{number}: {exc}"}
 
@@ -205,11 +206,11 @@ def render(records: list[dict[str, Any]]) -> str:
                 lines.append(f"    suppressed {s['matched']!r} = {s['term']!r} ({s['category']}): {s['reason']}")
             if r.get("post_rule"):
                 lines.append(f"    post rule {r['post_rule']}")
-            lines.append(f"    source {orjson.dumps(r.get('source')).decode()}")
+            lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
         elif r["kind"] in ("account_blacklist", "account_cleared"):
             lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "
                          f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
         else:
             detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
-            lines.append(f"{head}  {orjson.dumps(detail).decode()}  ({versions})")
+            lines.append(f"{head}  {jsonio.dumps(detail).decode()}  ({versions})")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import BinaryIO, Sequence
 
 import orjson
 
-from . import __version__
+from . import __version__, jsonio
 from .errors import BrokerError, ConfigError, InputError, LexiconError, OutputError, ScreenerError
 from .judge import Engine
 from .lexicon import load_lexicons
@@ -179,8 +179,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, render
 
     try:
-        account = orjson.loads(args.account) if args.account else {}
-    except orjson.JSONDecodeError as exc:
+        account = jsonio.loads(args.account) if args.account else {}
+    except ValueError as exc:  # orjson's and json's decode errors both are
         raise ConfigError(f"--account is not JSON: {exc}") from None
     if not isinstance(account, dict):
         raise ConfigError("--account must be a JSON object")
@@ -188,7 +188,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         account["blacklisted"] = True
     report = explain(_engine(_settings(args)), args.text, account, profile=args.profile, bio=args.bio)
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(orjson.dumps(report, default=jsonio.default, option=orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     else:
         print(render(report))
     return 0
@@ -201,7 +201,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
-    from . import audit
     from .rescan import Previous, rescan_files
 
     settings = _settings(args)
@@ -256,7 +255,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     found = audit.select(records, post=args.post, account=args.account)
     found.sort(key=lambda r: r.get("at") or "")
     if args.json:
-        _stdout().write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in found))
+        _stdout().write(b"".join(jsonio.dumps(r, newline=True) for r in found))
     else:
         print(audit.render(found) if found else f"no audit records for {'post ' + args.post if args.post else 'account ' + args.account}")
     return 0 if found else 1

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-import orjson
-
+from . import jsonio
 from .decode import meta_of
 from .judge import Engine, Judgement
 
@@ -33,7 +32,7 @@ def event_id(post_id: Any, lexicon_version: str, action: str) -> str:
     >>> event_id(1, "v", "flag") == event_id(1, "v", "flag") != event_id("1", "v", "flag")
     True
     """
-    key = orjson.dumps([post_id, lexicon_version, action]).decode()
+    key = jsonio.dumps([post_id, lexicon_version, action]).decode()
     return str(uuid.uuid5(EVENT_NAMESPACE, key))
 
 
@@ -42,7 +41,7 @@ def now_iso() -> str:
 
 
 def serialise(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+    return jsonio.dumps(event, newline=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +162,7 @@ def emit(engine: Engine, objects: Sequence[dict[str, Any]], judgements: Sequence
         if value is None:
             unfit.append((judged.index, f"its {judged.action} event exceeds {limits.max_bytes} bytes even shortened"))
             continue
-        key = orjson.dumps(event.get("post_id", event.get("profile_id")))
+        key = jsonio.dumps(event.get("post_id", event.get("profile_id")))
         out.append(Emitted(event["kind"], judged.action, key, value, event, judged))
     for raw in account_events:
         event = account_event(raw, engine, screened_at)
@@ -171,5 +170,5 @@ def emit(engine: Engine, objects: Sequence[dict[str, Any]], judgements: Sequence
         value = fit(event, limits)
         if value is None:  # only an absurd account id can do this; the status change stays in the audit trail
             continue
-        out.append(Emitted(event["kind"], action, orjson.dumps(event["account_id"]), value, event, None))
+        out.append(Emitted(event["kind"], action, jsonio.dumps(event["account_id"]), value, event, None))
     return out, unfit

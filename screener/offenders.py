@@ -15,48 +15,191 @@ durably before the batch's input is committed: to a compacted changelog topic
 Replays are harmless: violations are keyed by post id, so a batch screened
 again after a crash counts nothing twice, and event ids are derived from the
 post that crossed the threshold.
+
+Time. A post's event time is its ``published_at`` (else the record time),
+clamped to processing time when it lies before 1970 or more than a day ahead
+(:func:`event_time_checked`). Each account's violations expire relative to
+that account's own latest violation, so no other account's post, however
+dated, can age them. The shard's stream clock, which only drives the sweep
+(clearing accounts that fell back, forgetting idle ones), advances by a
+median, never a maximum: each batch's clock is the median of its posts'
+times (:func:`batch_clock`), and the shard moves to the lower median of its
+last five batch clocks, never beyond processing time + 1 day. One outlier,
+in a batch or as a batch of its own, does not move it; a real move of time
+does, within a few batches.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable, Sequence, TypeVar
 
-import orjson
-
+from . import jsonio
+from .jsonio import BigInt
 from .judge import Tracker
 from .policy import OffenderConfig
+
+T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
+DAY = 86400.0
+#: Batch clocks the shard clock is the median of.
+CLOCK_BATCHES = 5
 
 NAMESPACE = uuid.UUID("0f7c0e56-4a1e-4d0b-93a5-6d7f3c1b9e42")
 
 
-def event_time(obj: dict[str, Any], fallback: float | None = None) -> float:
-    """When a post was published, in epoch seconds: its ``published_at``
-    (epoch seconds or milliseconds, or ISO 8601), else ``fallback`` (the
-    Kafka record timestamp), else now."""
+def event_time_checked(obj: dict[str, Any], fallback: float | None = None, *,
+                       now: float | None = None) -> tuple[float, str | None]:
+    """When a post was published, in epoch seconds, and a note when the time
+    given could not be used as it is (else None).
+
+    The time is the post's ``published_at`` (epoch seconds or milliseconds,
+    or ISO 8601), else ``fallback`` (the Kafka record timestamp), else
+    processing time (``now``, default the clock). A time before 1970 or
+    more than a day after processing time is not believed: processing time
+    is used, and the note says so.
+
+    >>> event_time_checked({"published_at": "2023-11-14T22:13:20Z"}, now=1.8e9)
+    (1700000000.0, None)
+    >>> event_time_checked({"published_at": "9999-12-31T23:59:59-01:00"}, now=1.8e9)
+    (1800000000.0, "published_at '9999-12-31T23:59:59-01:00' is outside 1970..now+1d; processing time used")
+    """
+    now = time.time() if now is None else now
     value = obj.get("published_at")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value / 1000 if value > 1e11 else float(value)
-    if isinstance(value, str):
-        try:
+    if value is None:
+        if fallback is None:
+            return now, None
+        return _believed(fallback, "record timestamp", fallback, now)
+    t = _seconds(value)
+    if t is None:
+        used = "record timestamp" if fallback is not None else "processing time"
+        return (fallback if fallback is not None else now), f"published_at {_shown(value)} is not a time; {used} used"
+    return _believed(t, "published_at", value, now)
+
+
+def event_time(obj: dict[str, Any], fallback: float | None = None) -> float:
+    """:func:`event_time_checked` without the note."""
+    return event_time_checked(obj, fallback)[0]
+
+
+def _seconds(value: Any) -> float | None:
+    """Epoch seconds of a ``published_at`` (milliseconds above 1e11), or None."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value / 1000 if value > 1e11 else float(value)
+        if isinstance(value, str):
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
-        except ValueError:
-            pass
-    return fallback if fallback is not None else time.time()
+    except (ValueError, OverflowError):  # not ISO 8601; an integer too large for a float
+        pass
+    return None
 
 
-def event_time_checked(obj: dict[str, Any], fallback: float | None = None) -> tuple[float, str | None]:
-    """TEMPORARY shim."""
-    return event_time(obj, fallback), None
+def _believed(t: float, what: str, value: Any, now: float) -> tuple[float, str | None]:
+    if 0.0 <= t <= now + DAY:  # false for NaN too
+        return t, None
+    return now, f"{what} {_shown(value)} is outside 1970..now+1d; processing time used"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+#: The instants datetime can show (years 1 to 9999).
+_FIRST = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
+_LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
 
 
 def iso(t: float) -> str:
+    """ISO 8601 in UTC with milliseconds; never raises (a time beyond what
+    datetime shows is shown as its first or last instant, NaN as the epoch).
+
+    >>> iso(1700000000.123), iso(1e20), iso(float("nan"))
+    ('2023-11-14T22:13:20.123Z', '9999-12-31T23:59:59.000Z', '1970-01-01T00:00:00.000Z')
+    """
+    t = 0.0 if math.isnan(t) else min(max(t, _FIRST), _LAST)
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def batch_clock(times: Iterable[float], *, now: float | None = None) -> float:
+    """The clock a batch moves its shard to: the median of its posts' event
+    times (NaN ignored), never beyond ``now`` + 1 day. One outlier moves a
+    median by one rank, where it moved a maximum anywhere. ``times`` may be
+    those of a :func:`sample` of the batch: a median needs no more.
+    (:func:`clock_of` computes it from a batch's messages.)
+
+    >>> batch_clock([100.0, 101.0, 5e9], now=200.0), batch_clock([5e9], now=200.0)
+    (101.0, 86600.0)
+    """
+    ordered = sorted(t for t in times if t == t)
+    if not ordered:
+        raise ValueError("a batch clock needs at least one time")
+    now = time.time() if now is None else now
+    return float(min(ordered[len(ordered) // 2], now + DAY))
+
+
+def clock_of(objects: Sequence[dict[str, Any]], fallback_of: Callable[[int], float | None] | None = None, *,
+             now: float | None = None) -> float | None:
+    """A batch's clock (:func:`batch_clock`) from the event times of a
+    :func:`sample` of its messages (``fallback_of(i)``: message i's record
+    time), for :meth:`OffenderTracker.finish`. Only times the messages carry
+    count: not processing time put in for a time that was not believed
+    (:func:`event_time_checked` noted it) or for none at all (a profile
+    message in ``scan``), which would pull the clock of an archive to now.
+    None when no time counts: the clock stays.
+
+    >>> clock_of([{"published_at": 100}, {"published_at": "9999-01-01"}, {"published_at": 300}, {}], now=1e9)
+    300.0
+    """
+    times = []
+    for i in _sampled(len(objects)):
+        fallback = fallback_of(i) if fallback_of else None
+        if fallback is None and objects[i].get("published_at") is None:
+            continue
+        t, note = event_time_checked(objects[i], fallback, now=now)
+        if note is None:
+            times.append(t)
+    return batch_clock(times, now=now) if times else None
+
+
+def shard_clocks(objects: Sequence[dict[str, Any]], shard_of: Callable[[int], H],
+                 fallback_of: Callable[[int], float | None] | None = None, *, now: float | None = None) -> dict[H, float]:
+    """:func:`clock_of` for each shard of a batch whose messages belong to
+    several (the worker's partitions): ``shard_of(i)`` is message i's."""
+    groups: dict[H, list[int]] = {}
+    for i in range(len(objects)):
+        groups.setdefault(shard_of(i), []).append(i)
+    clocks = {}
+    for shard, indices in groups.items():
+        fallback = (lambda k, ix=indices: fallback_of(ix[k])) if fallback_of else None  # type: ignore[misc]
+        clock = clock_of([objects[i] for i in indices], fallback, now=now)
+        if clock is not None:
+            clocks[shard] = clock
+    return clocks
+
+
+def _sampled(n: int, k: int = 31) -> Sequence[int]:
+    return sample(range(n), k)
+
+
+def sample(items: Sequence[T], k: int = 31) -> Sequence[T]:
+    """At most ``k`` items spread evenly over ``items``, first and last included:
+    enough for :func:`batch_clock` without an event time per post.
+
+    >>> sample(range(100), 5), sample("abc", 5)
+    ([0, 24, 49, 74, 99], 'abc')
+    """
+    n = len(items)
+    if n <= k:
+        return items
+    return [items[(i * (n - 1)) // (k - 1)] for i in range(k)]
 
 
 @dataclass
@@ -72,15 +215,19 @@ class Record:
         if any(t <= horizon for t in self.violations.values()):
             self.violations = {k: t for k, t in self.violations.items() if t > horizon}
 
+    def latest(self) -> float:
+        """The account's own clock: its latest violation (0 without one)."""
+        return max(self.violations.values(), default=0.0)
+
     def dumps(self) -> bytes | None:
         """Serialised state, or None (a tombstone) when there is nothing to keep."""
         if not self.violations and not self.blacklisted:
             return None
-        return orjson.dumps({"v": self.violations, "b": self.blacklisted, "t": self.trigger})
+        return jsonio.dumps({"v": self.violations, "b": self.blacklisted, "t": self.trigger})
 
     @classmethod
     def loads(cls, data: bytes) -> "Record":
-        doc = orjson.loads(data)
+        doc = jsonio.loads(data)
         return cls(dict(doc["v"]), bool(doc["b"]), doc.get("t", ""))
 
 
@@ -90,15 +237,29 @@ class Shard:
     #: Blacklisted accounts by :func:`_lookup` key: asked for every post of a
     #: batch when post rules exist, where serialising each id would cost more.
     blacklisted: set[Any] = field(default_factory=set)
-    clock: float = 0.0  # stream time: the latest event time seen
+    #: Stream time, for the sweep only (module docstring): 0 until a batch
+    #: sets it, also after a restore (a restored clock could only be a guess).
+    clock: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=CLOCK_BATCHES))  # batch clocks
     swept: float = 0.0
     changed: set[bytes] = field(default_factory=set)
+
+    def advance(self, batch: float) -> None:
+        """Move the clock by a batch's clock: to the lower median of the last
+        few, so that one outlying batch (one post at the end of a file) does
+        not move it either."""
+        self.recent.append(batch)
+        ordered = sorted(self.recent)
+        self.clock = max(self.clock, ordered[(len(ordered) - 1) // 2])
+
+
+_PLAIN_IDS = (str, int, BigInt)
 
 
 def _lookup(account_id: Any) -> Any:
     """A set key for an account id: the id itself when it is a string or an
     integer (the usual case), its JSON otherwise (any JSON value is an id)."""
-    return account_id if type(account_id) in (str, int) else orjson.dumps(account_id)
+    return account_id if type(account_id) in _PLAIN_IDS else jsonio.dumps(account_id)
 
 
 class Offenders:
@@ -121,12 +282,11 @@ class Offenders:
     def violation(self, shard: Hashable, account_id: Any, post_id: Any, t: float) -> list[dict[str, Any]]:
         """Count one violation; the ``account_blacklist`` event if it crosses the threshold."""
         s = self.shard(shard)
-        key = orjson.dumps(account_id)
+        key = jsonio.dumps(account_id)
         record = s.accounts.setdefault(key, Record())
-        s.clock = max(s.clock, t)
-        post_key = orjson.dumps(post_id).decode()
+        post_key = jsonio.dumps(post_id).decode()
         record.violations[post_key] = t
-        record.expire(s.clock, self.config.window_s)
+        record.expire(record.latest(), self.config.window_s)  # the account's own clock, not the shard's
         s.changed.add(key)
         if record.blacklisted or len(record.violations) < self.config.threshold:
             return []
@@ -144,11 +304,11 @@ class Offenders:
         events = []
         if self.config.clear:
             for item in list(s.blacklisted):
-                key = item if isinstance(item, bytes) else orjson.dumps(item)
+                key = item if isinstance(item, bytes) else jsonio.dumps(item)
                 record = s.accounts[key]
                 record.expire(s.clock, self.config.window_s)
                 if len(record.violations) < self.config.threshold:
-                    events.append(self._event("account_cleared", orjson.loads(key), record, s.clock))
+                    events.append(self._event("account_cleared", jsonio.loads(key), record, s.clock))
                     record.blacklisted = False
                     s.blacklisted.discard(item)
                     s.changed.add(key)
@@ -163,14 +323,14 @@ class Offenders:
 
     def _event(self, kind: str, account_id: Any, record: Record, t: float) -> dict[str, Any]:
         return {
-            "event_id": str(uuid.uuid5(NAMESPACE, orjson.dumps([kind, account_id, record.trigger]).decode())),
+            "event_id": str(uuid.uuid5(NAMESPACE, jsonio.dumps([kind, account_id, record.trigger]).decode())),
             "kind": kind,
             "account_id": account_id,
             "violations": len(record.violations),
             "threshold": self.config.threshold,
             "window_s": self.config.window_s,
-            "post_ids": [orjson.loads(k) for k in sorted(record.violations, key=record.violations.__getitem__)],
-            "trigger_post_id": orjson.loads(record.trigger),
+            "post_ids": [jsonio.loads(k) for k in sorted(record.violations, key=record.violations.__getitem__)],
+            "trigger_post_id": jsonio.loads(record.trigger),
             "at": iso(t),
         }
 
@@ -198,9 +358,7 @@ class Offenders:
                 s.accounts[key] = Record.loads(value)
         for key, record in s.accounts.items():
             if record.blacklisted:
-                s.blacklisted.add(_lookup(orjson.loads(key)))
-            s.clock = max([s.clock, *record.violations.values()])
-        s.swept = s.clock
+                s.blacklisted.add(_lookup(jsonio.loads(key)))
         return len(s.accounts)
 
     def drop(self, shard: Hashable) -> None:
@@ -260,13 +418,16 @@ class OffenderTracker(Tracker):
             self.touched.add(shard)
             self.events += self.offenders.violation(shard, account_id, post_id, self.time_of(index))
 
-    def finish(self, clocks: dict[Hashable, float]) -> list[dict[str, Any]]:
+    def finish(self, clocks: dict[Hashable, float], *, now: float | None = None) -> list[dict[str, Any]]:
         """Blacklist events of the batch, then clears found by sweeping its
-        shards at their new stream time (``clocks``: the latest event time
-        of each shard's posts in the batch)."""
+        shards at their new stream time. ``clocks``: each shard's batch clock,
+        from :func:`clock_of` (or :func:`shard_clocks`); a shard without one
+        is not swept. A shard's clock moves by medians (:meth:`Shard.advance`),
+        never beyond ``now`` + 1 day."""
+        limit = (time.time() if now is None else now) + DAY
         for shard, t in clocks.items():
             if shard in self.offenders.shards or shard in self.touched:
                 s = self.offenders.shard(shard)
-                s.clock = max(s.clock, t)
+                s.advance(min(t, limit))
                 self.events += self.offenders.sweep(shard)
         return self.events

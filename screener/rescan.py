@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Iterable, Sequence
 
 import orjson
 
-from . import audit
+from . import audit, jsonio
 from .batch import Batch, BatchResult, Step, screen_batch
 from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, Judgement
@@ -37,7 +37,7 @@ from .source import total_size
 
 def subject_key(kind: str, subject_id: Any) -> bytes:
     """A post and a profile with the same id are different subjects; 1 and "1" differ."""
-    return orjson.dumps(subject_id if kind == "post" else ["profile", subject_id])
+    return jsonio.dumps(subject_id if kind == "post" else ["profile", subject_id])
 
 
 class Previous:
@@ -65,8 +65,8 @@ class Previous:
         for line in lines:
             if line.strip():
                 try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
+                    record = jsonio.loads(line)
+                except ValueError:  # orjson's and json's decode errors both are
                     continue  # a torn last line; nothing else writes these files
                 if isinstance(record, dict):
                     self.add(record)
@@ -175,7 +175,7 @@ class Checkpoint:
         tmp = f"{self.path}.tmp"
         try:
             with open(tmp, "wb") as stream:
-                stream.write(orjson.dumps({"identity": self.identity, "state": state}))
+                stream.write(jsonio.dumps({"identity": self.identity, "state": state}))
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(tmp, self.path)

@@ -21,7 +21,7 @@ from .batch import Batch, BatchResult, Counts, Step, screen_batch
 from .decode import strip_eol
 from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, NO_TRACKER, Tracker
-from .offenders import OffenderTracker, Offenders, SqliteStore, event_time
+from .offenders import OffenderTracker, Offenders, SqliteStore, clock_of, event_time
 from .settings import Settings
 from .sinks import DeadLetterSink
 from .source import Chunk, read_chunks, total_size
@@ -98,7 +98,8 @@ class ScanState:
                batch: Batch) -> list[dict[str, Any]]:
         if not isinstance(tracker, OffenderTracker) or not objects:
             return []
-        return tracker.finish({SHARD: max(event_time(objects[0]), event_time(objects[-1]))})
+        clock = clock_of(objects)  # a median: one post's absurd date does not move it
+        return tracker.finish({SHARD: clock} if clock is not None else {})
 
     def save(self) -> None:
         if self.offenders is not None and self.store is not None:
@@ -179,7 +180,8 @@ def chunks_of(paths: Sequence[str], settings: Settings,
             raise InputError(f"cannot read {path}: {reason}")
     if (not paths or "-" in paths) and sys.stdin is None:
         raise InputError("cannot read stdin: it is closed")
-    return _reading(read_chunks(paths, settings.batch_records, settings.batch_bytes, resume))
+    return _reading(read_chunks(paths, settings.batch_records, settings.batch_bytes, resume,
+                                max_line_bytes=settings.max_post_bytes))
 
 
 def _reading(chunks: Iterator[Chunk]) -> Iterator[Chunk]:

@@ -6,9 +6,9 @@ import base64
 import sys
 from typing import Any, BinaryIO
 
-import orjson
-
+from . import jsonio
 from .emit import now_iso
+from .source import Truncated
 
 
 def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
@@ -20,7 +20,16 @@ def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
 def dead_letter_record(source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
                        account_id: Any = None) -> dict[str, Any]:
     """A dead letter keeps the record whole: as text if it is UTF-8, else base64;
-    with the post and account ids when they could be read."""
+    with the post and account ids when they could be read.
+
+    Of a line too long to hold, the source kept the head: the dead letter
+    says so (``"truncated": true``) and how long the line was (``"bytes"``).
+    The head may end inside a character, and is then kept as base64.
+
+    >>> record = dead_letter_record("f", 3, Truncated(b"[1, 2", 10**9), "too long")
+    >>> record["raw"], record["truncated"], record["bytes"]
+    ('[1, 2', True, 1000000000)
+    """
     record: dict[str, Any] = {"source": source, "line": line, "reason": reason, "at": now_iso()}
     if post_id is not None:
         record["post_id"] = post_id
@@ -30,6 +39,9 @@ def dead_letter_record(source: str, line: int, raw: bytes, reason: str, post_id:
         record["raw"] = raw.decode("utf-8")
     except UnicodeDecodeError:
         record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    if isinstance(raw, Truncated):
+        record["truncated"] = True
+        record["bytes"] = raw.size
     return record
 
 
@@ -42,7 +54,7 @@ class DeadLetterSink:
     def write(self, source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
               account_id: Any = None) -> None:
         record = dead_letter_record(source, line, raw, reason, post_id, account_id)
-        self._stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        self._stream.write(jsonio.dumps(record, newline=True))
         self.count += 1
 
     def flush(self) -> None:

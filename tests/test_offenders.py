@@ -7,7 +7,8 @@ import io
 import orjson
 import pytest
 
-from screener.offenders import Offenders, SqliteStore, event_time
+from screener.offenders import (DAY, OffenderTracker, Offenders, SqliteStore, batch_clock, clock_of, event_time,
+                                 event_time_checked, iso, sample, shard_clocks)
 from screener.policy import OffenderConfig
 from screener.scan import run_scan
 from screener.settings import Settings
@@ -98,6 +99,210 @@ def test_forgotten_accounts_become_tombstones():
 def test_event_time(value, expected):
     assert event_time({"published_at": value}) == pytest.approx(expected)
     assert event_time({}, 42.0) == 42.0
+
+
+NOW = 1_800_000_000.0  # processing time in the table below
+OUTSIDE = "is outside 1970..now+1d; processing time used"
+
+
+@pytest.mark.parametrize("obj,fallback,expected,note", [
+    ({"published_at": 1_700_000_000}, None, 1_700_000_000.0, None),
+    ({"published_at": NOW + DAY - 1}, None, NOW + DAY - 1, None),  # clocks drift: a day ahead is believed
+    ({"published_at": 0}, None, 0.0, None),
+    ({"published_at": "9999-12-31T23:59:59-01:00"}, None, NOW, f"published_at '9999-12-31T23:59:59-01:00' {OUTSIDE}"),
+    ({"published_at": 1e20}, None, NOW, f"published_at 1e+20 {OUTSIDE}"),
+    ({"published_at": -1e20}, None, NOW, f"published_at -1e+20 {OUTSIDE}"),
+    ({"published_at": float("nan")}, None, NOW, f"published_at nan {OUTSIDE}"),
+    ({"published_at": float("inf")}, None, NOW, f"published_at inf {OUTSIDE}"),
+    ({"published_at": "0001-01-01"}, None, NOW, f"published_at '0001-01-01' {OUTSIDE}"),
+    ({"published_at": -1}, None, NOW, f"published_at -1 {OUTSIDE}"),
+    ({"published_at": NOW + 2 * DAY}, None, NOW, f"published_at {NOW + 2 * DAY!r} {OUTSIDE}"),
+    ({"published_at": 10**400}, None, NOW, f"published_at {str(10**400)[:57]}... is not a time; processing time used"),
+    ({"published_at": "yesterday"}, 5.0, 5.0, "published_at 'yesterday' is not a time; record timestamp used"),
+    ({"published_at": True}, None, NOW, "published_at True is not a time; processing time used"),
+    ({}, 1_700_000_000.5, 1_700_000_000.5, None),
+    ({}, -0.001, NOW, f"record timestamp -0.001 {OUTSIDE}"),  # Kafka's "no timestamp" (-1 ms)
+    ({}, None, NOW, None),
+])
+def test_event_times_outside_1970_to_tomorrow_become_processing_time(obj, fallback, expected, note):
+    assert event_time_checked(obj, fallback, now=NOW) == (expected, note)
+    iso(event_time_checked(obj, fallback)[0])  # never raises
+
+
+@pytest.mark.parametrize("t", [-1e20, -62135596801.0, 253402300800.0, 1e20, float("nan"), float("inf"), -float("inf"), 0.0])
+def test_iso_never_raises(t):
+    assert len(iso(t)) == len("1970-01-01T00:00:00.000Z")
+
+
+@pytest.mark.parametrize("stamps", [
+    ["9999-12-31T23:59:59-01:00"] * 6, [1e20] * 6, [-1e20] * 6, ["0001-01-01"] * 6,
+    ["9999-12-31T23:59:59-01:00", 1e20, -1e20, "0001-01-01", "recent", 1e19],
+])
+def test_far_future_and_ancient_posts_blacklist_without_killing_the_scan(capsys, tmp_path, stamps):
+    """Flagged posts with impossible times used to raise 'year 10000 is out
+    of range' when their blacklist event was written."""
+    import time
+    from datetime import datetime
+
+    from screener.cli import main
+
+    recent = int(time.time()) - 3600
+    posts = tmp_path / "posts.jsonl"
+    posts.write_bytes(b"".join(orjson.dumps({"id": i, "text": "你个傻逼", "account_id": "u1",
+                                             "published_at": recent if t == "recent" else t}) + b"\n"
+                               for i, t in enumerate(stamps)))
+    assert main(["scan", "--progress", "off", "--state", str(tmp_path / "s.sqlite"), str(posts)]) == 0
+    out, err = capsys.readouterr()
+    events = [orjson.loads(line) for line in out.splitlines()]
+    assert [e["action"] for e in events if e["kind"] == "post"] == ["flag"] * 5 + ["recall"]
+    [blacklist] = [e for e in events if e["kind"] == "account_blacklist"]
+    assert sorted(blacklist["post_ids"]) == [0, 1, 2, 3, 4] and blacklist["trigger_post_id"] == 4
+    at = datetime.fromisoformat(blacklist["at"].replace("Z", "+00:00")).timestamp()
+    assert abs(at - (recent if stamps[4] == "recent" else time.time())) < 600  # the time of post 4, or now
+    assert "blacklisted=1" in err
+
+
+# -- offender windows are per account; one outlier moves no clock ---------------------------
+def test_one_accounts_far_future_post_does_not_age_another_accounts_violations():
+    o = offenders()
+    o.violation("p0", "a", 1, 100)
+    o.violation("p0", "a", 2, 200)
+    assert o.violation("p0", "outlier", 9, 1e12) == []  # another account, far ahead
+    [event] = o.violation("p0", "a", 3, 300)
+    assert event["post_ids"] == [1, 2, 3]
+
+
+def test_an_accounts_window_follows_its_own_latest_violation():
+    o = offenders()
+    o.violation("p0", "a", 1, 0)
+    o.violation("p0", "a", 2, 10)
+    assert o.violation("p0", "a", 3, HOUR + 5) == []  # post 1 left a's own window
+    assert o.violation("p0", "a", 4, 20)[0]["post_ids"] == [2, 4, 3]  # late, but inside a's window
+
+
+@pytest.mark.parametrize("batches,clock", [
+    ([[100.0, 101.0, 102.0]], 101.0),
+    ([[100.0, 101.0, 9e12]], 101.0),  # an outlier in a batch
+    ([[100.0] * 5, [9e12]], 100.0),  # an outlier as a batch of its own
+    ([[100.0] * 5, [9e12], [200.0]], 200.0),  # then time moves on
+    ([[100.0], [200.0], [300.0], [400.0]], 200.0),  # real time moves it, a batch or two behind
+    ([[100.0], [9e12], [9e12], [9e12]], NOW + DAY),  # a sustained move, never beyond now + 1 day
+])
+def test_the_shard_clock_moves_by_medians(batches, clock):
+    o = offenders()
+    o.violation("p0", "a", 1, 100.0)
+    for times in batches:
+        tracker = OffenderTracker(o, lambda i: "p0", lambda i: 0.0)
+        tracker.finish({"p0": batch_clock(times, now=NOW)}, now=NOW)
+    assert o.shard("p0").clock == clock
+
+
+def test_sample_and_batch_clock():
+    assert sample(list(range(10)), 31) == list(range(10)) and len(sample(list(range(4096)))) == 31
+    assert batch_clock([3.0, float("nan"), 1.0, 2.0], now=NOW) == 2.0
+    with pytest.raises(ValueError):
+        batch_clock([])
+
+
+@pytest.mark.parametrize("times,fallbacks,clock", [
+    ([100, 200, 300], None, 200.0),
+    ([100, "9999-12-31", 300], None, 300.0),  # not believed: no vote (its processing time would pull to now)
+    (["9999-12-31", -5], None, None),  # nothing believed: the clock stays
+    ([None, None, None], [100.0, 200.0, -0.001], 200.0),  # record times of messages without published_at
+    ([None, None], None, None),  # no time at all (profiles in scan): the clock stays
+])
+def test_clock_of_a_batch_counts_believed_times_only(times, fallbacks, clock):
+    objects = [{} if t is None else {"published_at": t} for t in times]
+    assert clock_of(objects, fallbacks.__getitem__ if fallbacks else None, now=NOW) == clock
+
+
+def test_shard_clocks_per_partition():
+    objects = [{"published_at": t} for t in (100, 5000, 200, 6000, 300, "9999-12-31")]
+    assert shard_clocks(objects, lambda i: i % 2, now=NOW) == {0: 200.0, 1: 6000.0}
+
+
+ACCOUNTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples" / "accounts.jsonl"
+
+
+@pytest.fixture(scope="module")
+def shipped_engine():
+    from screener.judge import Engine
+
+    root = ACCOUNTS.parent.parent
+    return Engine.build(root / "lexicons", root / "policy" / "default.policy", "aho")
+
+
+def offenders_of(engine) -> Offenders:
+    return Offenders(engine.policy.offenders)
+
+
+def _outlier(stamp) -> bytes:
+    return orjson.dumps({"id": 999, "text": "你个傻逼", "account": {"id": "clock-breaker"}, "published_at": stamp}) + b"\n"
+
+
+def _shifted(lines: list[bytes], years: int) -> list[bytes]:
+    """The example as an archive: every published_at ``years`` earlier."""
+    out = []
+    for line in lines:
+        obj = orjson.loads(line)
+        if "published_at" in obj:
+            obj["published_at"] = obj["published_at"].replace("2026-", f"{2026 - years}-")
+        out.append(orjson.dumps(obj) + b"\n")
+    return out
+
+
+def _drive(engine, batches: list[list[bytes]], state: Offenders) -> list[dict]:
+    """Offender events of the batches, as scan.ScanState drives the tracker,
+    with the clock the front ends are to pass (clock_of the batch)."""
+    from screener.decode import decode_batch
+
+    events = []
+    for lines in batches:
+        objects, texts, rejected = decode_batch(lines, 1 << 18)
+        assert not rejected
+        tracker = OffenderTracker(state, lambda i: "scan", lambda i: event_time(objects[i]))
+        engine.judge(objects, texts, tracker)
+        clock = clock_of(objects)
+        events += tracker.finish({"scan": clock} if clock is not None else {})
+    return events
+
+
+def _blacklists(events: list[dict]) -> list[tuple]:
+    return [(e["kind"], e["event_id"], e["account_id"], e["post_ids"], e["trigger_post_id"], e["at"]) for e in events]
+
+
+@pytest.mark.parametrize("years", [0, 6])  # as shipped, and as an archive scanned years later
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", 1e20, -1e20, "0001-01-01"])
+@pytest.mark.parametrize("where", ["front", "end", "both", "end, a batch of its own", "every line a batch"])
+def test_accounts_example_blacklists_u9_whatever_another_account_posts(shipped_engine, years, stamp, where):
+    lines = _shifted(ACCOUNTS.read_bytes().splitlines(keepends=True), years)
+    expected = _blacklists(_drive(shipped_engine, [lines], offenders_of(shipped_engine)))
+    assert [(kind, account, posts) for kind, _, account, posts, _, _ in expected] == [
+        ("account_blacklist", "u9", [101, 102, 103, 104, 105])]
+    outlier = _outlier(stamp)
+    batches = {
+        "front": [[outlier, *lines]],
+        "end": [[*lines, outlier]],
+        "both": [[outlier, *lines, outlier]],
+        "end, a batch of its own": [lines, [outlier]],
+        "every line a batch": [[line] for line in [outlier, *lines, outlier]],
+    }[where]
+    assert _blacklists(_drive(shipped_engine, batches, offenders_of(shipped_engine))) == expected
+
+
+@pytest.mark.parametrize("split", range(1, 10))
+@pytest.mark.parametrize("outlier", [False, True])
+def test_accounts_example_gives_the_same_answer_across_a_restore(shipped_engine, split, outlier):
+    """Two runs of scan --state: the second restores what the first saved."""
+    lines = _shifted(ACCOUNTS.read_bytes().splitlines(keepends=True), 6)
+    lines = [_outlier("9999-12-31T23:59:59-01:00"), *lines] if outlier else lines
+    expected = _blacklists(_drive(shipped_engine, [lines], offenders_of(shipped_engine)))
+    first = offenders_of(shipped_engine)
+    events = _drive(shipped_engine, [lines[:split]], first)
+    second = offenders_of(shipped_engine)
+    second.restore("scan", first.take_changes("scan"))
+    events += _drive(shipped_engine, [lines[split:]], second)
+    assert _blacklists(events) == expected
 
 
 # -- scan mode: SQLite state across runs, the stricter policy, the audit trail -------------

@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import orjson
-
-from .. import audit
+from .. import audit, jsonio
 from ..batch import BatchResult, DeadLetter
 from ..emit import now_iso
 from ..settings import Settings
@@ -48,14 +46,14 @@ def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None 
         ("screener.dead_lettered_at", now_iso().encode()),
     ]
     if letter is not None and letter.post_id is not None:
-        headers.append(("screener.post_id", orjson.dumps(letter.post_id)))
+        headers.append(("screener.post_id", jsonio.dumps(letter.post_id)))
     if letter is not None and letter.account_id is not None:
-        headers.append(("screener.account_id", orjson.dumps(letter.account_id)))
+        headers.append(("screener.account_id", jsonio.dumps(letter.account_id)))
     return Outgoing(topic, record.key, record.value if record.value is not None else b"", headers, "dead_letter")
 
 
 def audit_record(record: dict[str, Any], topic: str) -> Outgoing:
-    return Outgoing(topic, audit.key_of(record), orjson.dumps(record), [], "audit")
+    return Outgoing(topic, audit.key_of(record), jsonio.dumps(record), [], "audit")
 
 
 def sends_of(result: BatchResult, records: Sequence[Any], settings: Settings) -> Sends:

@@ -20,10 +20,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
-import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from .. import audit
+from .. import audit, jsonio
 from ..batch import Batch, Step, screen_batch
 from ..errors import ConfigError
 from ..judge import Engine
@@ -196,7 +195,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
 def _audit(producer: Any, settings: Settings, records: list[dict[str, Any]]) -> list[Any]:
     if not settings.audit_topic:
         return []
-    return [producer.send(settings.audit_topic, key=audit.key_of(r), value=orjson.dumps(r)) for r in records]
+    return [producer.send(settings.audit_topic, key=audit.key_of(r), value=jsonio.dumps(r)) for r in records]
 
 
 def read_topic_records(settings: Settings, topic: str) -> Iterator[dict[str, Any]]:
@@ -207,8 +206,8 @@ def read_topic_records(settings: Settings, topic: str) -> Iterator[dict[str, Any
             for r in records:
                 if r.value:
                     try:
-                        yield orjson.loads(r.value)
-                    except orjson.JSONDecodeError:
+                        yield jsonio.loads(r.value)
+                    except ValueError:  # orjson's and json's decode errors both are
                         continue
     finally:
         consumer.close()

@@ -18,7 +18,6 @@ is revoked.
 from __future__ import annotations
 
 import gc
-import operator
 import logging
 import signal
 import threading
@@ -32,7 +31,7 @@ from kafka.errors import KafkaError
 from .. import audit
 from ..batch import Batch, BatchResult, Step, screen_batch
 from ..judge import NO_TRACKER, Engine, Tracker
-from ..offenders import OffenderTracker, Offenders, event_time
+from ..offenders import OffenderTracker, Offenders, event_time, shard_clocks
 from ..settings import Settings
 from . import metrics
 from .outgoing import Outgoing, audit_record, sends_of, source_of
@@ -146,7 +145,7 @@ class Worker:
                     **{**CONSUMER_DEFAULTS, **self.settings.kafka, **self.settings.kafka_consumer})
                 return True
             except KafkaError as exc:
-                self.health.heartbeat = time.monotonic()  # retrying a broker is alive, not stalled
+                self.health.beat()  # retrying a broker is alive, not stalled
                 self._not_ready(f"cannot reach {self.settings.bootstrap_servers}: {exc}")
                 self.stop_requested.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -210,7 +209,7 @@ class Worker:
         started = time.perf_counter()
         result = screen_batch(self.step, Batch([r.value or b"" for r in batch], lambda i: source_of(batch[i]),
                                                lambda i: batch[i].timestamp / 1000),
-                              _PartitionAccounts(self.offenders, batch, parts))
+                              _PartitionAccounts(self.offenders, batch))
         sends = sends_of(result, batch, self.settings)
         if self.pending_audit and self.settings.audit_topic:
             sends.first += [audit_record(r, self.settings.audit_topic) for r in self.pending_audit]
@@ -309,7 +308,7 @@ class Worker:
                 elif item.action not in ("dead_letter", "state"):
                     metrics.EVENTS.labels(action=item.action).inc()
             in_flight = waiting
-            self.health.heartbeat = time.monotonic()  # waiting for a broker is alive, not stalled
+            self.health.beat()  # waiting for a broker is alive, not stalled
             if in_flight:
                 self._not_ready(f"{len(in_flight)} sends not yet acknowledged")
                 time.sleep(backoff)
@@ -465,8 +464,8 @@ class _PartitionAccounts:
     a shard per input partition; a post without ``published_at`` happened at
     its record's timestamp."""
 
-    def __init__(self, offenders: Offenders, records: Sequence[Any], parts: dict[TopicPartition, list[Any]]) -> None:
-        self.offenders, self.records, self.parts = offenders, records, parts
+    def __init__(self, offenders: Offenders, records: Sequence[Any]) -> None:
+        self.offenders, self.records = offenders, records
 
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if not self.offenders.config.enabled:
@@ -479,16 +478,10 @@ class _PartitionAccounts:
                batch: Batch) -> list[dict[str, Any]]:
         if not isinstance(tracker, OffenderTracker):
             return []
-        return tracker.finish(_clocks(self.parts))
+        records = self.records
+        return tracker.finish(shard_clocks(objects, lambda i: _tp(records[rows[i]]),
+                                           lambda i: records[rows[i]].timestamp / 1000))
 
 
 def _tp(record: Any) -> TopicPartition:
     return TopicPartition(record.topic, record.partition)
-
-
-_TIMESTAMP = operator.attrgetter("timestamp")
-
-
-def _clocks(parts: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, float]:
-    """The latest record time per partition of a batch: its stream time."""
-    return {tp: max(map(_TIMESTAMP, rs)) / 1000 for tp, rs in parts.items()}
