@@ -115,7 +115,7 @@ def _whole_lines(stream: BinaryIO) -> Callable[[int], tuple[list[bytes], int, in
 
 class _LineReader:
     """Lines of a stream a block at a time, none held beyond ``max_line_bytes + 2``
-    bytes (its content and "\r\n") plus the block.
+    bytes (its content and "\\r\\n") plus the block.
 
     ``BytesIO(block).readlines()`` splits a block in C as ``readlines`` splits
     a file's buffer (the BytesIO shares the block, it does not copy it), so
@@ -127,7 +127,7 @@ class _LineReader:
     def __init__(self, stream: BinaryIO, max_line_bytes: int, block: int = 0) -> None:
         self.stream = stream
         self.block = block  # 0: as the hint asks
-        self.keep = max_line_bytes + 2  # the longest line kept whole
+        self.keep = max_line_bytes + 2  # the longest line kept whole: the content and "\r\n"
         self.head = max_line_bytes + 1  # what is kept of a longer one
         self.start = b""  # the start of a line no block so far has finished (at most ``keep`` bytes)
         self.size = 0  # the bytes of that line so far (more than len(start) once it is too long)
