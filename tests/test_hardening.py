@@ -7,6 +7,7 @@ batch step (screener/batch.py) and the error tree of screener/cli.py.
 from __future__ import annotations
 
 import io
+import re
 import json
 import os
 import signal
@@ -302,3 +303,36 @@ def test_the_worker_is_alive_while_it_retries_an_unreachable_broker():
     finally:
         worker.request_stop()
         thread.join(timeout=30)
+
+
+# -- ids as written; one account's clock is not another's -------------------------------------------------------
+def test_an_id_beyond_64_bits_comes_out_digit_for_digit(tmp_path, capsys):
+    """Finding: 123456789012345678901234567890 was dead-lettered as a float, and
+    came out as 1.2345678901234568e+29 in another field."""
+    big = b"123456789012345678901234567890"
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": ' + big + b', "text": "\\u8d4c\\u535a", "ref": ' + big + b"}\n")
+    audit = tmp_path / "audit.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), str(source)]) == 0
+    out = capsys.readouterr().out.encode()
+    assert out.count(b'"post_id":' + big) == 1 and b'"ref":' + big in out
+    assert main(["audit", "--post", big.decode(), "--audit", str(audit), "--json"]) == 0
+    assert b'"post_id":' + big in capsys.readouterr().out.encode()
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "1e20", "1969-01-01T00:00:00Z"])
+def test_one_absurd_date_from_another_account_changes_no_blacklist(tmp_path, capsys, when):
+    """Finding: one post with a far-future or pre-1970 published_at moved the
+    shard's clock, so every other account's violations expired."""
+    example = (ROOT / "examples" / "accounts.jsonl").read_bytes()
+    date = when.encode() if when[0].isdigit() and "T" not in when else b'"' + when.encode() + b'"'
+    outlier = b'{"id": 999, "text": "\\u50bb\\u903c", "account_id": "other", "published_at": ' + date + b"}\n"
+    counts = []
+    for name, data in (("plain", example), ("front", outlier + example), ("end", example + outlier)):
+        source = tmp_path / f"{name}.jsonl"
+        source.write_bytes(data)
+        assert main(["scan", "--progress", "off", "--dead-letter", "/dev/null", "--state", str(tmp_path / f"{name}.db"),
+                     str(source)]) == 0
+        err = capsys.readouterr().err
+        counts.append(re.search(r"blacklisted=(\d+)", err).group(1))  # type: ignore[union-attr]
+    assert counts[0] == "1" and counts == ["1", "1", "1"]
