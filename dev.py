@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # screen examples/posts.jsonl, events on stdout
     python3 dev.py test    # the whole test suite
+    python3 dev.py lint    # ruff and mypy (CI runs them before the tests)
     python3 dev.py bench   # the throughput benchmark (benchmarks/README.md)
     python3 dev.py bench-stream   # end to end through Kafka (benchmarks/README.md)
     python3 dev.py bench-policy   # policy cost and rescan throughput (benchmarks/README.md)
@@ -41,6 +42,7 @@ def ensure_venv() -> None:
 COMMANDS = {
     "demo": lambda extra: [str(BIN / "screener"), "scan", str(ROOT / "examples" / "posts.jsonl"), *extra],
     "test": lambda extra: [str(BIN / "python"), "-m", "pytest", *(extra or ["-q"])],
+    "lint": lambda extra: ["sh", "-c", f'"{BIN / "ruff"}" check "$0" && "{BIN / "mypy"}"', str(ROOT)],
     "bench": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "throughput.py"), *extra],
     "bench-stream": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "stream.py"), *extra],
     "bench-policy": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "policy.py"), *extra],

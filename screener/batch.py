@@ -155,7 +155,7 @@ def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
     """
     try:
         return _screen(step, batch, accounts, review)
-    except Exception as exc:  # noqa: BLE001 - see the docstring
+    except Exception as exc:
         if not batch.raws:
             raise
         if len(batch.raws) == 1:
@@ -166,10 +166,13 @@ def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
     half = len(batch.raws) // 2
     result = BatchResult()
     for lo, hi in ((0, half), (half, len(batch.raws))):
-        part = Batch(batch.raws[lo:hi], lambda i, lo=lo: batch.origin(lo + i),
-                     lambda i, lo=lo: batch.fallback_time(lo + i))
-        result.extend(screen_batch(step, part, accounts, review), lo)
+        result.extend(screen_batch(step, _part(batch, lo, hi), accounts, review), lo)
     return result
+
+
+def _part(batch: Batch, lo: int, hi: int) -> Batch:
+    """Records ``lo:hi`` of a batch, still saying where each came from."""
+    return Batch(batch.raws[lo:hi], lambda i: batch.origin(lo + i), lambda i: batch.fallback_time(lo + i))
 
 
 def _alone_dead(step: Step, batch: Batch, dead: DeadLetter) -> BatchResult:

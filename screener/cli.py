@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import orjson
 
@@ -188,7 +188,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         account["blacklisted"] = True
     report = explain(_engine(_settings(args)), args.text, account, profile=args.profile, bio=args.bio)
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(report, default=jsonio.default, option=orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        options = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+        _stdout().write(orjson.dumps(report, default=jsonio.default, option=options))
     else:
         print(render(report))
     return 0
@@ -235,7 +236,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from . import audit
 
     if args.audit_files:
-        records = []
+        records: list[dict[str, Any]] = []
         for path in args.audit_files:
             try:
                 records += audit.read_jsonl(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -58,12 +58,12 @@ def _numba_loop() -> Callable[..., int] | None:
         return None
     try:
         return _compile(numba)
-    except Exception:  # noqa: BLE001 - a broken numba install must not stop screening
+    except Exception:
         log.warning("numba failed to compile the fold loop; using numpy", exc_info=True)
         return None
 
 
-def _compile(numba) -> Callable[..., int]:  # type: ignore[no-untyped-def]
+def _compile(numba: Any) -> Callable[..., int]:
     def loop(points, table, delete, separator, separators, out, starts):  # pragma: no cover - compiled
         j = 0
         first = 0

@@ -22,4 +22,4 @@ def decide(hits: Sequence[Hit]) -> Verdict:
 def strictest(actions: Sequence[str]) -> Verdict:
     """The strictest of ``actions`` (``pass`` when empty); the one ordering
     every stage uses (hits, policy effects, rescans)."""
-    return max(actions, key=SEVERITY_OF_ACTION.__getitem__, default="pass")  # type: ignore[arg-type,return-value]
+    return max(actions, key=SEVERITY_OF_ACTION.__getitem__, default="pass")  # type: ignore[arg-type]

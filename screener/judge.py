@@ -185,7 +185,7 @@ class Engine:
         for name, screening in found:
             hits += self._judge_hits("profile", screening.hits, seen, name)
             suppressed += [d for d in screening.decisions if not d.kept]
-        return Judgement(index, "profile", strictest([h.action for h in hits]), account, hits, suppressed)  # type: ignore[arg-type]
+        return Judgement(index, "profile", strictest([h.action for h in hits]), account, hits, suppressed)
 
     def _judge_hits(self, scope: str, hits: Sequence[Hit], account: dict[str, Any], name: str | None = None) -> list[JudgedHit]:
         out = []

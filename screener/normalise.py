@@ -254,7 +254,7 @@ class _HtmlScanner:
         Just ``end`` for any other tag, and when the element has no end tag
         that closes: its content stays text.
         """
-        name = _TAG_NAME.match(self.text, start + 1).group()
+        name = _TAG_NAME.match(self.text, start + 1).group()  # type: ignore[union-attr]  # the tag matched here
         if name.lower() not in _RAW_TEXT:
             return end
         close = self.finder(name.lower())(end)
@@ -283,6 +283,7 @@ class _HtmlScanner:
             end = m.end()
         else:
             m = _NAME.match(text, amp + 1)  # there is one: the opener pattern looked at it
+            assert m is not None
             name = _named_entity(m.group(), text.startswith(";", m.end()))
             char = _ENTITIES.get(name, "")
             if len(char) != 1:  # unknown, or two code points: text
@@ -307,13 +308,14 @@ def _match_tag(text: str, start: int) -> tuple[int, int]:
     for every "<" after it).
     """
     m = _TAG.match(text, start)
+    assert m is not None  # every group of the pattern is optional: it always matches
     if m.group("tag") is None:
         return -1, -1
     if m.group("end"):
         return m.end(), -1
     stop = m.end()
     if stop < len(text):  # stopped at the attribute whose quoted value never closes
-        stop = _UNCLOSED_VALUE.match(text, stop).end()
+        stop = _UNCLOSED_VALUE.match(text, stop).end()  # type: ignore[union-attr]  # it matched at stop
     return -1, stop
 
 

@@ -178,7 +178,7 @@ def shard_clocks(objects: Sequence[dict[str, Any]], shard_of: Callable[[int], H]
         groups.setdefault(shard_of(i), []).append(i)
     clocks = {}
     for shard, indices in groups.items():
-        fallback = (lambda k, ix=indices: fallback_of(ix[k])) if fallback_of else None  # type: ignore[misc]
+        fallback = (lambda k, ix=indices: fallback_of(ix[k])) if fallback_of else None
         clock = clock_of([objects[i] for i in indices], fallback, now=now)
         if clock is not None:
             clocks[shard] = clock

@@ -253,7 +253,8 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
                   offenders or OffenderConfig(), tuple(warnings))
 
 
-def _list(name: str, body: str, base: Path, where: tuple[str, int], lists: Mapping[str, Any]) -> tuple[frozenset[str], list[Problem], bytes]:
+def _list(name: str, body: str, base: Path, where: tuple[str, int],
+          lists: Mapping[str, Any]) -> tuple[frozenset[str], list[Problem], bytes]:
     problems = []
     if not _ID.match(name):
         problems.append(Problem(*where, f"list name {name!r}: use letters, digits, '_', '-', '.'"))

@@ -30,7 +30,7 @@ from .batch import Batch, BatchResult, Step, screen_batch
 from .errors import ConfigError, InputError, OutputError
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
-from .scan import Outputs, Progress, chunks_of
+from .scan import Outputs, Progress, chunks_of, origin_of
 from .settings import Settings
 from .source import total_size
 
@@ -197,7 +197,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
         return summary
     previous.restore_noted(checkpoint.state.get("noted", {}))
     resume = tuple(checkpoint.state.get("next", (0, 0, 1)))
-    chunks = chunks_of(paths, settings, resume)  # type: ignore[arg-type]
+    chunks = chunks_of(paths, settings, resume)
     step = Step.of(settings, engine, bool(settings.audit))
     progress = Progress(total_size(paths), settings.progress)
     started = time.perf_counter()
@@ -207,7 +207,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
         outputs.write(BatchResult(audit=[start]), "", 0, [])
         noted = dict(checkpoint.state.get("noted", {}))
         for chunk in chunks:
-            batch = Batch(chunk.lines, lambda i, c=chunk: {"file": c.source, "line": c.first_line + i})
+            batch = Batch(chunk.lines, origin_of(chunk))
             result = screen_batch(step, batch, review=previous)
             outputs.write(result, chunk.source, chunk.first_line, chunk.lines)
             summary.posts += len(chunk.lines)

@@ -170,6 +170,11 @@ def _writing(option: str, path: str | None) -> Iterator[None]:
         raise OutputError(f"cannot write {option} {path or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
+def origin_of(chunk: Chunk) -> Callable[[int], dict[str, Any]]:
+    """Where record ``i`` of a chunk came from, as the audit trail names it."""
+    return lambda i: {"file": chunk.source, "line": chunk.first_line + i}
+
+
 def chunks_of(paths: Sequence[str], settings: Settings,
               resume: tuple[int, int, int] = (0, 0, 1)) -> Iterator[Chunk]:
     """:func:`screener.source.read_chunks`, with every path checked now,
@@ -209,7 +214,7 @@ def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: Bina
         outputs = Outputs(settings, out)
         try:
             for chunk in chunks:
-                batch = Batch(chunk.lines, lambda i, c=chunk: {"file": c.source, "line": c.first_line + i})
+                batch = Batch(chunk.lines, origin_of(chunk))
                 result = screen_batch(step, batch, state)
                 outputs.write(result, chunk.source, chunk.first_line, chunk.lines)
                 state.save()  # after the chunk's events and audit records are out

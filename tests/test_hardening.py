@@ -26,7 +26,6 @@ from screener.batch import Batch, Step, dead_letter_of, screen_batch
 from screener.cli import main
 from screener.emit import Limits
 from screener.judge import Engine
-from screener.scan import run_scan
 from screener.settings import Settings
 
 from .conftest import LEXICONS, ROOT

@@ -281,17 +281,17 @@ class _Work:
         for name in ("_TAG", "_UNCLOSED_VALUE", "_TAG_NAME", "_NUMERIC", "_NAME"):
             monkeypatch.setattr(normalise, name, self._proxy(getattr(normalise, name)))
 
-    def _proxy(self, pattern):  # noqa: ANN001, ANN202
+    def _proxy(self, pattern):
         work = self
 
         class Proxy:
-            def search(self, text, pos=0):  # noqa: ANN001, ANN202
+            def search(self, text, pos=0):
                 m = pattern.search(text, pos)
                 work.calls += 1
                 work.chars += (m.end() if m else len(text)) - pos + 1
                 return m
 
-            def match(self, text, pos=0):  # noqa: ANN001, ANN202
+            def match(self, text, pos=0):
                 m = pattern.match(text, pos)
                 work.calls += 1
                 unclosed = pattern is _TAG and m.group("tag") is not None and m.group("end") is None
@@ -304,7 +304,7 @@ class _Work:
         work = self
 
         class CountingStr(str):
-            def find(self, sub, start=0, end=None):  # noqa: ANN001, ANN202
+            def find(self, sub, start=0, end=None):
                 hit = str.find(self, sub, start, len(self) if end is None else end)
                 work.calls += 1
                 work.chars += (hit if hit >= 0 else len(self)) - start + 1

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
-from screener.stream import metrics  # noqa: E402
+from screener.stream import metrics
 
 
 @pytest.fixture

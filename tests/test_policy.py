@@ -7,7 +7,6 @@ screener does not author such lists.
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 

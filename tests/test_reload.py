@@ -12,13 +12,13 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
-from prometheus_client import REGISTRY  # noqa: E402
+from prometheus_client import REGISTRY
 
-from screener.errors import ConfigError  # noqa: E402
-from screener.judge import Engine  # noqa: E402
-from screener.stream.reload import LexiconReloader  # noqa: E402
+from screener.errors import ConfigError
+from screener.judge import Engine
+from screener.stream.reload import LexiconReloader
 
-from .test_policy import FILES, MANIFEST  # noqa: E402
+from .test_policy import FILES, MANIFEST
 
 
 def failures() -> float:

@@ -194,7 +194,8 @@ def _rule(
         return None, [Problem(entry.path, entry.line, "term is empty after normalisation (only noise characters)", written)], []
     if any(len(p) > MAX_TERM_CHARS for p in parts):
         longest = max(map(len, parts))
-        return None, [Problem(entry.path, entry.line, f"term longer than {MAX_TERM_CHARS} characters ({longest} after normalisation)", written[:40])], []
+        reason = f"term longer than {MAX_TERM_CHARS} characters ({longest} after normalisation)"
+        return None, [Problem(entry.path, entry.line, reason, written[:40])], []
     if any("\x00" in p for p in parts):  # possible when noise_categories leaves out Cc
         return None, [Problem(entry.path, entry.line, "term contains U+0000, which separates posts in a batch", written)], []
     warnings = []
@@ -216,7 +217,8 @@ def _rule(
 def _allow_warnings(rules: list[Rule]) -> list[Problem]:
     allowed = {r.parts[0]: r for r in rules if r.kind == "allow"}
     return [
-        Problem(r.path, r.line, f"term {r.label!r} is always suppressed by allow entry at {allowed[r.parts[0]].path}:{allowed[r.parts[0]].line}", r.label)
+        Problem(r.path, r.line, f"term {r.label!r} is always suppressed by allow entry at "
+                f"{allowed[r.parts[0]].path}:{allowed[r.parts[0]].line}", r.label)
         for r in rules
         if r.kind == "term" and r.parts[0] in allowed
     ]

@@ -162,8 +162,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     try:
         for records, at in read_range(consumer, topic, start, settings.batch_records, positions, stop,
                                       until_ms=until_ms):
-            result = screen_batch(step, Batch([r.value or b"" for r in records], lambda i: source_of(records[i])),
-                                  review=previous)
+            result = screen_batch(step, Batch([r.value or b"" for r in records], _origins(records)), review=previous)
             sends = sends_of(result, records, settings)
             for part in (sends.first, sends.then):  # audit records and dead letters before events
                 futures = [producer.send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in part]
@@ -190,6 +189,10 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
         if own_producer:
             producer.close()
     return summary
+
+
+def _origins(records: Sequence[Any]) -> Any:
+    return lambda i: source_of(records[i])
 
 
 def _audit(producer: Any, settings: Settings, records: list[dict[str, Any]]) -> list[Any]:
