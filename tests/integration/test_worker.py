@@ -190,3 +190,41 @@ def test_rebalance_mid_stream_loses_nothing(topics, workers):
     assert consumed >= 3000
     assert first.terminate() == 0 and second.terminate() == 0
     assert sum(committed(topics.bootstrap, topics.group, topics.input).values()) == 3000
+
+
+def test_hostile_posts_neither_stall_nor_crash_the_worker(topics, workers, tmp_path):
+    """Issue 9: a post of 8,000 terms (its event and audit record were over
+    the producer's 1 MB request: retried for ever, nothing committed), far-
+    future timestamps on an account that gets blacklisted (the worker died
+    on `year 10000 is out of range`, again after every restart), and an id
+    beyond 64 bits. Every post comes out, the offsets are committed, and the
+    worker stays up and ready."""
+    policy = tmp_path / "strict.policy"
+    policy.write_text((ROOT / "policy" / "default.policy").read_text(encoding="utf-8").replace("threshold=5", "threshold=2"),
+                      encoding="utf-8")
+    worker = workers(topics, "--policy", str(policy)).start()
+    big = b"123456789012345678901234567890"
+    values = [
+        orjson.dumps({"id": 1, "text": "赌博" * 8000, "account_id": "a1"}),
+        orjson.dumps({"id": 2, "text": TEXTS["flag"], "account_id": "far", "published_at": "9999-12-31T23:59:59-01:00"}),
+        orjson.dumps({"id": 3, "text": TEXTS["flag"], "account_id": "far", "published_at": 1e20}),
+        b'{"id": ' + big + b', "text": "\\u8d4c\\u535a", "account_id": "a3"}',
+        orjson.dumps({"id": 5, "text": TEXTS["recall"], "account_id": "a5"}),
+    ]
+    produce(topics.bootstrap, topics.input, values, keys=[b"a1", b"far", b"far", b"a3", b"a5"])
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= 6)  # 5 posts, 1 blacklist
+    by_kind: dict = {}
+    for r in events:
+        by_kind.setdefault(orjson.loads(r.value)["kind"], []).append(r.value)
+    assert len(by_kind["post"]) == 5 and len(by_kind["account_blacklist"]) == 1
+    flood = next(orjson.loads(v) for v in by_kind["post"] if b'"post_id":1,' in v)
+    assert flood["truncated"] == {"hits": 8000} and len(flood["hits"]) == 100
+    assert any(b'"post_id":' + big in v for v in by_kind["post"])
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == len(values))
+    deadline = time.monotonic() + 30
+    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < len(values):
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.5)
+    assert worker.get("/readyz")[0] == 200 and worker.get("/healthz")[0] == 200
+    assert worker.metric('screener_posts_total{outcome="dead_lettered"}') == 0
+    assert worker.terminate() == 0
