@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import LexiconError, Problem
 from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
+from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
 from .variants import regional_variants
+
+if TYPE_CHECKING:
+    from ..cache import Cache
 
 #: Longest term (each part of a combination, each allow entry) after
 #: normalisation. Real terms are words and short phrases (the shipped ones
@@ -41,8 +45,10 @@ class LexiconSet:
     directory: str
     version: str
     categories: Mapping[str, Category]
-    rules: tuple[Rule, ...]
-    patterns: tuple[Pattern, ...]
+    #: Read-only sequences (``screener/lexicon/tables.py``): rule and pattern
+    #: objects are made on first use in a set loaded from the cache.
+    rules: RuleTable
+    patterns: PatternTable
     normaliser: Normaliser
     warnings: tuple[Problem, ...]
     #: The kind of message this view screens (see :meth:`for_scope`).
@@ -50,7 +56,7 @@ class LexiconSet:
 
     @property
     def term_count(self) -> int:
-        return sum(1 for r in self.rules if r.kind != "allow")
+        return self.rules.term_count
 
     def for_scope(self, scope: str) -> "LexiconSet":
         """The set as one kind of message sees it.
@@ -64,7 +70,7 @@ class LexiconSet:
         """
         rules = self.rules
         if scope == "profile":
-            rules = tuple(replace(r, mode="substring") if r.kind != "allow" else r for r in rules)
+            rules = rules.with_mode("substring")  # rules made on demand: 100k copies took 0.7 s
         return replace(self, rules=rules, scope=scope)
 
     @property
@@ -76,8 +82,12 @@ class LexiconSet:
         return frozenset(k for k, c in self.categories.items() if c.scope not in (self.scope, "both"))
 
 
-def load_lexicons(directory: str | Path) -> LexiconSet:
-    """Load ``directory`` or raise :class:`LexiconError` with every problem."""
+def load_lexicons(directory: str | Path, cache: "Cache | None" = None) -> LexiconSet:
+    """Load ``directory`` or raise :class:`LexiconError` with every problem.
+
+    ``cache``: where the fold table may come from (and goes to); the set
+    itself is cached by :func:`screener.compiled.load_compiled`.
+    """
     root = Path(directory)
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
@@ -90,7 +100,12 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
     manifest = _manifest(root)
     categories = manifest.categories
     problems += manifest.problems
-    normaliser = Normaliser(manifest.normalise)
+    if cache is not None:
+        from ..compiled import fold_table
+
+        normaliser = Normaliser(manifest.normalise, fold_table(manifest.normalise.fold, cache))
+    else:
+        normaliser = Normaliser(manifest.normalise)
     entries: list[tuple[str, Entry]] = []
     for path in files:
         key = path.stem
@@ -112,7 +127,7 @@ def load_lexicons(directory: str | Path) -> LexiconSet:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns = _patterns(rules, normaliser)
     return LexiconSet(
-        str(root), content_version(root), dict(categories), tuple(rules), tuple(patterns),
+        str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
     )
 
@@ -151,8 +166,10 @@ def _compile_rules(
     rules: list[Rule] = []
     in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
     first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
+    folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts]))  # one batch, not 100k calls
     for key, entry in entries:
-        rule, found, warned = _rule(key, entry, categories[key], normaliser)
+        parts = tuple(next(folded) for _ in entry.parts)
+        rule, found, warned = _rule(key, entry, categories[key], parts)
         problems += found
         warnings += warned
         if rule is None:
@@ -186,9 +203,9 @@ def _compile_rules(
 
 
 def _rule(
-    key: str, entry: Entry, category: Category, normaliser: Normaliser
+    key: str, entry: Entry, category: Category, parts: tuple[str, ...]
 ) -> tuple[Rule | None, list[Problem], list[Problem]]:
-    parts = tuple(normaliser.fold_string(p) for p in entry.parts)
+    """The rule of one entry, whose ``parts`` are already normalised."""
     written = " + ".join(entry.parts)
     if any(not p for p in parts):
         return None, [Problem(entry.path, entry.line, "term is empty after normalisation (only noise characters)", written)], []
@@ -224,7 +241,7 @@ def _allow_warnings(rules: list[Rule]) -> list[Problem]:
 
 def _patterns(rules: list[Rule], normaliser: Normaliser) -> list[Pattern]:
     parts = [(index, part_no, part) for index, rule in enumerate(rules) for part_no, part in enumerate(rule.parts)]
-    variants = regional_variants([p for _, _, p in parts], normaliser.fold_string)
+    variants = regional_variants([p for _, _, p in parts], normaliser.fold_many)
     patterns: list[Pattern] = []
     for (index, part_no, part), alts in zip(parts, variants):
         patterns.append(Pattern(part, index, part_no))
