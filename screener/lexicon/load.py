@@ -207,6 +207,10 @@ def _rule(
 ) -> tuple[Rule | None, list[Problem], list[Problem]]:
     """The rule of one entry, whose ``parts`` are already normalised."""
     written = " + ".join(entry.parts)
+    if len(parts) == 1:  # nearly every entry: the checks below without three generators
+        only = parts[0]
+        if only and len(only) <= MAX_TERM_CHARS and "\x00" not in only:
+            return _checked_rule(key, entry, category, parts, written)
     if any(not p for p in parts):
         return None, [Problem(entry.path, entry.line, "term is empty after normalisation (only noise characters)", written)], []
     if any(len(p) > MAX_TERM_CHARS for p in parts):
@@ -214,6 +218,12 @@ def _rule(
         return None, [Problem(entry.path, entry.line, f"term longer than {MAX_TERM_CHARS} characters ({longest} after normalisation)", written[:40])], []
     if any("\x00" in p for p in parts):  # possible when noise_categories leaves out Cc
         return None, [Problem(entry.path, entry.line, "term contains U+0000, which separates posts in a batch", written)], []
+    return _checked_rule(key, entry, category, parts, written)
+
+
+def _checked_rule(
+    key: str, entry: Entry, category: Category, parts: tuple[str, ...], written: str
+) -> tuple[Rule, list[Problem], list[Problem]]:
     warnings = []
     for raw, folded in zip(entry.parts, parts):
         if folded != raw:
