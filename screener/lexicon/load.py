@@ -54,6 +54,11 @@ class LexiconSet:
     #: The kind of message this view screens (see :meth:`for_scope`).
     scope: str = "post"
 
+    def __post_init__(self) -> None:
+        # Callers may pass plain tuples; screening asks the tables' questions.
+        object.__setattr__(self, "rules", RuleTable.of(self.rules))
+        object.__setattr__(self, "patterns", PatternTable.of(self.patterns))
+
     @property
     def term_count(self) -> int:
         return self.rules.term_count
