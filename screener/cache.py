@@ -99,7 +99,11 @@ class Cache:
         none; ``""``: :func:`default_directory`; else that directory."""
         if value is None or value.strip().lower() == "off":
             return cls(None)
-        return cls(Path(value).expanduser() if value else default_directory())
+        try:
+            return cls(Path(value).expanduser() if value else default_directory())
+        except (RuntimeError, KeyError, OSError) as exc:  # no home directory to expand
+            log.warning("screener: no cache directory (%s); building without the cache", exc)
+            return cls(None)
 
     def __repr__(self) -> str:
         return f"Cache({str(self.directory) if self.directory else None!r})"

@@ -206,6 +206,7 @@ class _Rows:
     def rule(self, i: int) -> Rule:
         if self._text is None:
             self._text = bytes(self._raw).decode("utf-8")
+            self._raw = memoryview(b"")  # decoded: the bytes are not needed again
         rid, written, parts = self._text[int(self.offsets[i]):int(self.offsets[i + 1])].split(_FIELD)
         within = int(self.within[i])
         m, c = self.meta, self.codes
@@ -246,6 +247,7 @@ class PatternTable(_Table, Sequence[Pattern]):
             assert self._raw is not None
             text = bytes(self._raw).decode("utf-8")
             self._texts = [text[a:b] for a, b in zip(self._offsets[:-1].tolist(), self._offsets[1:].tolist())]
+            self._raw = None
         return self._texts
 
     def _make(self, index: int) -> Pattern:
