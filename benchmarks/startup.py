@@ -22,7 +22,10 @@ and its punctuation spares jieba (whose dictionary load, 0.5-1 s, comes with
 the first hit that needs a word-boundary check; see the README).
 
 ``--stages`` also breaks one cold build per size into its parts, in one
-process: what dominates the cold build. Results: ``results/startup.md``,
+process: what dominates the cold build. ``--worker`` also times ``screener
+run`` from process start to ``/readyz`` answering 200 (partitions assigned),
+the same contenders, against a Tansu broker (as ``stream.py``), each start
+in a fresh consumer group. Results: ``results/startup.md``,
 ``results/startup.json``.
 """
 
@@ -56,9 +59,14 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
+_MADE: dict[int, tuple[Path, str]] = {}
+
+
 def lexicon_dirs(sizes: list[int], work: Path) -> dict[int, tuple[Path, str]]:
     """Lexicon directory and a term of it, per size (the shipped set for 86)."""
-    out: dict[int, tuple[Path, str]] = {}
+    if all(s in _MADE for s in sizes):
+        return _MADE
+    out = _MADE
     generated = [s for s in sizes if s != SHIPPED]
     if SHIPPED in sizes:
         out[SHIPPED] = (ROOT / "lexicons", "赌博")
@@ -90,6 +98,8 @@ def run_scan(code: Path, lexdir: Path, post: Path, cache_dir: Path | None) -> fl
 
 def export(revision: str, work: Path) -> Path:
     target = work / f"baseline-{revision.replace('/', '_')}"
+    if target.exists():
+        return target
     target.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
@@ -127,6 +137,58 @@ def measure(sizes: list[int], reps: int, baseline: str | None, work: Path) -> li
                "all": {name: [round(x, 3) for x in t] for name, t in times.items()}}
         rows.append(row)
         print(f"  {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
+    return rows
+
+
+def worker_ready(code: Path, lexdir: Path, cache_dir: Path | None, broker, work: Path) -> float:
+    """Seconds from ``screener run`` starting to /readyz answering 200."""
+    from integration.conftest import WorkerProcess, create_topics
+
+    topics = create_topics(broker.bootstrap)
+    env = {"PYTHONPATH": str(code), "SCREENER_CACHE_DIR": str(cache_dir) if cache_dir else "off"}
+    worker = WorkerProcess(topics, work, "--lexicons", str(lexdir), env=env)
+    start = time.perf_counter()
+    worker.process = subprocess.Popen(worker.args, env=worker.env, stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir(),
+                                      stderr=open(worker.log_path, "ab"), start_new_session=True)
+    try:
+        worker.wait_ready(timeout=180)
+        return time.perf_counter() - start
+    finally:
+        worker.terminate()
+        worker.cleanup()
+
+
+def measure_worker(sizes: list[int], reps: int, baseline: str | None, work: Path) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from integration.conftest import Broker
+
+    lexicons = lexicon_dirs(sizes, work)
+    before = export(baseline, work) if baseline else None
+    broker = Broker()
+    rows = []
+    try:
+        for size in sizes:
+            lexdir = lexicons[size][0]
+            cached_dir = work / f"worker-cache{size}"
+            contenders = {
+                "cold": lambda rep: worker_ready(ROOT, lexdir, work / f"worker-cold{size}-{rep}", broker, work),
+                "cached": lambda rep: worker_ready(ROOT, lexdir, cached_dir, broker, work),
+            }
+            if before is not None:
+                contenders["before"] = lambda rep: worker_ready(before, lexdir, None, broker, work)
+            for name in contenders:  # untimed: bytecode, numba's cache, the cached entry
+                contenders[name](-1)
+            times: dict[str, list[float]] = {name: [] for name in contenders}
+            names = list(contenders)
+            for rep in range(reps):
+                for name in names[rep % len(names):] + names[:rep % len(names)]:
+                    times[name].append(contenders[name](rep))
+            row = {"terms": size, **{n: round(statistics.median(t), 3) for n, t in times.items()},
+                   "all": {n: [round(x, 3) for x in t] for n, t in times.items()}}
+            rows.append(row)
+            print(f"  worker {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
+    finally:
+        broker.stop()
     return rows
 
 
@@ -176,24 +238,28 @@ def run_stages(sizes: list[int], work: Path) -> dict[int, dict]:
     return found
 
 
-def report(rows: list[dict], stage_rows: dict[int, dict], info: dict, reps: int, baseline: str | None, out: Path) -> str:
+def _table(title: str, rows: list[dict], baseline: str | None) -> list[str]:
     has_before = any("before" in r for r in rows)
     head = ["terms", *(["before: " + str(baseline)] if has_before else []), "cold (empty cache)", "cached"]
     if has_before:
         head += ["before ÷ cached"]
-    lines = [
-        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}",
-        f"`screener scan` of one post, process start to exit, seconds, median of {reps}",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---:|" * len(head),
-    ]
+    lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for r in rows:
         label = f"{r['terms']} (shipped)" if r["terms"] == SHIPPED else f"{r['terms']:,}"
         cells = [label, *([f"{r['before']:.2f}"] if has_before else []), f"{r['cold']:.2f}", f"{r['cached']:.2f}"]
         if has_before:
             cells.append(f"{r['before'] / r['cached']:.1f}×")
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(rows: list[dict], stage_rows: dict[int, dict], worker_rows: list[dict], info: dict, reps: int,
+           baseline: str | None, out: Path) -> str:
+    lines = [f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}", ""]
+    lines += _table(f"`screener scan` of one post, process start to exit, seconds, median of {reps}", rows, baseline)
+    if worker_rows:
+        lines += [""] + _table(f"`screener run`, process start to /readyz 200 (Kafka group join included), "
+                               f"seconds, median of {reps}", worker_rows, baseline)
     if stage_rows:
         names = list(next(iter(stage_rows.values())))
         lines += ["", "Cold build by part (one process, seconds):", "",
@@ -204,8 +270,8 @@ def report(rows: list[dict], stage_rows: dict[int, dict], info: dict, reps: int,
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     (out / "startup.md").write_text(table + "\n", encoding="utf-8")
-    (out / "startup.json").write_text(json.dumps({"machine": info, "rows": rows, "stages": stage_rows}, indent=2),
-                                      encoding="utf-8")
+    (out / "startup.json").write_text(json.dumps({"machine": info, "rows": rows, "stages": stage_rows,
+                                                  "worker": worker_rows}, indent=2), encoding="utf-8")
     return table
 
 
@@ -215,6 +281,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--baseline", metavar="REV", help="also time this git revision's code (e.g. main)")
     parser.add_argument("--stages", action="store_true", help="break a cold build into its parts, per size")
+    parser.add_argument("--worker", action="store_true", help="also time `screener run` to ready (needs Tansu)")
     parser.add_argument("--quick", action="store_true", help="smoke run: the shipped set, 1 rep")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--child-stages", type=Path, help=argparse.SUPPRESS)
@@ -223,15 +290,16 @@ def main() -> int:
         print(json.dumps(stages(args.child_stages)))
         return 0
     if args.quick:
-        args.sizes, args.reps, args.baseline, args.stages = str(SHIPPED), 1, None, False
+        args.sizes, args.reps, args.baseline, args.stages, args.worker = str(SHIPPED), 1, None, False, False
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="screener-startup-"))
     try:
         rows = measure(sizes, args.reps, args.baseline, work)
         stage_rows = run_stages(sizes, work) if args.stages else {}
+        worker_rows = measure_worker(sizes, args.reps, args.baseline, work) if args.worker else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(report(rows, stage_rows, machine(), args.reps, args.baseline, args.out))
+    print(report(rows, stage_rows, worker_rows, machine(), args.reps, args.baseline, args.out))
     return 0
 
 
