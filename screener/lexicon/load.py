@@ -7,6 +7,7 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,7 +94,20 @@ def load_lexicons(directory: str | Path, cache: "Cache | None" = None) -> Lexico
     ``cache``: where the fold table may come from (and goes to); the set
     itself is cached by :func:`screener.compiled.load_compiled`.
     """
-    root = Path(directory)
+    # Hundreds of thousands of objects are made here and kept: at 100k terms
+    # the cyclic collector ran 7 full passes over them, found 5 objects to
+    # free and cost ~0.3 s of a 2 s load (measured). Paused for the load only;
+    # reference counting still frees everything that is not in a cycle.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(Path(directory), cache)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(root: Path, cache: "Cache | None") -> LexiconSet:
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
     try:
