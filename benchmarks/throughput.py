@@ -93,6 +93,7 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
 
         lexicons = load_lexicons(lexdir)
         screener = Screener(lexicons, "auto" if contender.startswith("scan") else contender)
+        compact.load()  # numba, as a long-running process has it (a short scan folds with numpy: compact.py)
         screener.verifier.segmenter.tokens("预热", 0, 1)  # jieba's dictionary load is start-up, not screening
         result["build_s"] = time.perf_counter() - start
         result["matcher"] = screener.matcher_name

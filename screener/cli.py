@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Any, BinaryIO, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
 
 import orjson
 
@@ -23,6 +23,9 @@ from .errors import BrokerError, ConfigError, InputError, LexiconError, OutputEr
 from .judge import Engine
 from .lexicon import load_lexicons
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +142,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
-    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
+    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher, settings.cache_dir)
     for warning in engine.policy.warnings:  # e.g. a rule for a category this lexicon set lacks
         print(f"{warning} [warning]", file=sys.stderr)
     return engine
@@ -262,10 +265,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _fold_cache() -> "Cache":
+    """The cache for ``lexicon check``'s fold table: the cache_dir setting
+    (environment, SCREENER_CONFIG), or none if the settings do not load
+    (checking a lexicon needs no other setting, so it does not fail on them)."""
+    from .cache import Cache
+
+    try:
+        return Cache.from_setting(load_settings({}).cache_dir)
+    except ConfigError:
+        return Cache(None)
+
+
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
     from .policy import load_policy
 
-    lexicons = load_lexicons(args.directory)  # LexiconError (and PolicyError) → main prints problems
+    lexicons = load_lexicons(args.directory, _fold_cache())  # LexiconError (and PolicyError) → main prints problems
     policy = load_policy(args.policy, lexicons.categories) if args.policy not in (None, "", "none") else None
     warnings = [*lexicons.warnings, *(policy.warnings if policy else ())]
     for warning in warnings:

@@ -13,6 +13,15 @@ right after it ~10% faster, and ``scan`` end to end 1.16-1.26x (the
 The numpy version stays. It runs where numba does not import (a platform
 without wheels), and it is the reference that the compiled loop is tested
 against. ``SCREENER_COMPACT=numpy`` forces it.
+
+Loading numba costs ~0.45 s (import and the compiled loop from numba's disk
+cache; more the first time on a machine) and saves ~1 ms per MB of posts
+(the fold 1.25 → 0.5 ms per MB, and Hyperscan's scan after it a little),
+so it pays only after some 400 MB. A process therefore folds with numpy
+until it has folded :data:`NUMBA_AFTER` code points, then loads numba for
+the rest: a ``scan`` of a few files never loads it, a ``scan`` of gigabytes
+does, and the worker, which runs for days, loads it at start-up
+(:func:`load`). ``SCREENER_COMPACT=numba`` loads it at the first batch.
 """
 
 from __future__ import annotations
@@ -96,15 +105,19 @@ def _compile(numba: Any) -> Callable[..., int]:
 
 _LOOP: Callable[..., int] | None = None
 _IMPLEMENTATION: str | None = None
+#: Code points a process folds with numpy before it loads numba (~128 M:
+#: 384 MB of Chinese text, where the load has about paid for itself).
+NUMBA_AFTER = 128 << 20
+_folded_without = 0
 
 
 def load() -> str:
     """Choose the implementation (once per process) and return its name.
 
-    Lazy, because numba costs about 0.1 s and 100 MB of RSS to import: the
-    commands that never fold a batch (``lexicon check``, ``audit``) do not pay
-    it. :class:`screener.pipeline.Screener` calls it when it is built, so the
-    first batch does not pay the compile either.
+    Lazy, because numba costs about 0.45 s and 100 MB of RSS to load: only
+    a process that folds a lot (:data:`NUMBA_AFTER`) or says it will (the
+    worker calls this at start-up, so its first batch does not pay the
+    load) pays it.
     """
     global _LOOP, _IMPLEMENTATION
     if _IMPLEMENTATION is None:
@@ -130,9 +143,20 @@ def compact_numba(points: np.ndarray, table: np.ndarray, delete: int, separator:
     return out[:n], starts
 
 
+def current() -> str:
+    """The implementation folding batches now, without loading anything."""
+    return _IMPLEMENTATION or "numpy"
+
+
 def compact(points: np.ndarray, table: np.ndarray, delete: int, separator: int,
             separators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The chosen implementation (:func:`load`)."""
+    """numpy until :data:`NUMBA_AFTER` code points, then the chosen
+    implementation (:func:`load`)."""
+    global _folded_without
+    if _IMPLEMENTATION is None:
+        _folded_without += len(points)
+        if _folded_without <= NUMBA_AFTER and os.environ.get("SCREENER_COMPACT", "").lower() != "numba":
+            return compact_numpy(points, table, delete, separator, separators)
     if load() == "numba":
         return compact_numba(points, table, delete, separator, separators)
     return compact_numpy(points, table, delete, separator, separators)

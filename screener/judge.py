@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cache import Cache
+from .compiled import load_compiled, store_compiled
 from .decide import Verdict, strictest
 from .decode import account_of
 from .lexicon import load_lexicons
+from .matchers import build_matcher
 from .pipeline import Screener, Screening
 from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy
+from .segment import DEFAULT_SEGMENTER
 from .verify import Decision, Hit
 
 
@@ -96,11 +100,28 @@ class Engine:
     policy: Policy = EMPTY_POLICY
 
     @classmethod
-    def build(cls, lexicons: str | Path, policy: str | Path | None = None, matcher: str = "auto") -> "Engine":
-        """Load, validate and compile; raises LexiconError / PolicyError with every problem."""
-        full = load_lexicons(lexicons)
-        checked = load_policy(policy, full.categories)  # before the costly compile
-        posts = Screener(full, matcher)
+    def build(cls, lexicons: str | Path, policy: str | Path | None = None, matcher: str = "auto",
+              cache_dir: str | None = None) -> "Engine":
+        """Load, validate and compile; raises LexiconError / PolicyError with every problem.
+
+        ``cache_dir`` is the ``cache_dir`` setting (``""``: the default
+        directory, ``"off"`` or None: no cache): a lexicon version compiled
+        before is loaded from there, a new one is compiled and put there
+        (``screener/compiled.py``).
+        """
+        cache = Cache.from_setting(cache_dir)
+        found = load_compiled(lexicons, matcher, cache)
+        if found is not None:
+            full, compiled = found
+            checked = load_policy(policy, full.categories)
+        else:
+            full = load_lexicons(lexicons, cache)
+            checked = load_policy(policy, full.categories)  # before the costly compile
+            compiled = build_matcher(matcher, full.patterns.texts, full.normaliser.table)
+            store_compiled(full, compiled, cache)
+        if cache.usable:
+            DEFAULT_SEGMENTER.use_cache(cache.directory)
+        posts = Screener(full, compiled=compiled)
         return cls(posts, Screener(full.for_scope("profile"), compiled=posts.matcher), checked)
 
     @classmethod

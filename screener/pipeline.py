@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from . import compact
 from .decide import Verdict, decide
 from .lexicon import LexiconSet
 from .match import find_candidates
@@ -45,11 +44,9 @@ class Screener:
         """``compiled``: a matcher already built for the same lexicon set (the
         post and profile views share one)."""
         self.lexicons = lexicons
-        self.matcher = compiled or build_matcher(matcher, [p.text for p in lexicons.patterns], lexicons.normaliser.table)
+        self.matcher = compiled or build_matcher(matcher, lexicons.patterns.texts, lexicons.normaliser.table)
         self.verifier = Verifier(lexicons)
-        skip = lexicons.out_of_scope
-        self._skip = frozenset(i for i, r in enumerate(lexicons.rules) if r.category in skip)
-        compact.load()  # the fold loop is compiled (or loaded) now, not in the first batch
+        self._skip = lexicons.rules.indices_in(lexicons.out_of_scope)
 
     @property
     def matcher_name(self) -> str:

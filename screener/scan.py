@@ -44,7 +44,7 @@ class Summary(Counts):
             f"recalled={self.recalled} dead_lettered={self.dead_lettered} "
             f"blacklisted={self.blacklisted} cleared={self.cleared} "
             f"MB={self.input_bytes / 1e6:.2f} MB/s={rate:.1f} seconds={self.seconds:.2f} "
-            f"matcher={matcher} fold={compact.load()} lexicon_version={version}"
+            f"matcher={matcher} fold={compact.current()} lexicon_version={version}"
         )
 
 

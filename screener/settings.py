@@ -93,6 +93,10 @@ class Settings:
     #: ones are shortened with a marker (SCREENER_MAX_RECORD_BYTES). Kafka's
     #: default max.request.size is 1 MiB.
     max_record_bytes: int = 900_000
+    #: Directory of compiled lexicon sets, fold tables and jieba's dictionary
+    #: cache (SCREENER_CACHE_DIR); "" is $XDG_CACHE_HOME/screener or
+    #: ~/.cache/screener, "off" turns the cache off (screener/cache.py).
+    cache_dir: str = ""
 
     # -- the Kafka worker (``screener run``) -----------------------------------
     #: Comma-separated brokers (SCREENER_BOOTSTRAP_SERVERS).

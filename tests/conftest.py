@@ -21,6 +21,15 @@ LEXICONS = ROOT / "lexicons"
 BACKENDS = [*available(), "oracle"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The compiled-lexicon cache of the test session (and of the commands
+    and workers it starts) is its own, not the user's ~/.cache/screener."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCREENER_CACHE_DIR", str(tmp_path_factory.mktemp("screener-cache")))
+        yield
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -50,6 +50,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _run(target: Path, cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENER_")}
     env["PYTHONPATH"] = str(target)
+    env["XDG_CACHE_HOME"] = str(target.parent / "xdg-cache")  # the default cache_dir, not the user's ~/.cache
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=300)
 
 

@@ -61,6 +61,8 @@ def parse_line(raw: str, path: str, line: int) -> tuple[Entry | None, list[Probl
     text = raw.strip()
     if not text or text.startswith("#"):
         return None, []
+    if ";" not in text and "+" not in text and not text.lower().startswith(ALLOW_PREFIX):
+        return Entry(path, line, "term", [text], {}), []  # the common line: one term, no options
     body, *option_texts = [piece.strip() for piece in text.split(";")]
     problems: list[Problem] = []
     kind = "term"
@@ -126,6 +128,10 @@ def decode_lines(data: bytes, path: str) -> tuple[list[str], list[Problem]]:
     problems: list[Problem] = []
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    try:
+        return data.decode("utf-8").split("\n"), problems  # the common file: all of it valid
+    except UnicodeDecodeError:
+        pass
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             lines.append(raw.decode("utf-8"))
@@ -143,8 +149,9 @@ def os_reason(exc: OSError) -> str:
 def parse_file(path: Path) -> tuple[list[Entry], list[Problem]]:
     lines, problems = read_lines(path)
     entries: list[Entry] = []
+    name = str(path)
     for number, raw in enumerate(lines, start=1):
-        entry, found = parse_line(raw, str(path), number)
+        entry, found = parse_line(raw, name, number)
         problems.extend(found)
         if entry is not None and not found:
             entries.append(entry)

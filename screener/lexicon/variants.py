@@ -25,25 +25,30 @@ def _converters() -> tuple[Callable[[str], str], ...]:
     return tuple(opencc.OpenCC(f"{c}.json").convert for c in _CONFIGS)
 
 
-def regional_variants(terms: list[str], fold: Callable[[str], str]) -> list[list[str]]:
+def regional_variants(terms: list[str], fold_many: Callable[[list[str]], list[str]]) -> list[list[str]]:
     """For each term, its folded spellings in other regions' wording (not itself).
 
     One OpenCC call per configuration over all terms joined by newlines:
     phrase rules cannot cross the separators, and 50k separate calls would
-    dominate lexicon build time.
+    dominate lexicon build time. Folding is batched too (``fold_many`` is
+    :meth:`screener.normalise.Normaliser.fold_many`): only the terms that a
+    configuration changed are folded, all in one call.
     """
     found: list[list[str]] = [[] for _ in terms]
     if not terms:
         return found
     joined = "\n".join(terms)
+    changed: list[tuple[int, str]] = []
     for convert in _converters():
         converted = convert(joined).split("\n")
         if len(converted) != len(terms):  # pragma: no cover - OpenCC contract
             raise RuntimeError("OpenCC changed the number of lines")
-        for i, (term, other) in enumerate(zip(terms, converted)):
-            if other == term:
-                continue
-            variant = fold(other)
-            if variant and variant != fold(term) and variant not in found[i]:
-                found[i].append(variant)
+        changed += [(i, other) for i, (term, other) in enumerate(zip(terms, converted)) if other != term]
+    if not changed:
+        return found
+    indices = sorted({i for i, _ in changed})
+    itself = dict(zip(indices, fold_many([terms[i] for i in indices])))
+    for (i, _), variant in zip(changed, fold_many([other for _, other in changed])):
+        if variant and variant != itself[i] and variant not in found[i]:
+            found[i].append(variant)
     return found

@@ -9,7 +9,7 @@ backend, whose ``name`` says what was picked.
 from __future__ import annotations
 
 import importlib
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -62,4 +62,9 @@ def build_matcher(name: str, patterns: Sequence[str], fold_table: np.ndarray) ->
     return _load(resolve(name))(patterns, fold_table)
 
 
-__all__ = ["Matcher", "MatcherName", "BACKENDS", "available", "resolve", "build_matcher"]
+def matcher_from_state(name: str, meta: dict[str, Any], buffers: dict[str, Any], fold_table: np.ndarray) -> Matcher:
+    """A matcher ``name`` (concrete, not ``auto``) from its :meth:`Matcher.state`."""
+    return _load(name).from_state(meta, buffers, fold_table)  # type: ignore[attr-defined]
+
+
+__all__ = ["Matcher", "MatcherName", "BACKENDS", "available", "resolve", "build_matcher", "matcher_from_state"]

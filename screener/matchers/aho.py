@@ -7,7 +7,8 @@ works everywhere; hyperscan is the fast one.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+import pickle
+from typing import Any, ClassVar, Sequence
 
 import ahocorasick
 import numpy as np
@@ -32,6 +33,19 @@ class AhoMatcher:
         if patterns:
             self._automaton.make_automaton()
         self._empty = not patterns
+
+    # -- the compiled-lexicon cache (screener/compiled.py) ----------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"empty": self._empty}, {"aho.automaton": pickle.dumps(self._automaton, protocol=5)}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], buffers: dict[str, Any], fold_table: np.ndarray) -> "AhoMatcher":
+        self = cls.__new__(cls)
+        self.alphabet = Alphabet(fold_table, int(DELETE), 0)
+        # Trusted: our own entry in a directory only we can write (screener/cache.py).
+        self._automaton = pickle.loads(buffers["aho.automaton"])
+        self._empty = meta["empty"]
+        return self
 
     def scan(self, batch: EncodedBatch) -> np.ndarray:
         if self._empty or not len(batch.codes):

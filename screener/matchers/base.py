@@ -10,7 +10,7 @@ speed, never in answers.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -26,6 +26,12 @@ class Matcher(Protocol):
 
     def scan(self, batch: EncodedBatch) -> np.ndarray:
         """All occurrences, shape ``(n, 3)``: pattern id, start, end (exclusive)."""
+        ...
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(picklable metadata, name → bytes-like) that ``from_state`` (a
+        classmethod taking them and the fold table) turns back into this
+        matcher without compiling; for the cache (``screener/compiled.py``)."""
         ...
 
 

@@ -6,7 +6,7 @@ the fast backends with something obviously right.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -22,6 +22,13 @@ class OracleMatcher:
         check_patterns(patterns)
         self.patterns = list(patterns)
         self.alphabet = Alphabet(fold_table, int(DELETE), 0)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"patterns": self.patterns}, {}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], buffers: dict[str, Any], fold_table: np.ndarray) -> "OracleMatcher":
+        return cls(meta["patterns"], fold_table)
 
     def scan(self, batch: EncodedBatch) -> np.ndarray:
         text = codes_to_str(batch.codes)

@@ -26,10 +26,12 @@ log = logging.getLogger("screener.reload")
 
 
 class LexiconReloader:
-    def __init__(self, directory: str, policy: str | None, matcher: str, current: Engine, interval_s: float) -> None:
+    def __init__(self, directory: str, policy: str | None, matcher: str, current: Engine, interval_s: float,
+                 cache_dir: str | None = None) -> None:
         self.directory = Path(directory)
         self.policy = Path(policy) if policy else None
         self.matcher = matcher
+        self.cache_dir = cache_dir  # a new version compiled here is cached for the next start
         self.interval_s = interval_s
         self._seen = self._version()  # what serves (or last failed)
         self._last_stat: tuple = ()
@@ -133,7 +135,7 @@ class LexiconReloader:
             return
         self._seen = version
         try:
-            engine = Engine.build(self.directory, self.policy, self.matcher)
+            engine = Engine.build(self.directory, self.policy, self.matcher, self.cache_dir)
         except Exception as exc:  # noqa: BLE001 - LexiconError, PolicyError, OSError, MemoryError, ...
             self._reject(self._failure_lines(exc))
             return

@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Callable
 
+from .. import compact
 from ..errors import ConfigError
 from ..judge import Engine
 from ..settings import Settings
@@ -30,7 +31,8 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     from . import metrics
     from .worker import Worker
 
-    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher)
+    engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher, settings.cache_dir)
+    compact.load()  # a worker folds for days: numba now, not in the first batch (screener/compact.py)
     log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
              worker_id or settings.worker_id, engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,

@@ -77,7 +77,7 @@ class Worker:
         self.stop_requested = threading.Event()
         self.deadline: float | None = None
         self.reloader = LexiconReloader(settings.lexicons, settings.policy_path, settings.matcher, engine,
-                                        settings.reload_interval_s)
+                                        settings.reload_interval_s, settings.cache_dir)
         self.offenders = Offenders(engine.policy.offenders)
         self.step = Step.of(settings, engine, bool(settings.audit_topic))
         self.pending_audit: list[dict[str, Any]] = []
