@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from . import compact
+from . import boundary, compact
 from .decide import Verdict, decide
 from .lexicon import LexiconSet
 from .match import find_candidates
@@ -50,6 +50,7 @@ class Screener:
         skip = lexicons.out_of_scope
         self._skip = frozenset(i for i, r in enumerate(lexicons.rules) if r.category in skip)
         compact.load()  # the fold loop is compiled (or loaded) now, not in the first batch
+        boundary.load()  # and so are verification's loops
 
     @property
     def matcher_name(self) -> str:
@@ -73,12 +74,9 @@ class Screener:
         candidate posts, not to the batch.
         """
         _, candidates = find_candidates(self.lexicons, self.matcher, texts)
-        out: dict[int, Screening] = {}
-        for index, found in candidates.items():
-            if self._skip:
-                found = [c for c in found if c.rule not in self._skip]
-                if not found:
-                    continue
-            hits, decisions = self.verifier.verify(texts[index], found)
-            out[index] = Screening(decide(hits), tuple(hits), tuple(decisions))
-        return out
+        if self._skip:
+            candidates = {i: kept for i, found in candidates.items() if (kept := [c for c in found if c.rule not in self._skip])}
+        return {
+            index: Screening(decide(hits), tuple(hits), tuple(decisions))
+            for index, (hits, decisions) in self.verifier.verify_many(texts, candidates).items()
+        }

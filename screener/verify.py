@@ -11,19 +11,32 @@ Applied per post that has candidates, in this order:
    because normalisation removes spaces: "I have" would otherwise read "ihave".
 
 Every decision is recorded, which is what ``screener explain`` prints.
+
+:meth:`Verifier.verify` does all of it for one post; :meth:`Verifier.verify_many`
+gives the same answers for a batch's candidate posts, with the normalisation
+(:mod:`screener.refold`) and the word-boundary checks (:mod:`screener.boundary`)
+done as batch work. ``verify`` stays the reference a property test holds
+``verify_many`` to (``tests/test_bulk_verify.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
+import numpy as np
+
+from . import boundary
 from .charmap import DELETE
 from .lexicon import LexiconSet, Rule
 from .match import Candidate
 from .normalise import Normalised
+from .refold import Refolded, refold
 from .segment import DEFAULT_SEGMENTER, Segmenter
+
+#: Why ``[start, end)`` cuts through a word, or None: one post's answers.
+Cut = Callable[[int, int], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,31 @@ class Decision:
     reason: str
 
 
+class PostText(Protocol):
+    """What hits are made from: a post's original text and the map to it
+    (:class:`screener.normalise.Normalised`, or one post of a batch)."""
+
+    @property
+    def original(self) -> str: ...
+
+    def span(self, start: int, end: int) -> tuple[int, int]: ...
+
+
+class _BatchPost:
+    """Post ``p`` of a :class:`Refolded` batch, as a :class:`PostText`."""
+
+    __slots__ = ("_posts", "_p", "original")
+
+    def __init__(self, posts: Refolded, p: int) -> None:
+        self._posts, self._p, self.original = posts, p, posts.originals[p]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self._posts.span(self._p, start, end)
+
+
+_KINDS = ("other", "latin", "digit", "cjk")
+
+
 def _edge_kind(ch: str) -> str:
     if ch.isascii() and ch.isalpha():
         return "latin"
@@ -69,20 +107,39 @@ class Verifier:
         self._table = lexicons.normaliser.table
 
     def verify(self, text: str, candidates: Sequence[Candidate]) -> tuple[list[Hit], list[Decision]]:
+        """One post: its kept hits and every decision (the reference path)."""
         norm = self.lexicons.normaliser.normalise(text)
+        return self._verify(norm, candidates, lambda start, end: self._cut(norm, start, end))
+
+    def verify_many(self, texts: Sequence[str], found: Mapping[int, Sequence[Candidate]]
+                    ) -> dict[int, tuple[list[Hit], list[Decision]]]:
+        """:meth:`verify` of ``texts[i]`` for every ``i`` in ``found``, as batch work."""
+        if not found:
+            return {}
+        if boundary.load() != "numba":
+            return {i: self.verify(texts[i], c) for i, c in found.items()}
+        order = list(found)
+        posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
+        cuts = self._cuts(posts, [found[i] for i in order])
+        return {
+            index: self._verify(_BatchPost(posts, k), found[index], lambda start, end, k=k: cuts[(k, start, end)])
+            for k, index in enumerate(order)
+        }
+
+    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut) -> tuple[list[Hit], list[Decision]]:
         rules = self.lexicons.rules
         allow = [c for c in candidates if rules[c.rule].kind == "allow"]
-        proposed = self._terms(norm, candidates) + self._combos(norm, candidates)
-        decisions = [self._decide(norm, hit, allow) for hit in proposed]
+        proposed = self._terms(post, candidates) + self._combos(post, candidates, cut)
+        decisions = [self._decide(hit, allow, cut) for hit in proposed]
         decisions.sort(key=lambda d: (d.hit.start, d.hit.end, d.hit.rule.id))
         return [d.hit for d in decisions if d.kept], decisions
 
     # -- proposing hits -------------------------------------------------------
-    def _hit(self, norm: Normalised, rule: Rule, start: int, end: int) -> Hit:
-        o_start, o_end = norm.span(start, end)
-        return Hit(rule, o_start, o_end, norm.original[o_start:o_end], start, end)
+    def _hit(self, post: PostText, rule: Rule, start: int, end: int) -> Hit:
+        o_start, o_end = post.span(start, end)
+        return Hit(rule, o_start, o_end, post.original[o_start:o_end], start, end)
 
-    def _terms(self, norm: Normalised, candidates: Sequence[Candidate]) -> list[Hit]:
+    def _terms(self, norm: PostText, candidates: Sequence[Candidate]) -> list[Hit]:
         seen: set[tuple[int, int, int]] = set()
         hits = []
         for c in candidates:
@@ -93,7 +150,7 @@ class Verifier:
                 hits.append(self._hit(norm, rule, c.start, c.end))
         return hits
 
-    def _combos(self, norm: Normalised, candidates: Sequence[Candidate]) -> list[Hit]:
+    def _combos(self, norm: PostText, candidates: Sequence[Candidate], cut: Cut) -> list[Hit]:
         rules = self.lexicons.rules
         parts = sorted((c for c in candidates if rules[c.rule].kind == "combo"), key=lambda c: c.rule)
         hits = []
@@ -101,22 +158,22 @@ class Verifier:
             rule = rules[index]
             found = list(group)
             if rule.mode == "word":
-                found = [c for c in found if self._cut(norm, c.start, c.end) is None]
+                found = [c for c in found if cut(c.start, c.end) is None]
             span = _smallest_window(found, len(rule.parts), rule.within or 0)
             if span is not None:
                 hits.append(self._hit(norm, rule, *span))
         return hits
 
     # -- judging hits ---------------------------------------------------------
-    def _decide(self, norm: Normalised, hit: Hit, allow: Sequence[Candidate]) -> Decision:
+    def _decide(self, hit: Hit, allow: Sequence[Candidate], cut: Cut) -> Decision:
         for a in allow:
             if a.start <= hit.norm_start and hit.norm_end <= a.end:
                 entry = self.lexicons.rules[a.rule]
                 return Decision(hit, False, f"inside allow entry {entry.label!r} ({entry.path}:{entry.line})")
         if hit.rule.mode == "word" and hit.rule.kind == "term":
-            cut = self._cut(norm, hit.norm_start, hit.norm_end)
-            if cut is not None:
-                return Decision(hit, False, cut)
+            why = cut(hit.norm_start, hit.norm_end)
+            if why is not None:
+                return Decision(hit, False, why)
         return Decision(hit, True, "kept" if hit.rule.mode == "substring" else "kept: on word boundaries")
 
     def _cut(self, norm: Normalised, start: int, end: int) -> str | None:
@@ -135,11 +192,66 @@ class Verifier:
         check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
         check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
         if check_start or check_end:
-            tokens = self.segmenter.tokens(text, start, end)
-            for word, s, e in tokens:
-                if (check_start and s < start < e) or (check_end and s < end < e):
-                    return f"cuts through the word {word!r} ({' / '.join(t[0] for t in tokens)})"
+            return _cut_by(self.segmenter.tokens(text, start, end), start, end, check_start, check_end)
         return None
+
+    def _cuts(self, posts: Refolded, found: Sequence[Sequence[Candidate]]) -> dict[tuple[int, int, int], str | None]:
+        """:meth:`_cut` of every word-mode candidate of every post, keyed
+        ``(post, start, end)``, in numpy passes and one compiled call."""
+        rules = self.lexicons.rules
+        asked = list(dict.fromkeys(
+            (k, c.start, c.end) for k, cs in enumerate(found) for c in cs
+            if rules[c.rule].mode == "word" and rules[c.rule].kind != "allow"
+        ))
+        out: dict[tuple[int, int, int], str | None] = dict.fromkeys(asked)
+        if not asked:
+            return out
+        post, start, end = np.array(asked, dtype=np.int64).T
+        gs, ge = posts.nstart[post] + start, posts.nstart[post] + end
+        o_start, o_end = posts.kept[gs], posts.ends[ge - 1]
+        o_lo, o_hi = posts.ostart[post], posts.ostart[post + 1] - 1
+        # The folded original neighbours, as _folded reads them (DELETE: none or noise).
+        top = len(posts.raw) - 1
+        before = np.where(o_start > o_lo, self._table.take(posts.raw[np.maximum(o_start - 1, 0)]), DELETE)
+        after = np.where(o_end < o_hi, self._table.take(posts.raw[np.minimum(o_end, top)]), DELETE)
+        first, last = posts.codes[gs], posts.codes[ge - 1]
+        kind = _kinds(first, last, before, after)
+        k_first, k_last, k_before, k_after = kind[0], kind[1], kind[2], kind[3]
+        latin = [
+            np.isin(k_first, (1, 2)) & (k_before == k_first),
+            np.isin(k_last, (1, 2)) & (k_after == k_last),
+        ]
+        for q in np.flatnonzero(latin[0] | latin[1]).tolist():
+            index, kind_at = (o_start[q] - 1, k_first[q]) if latin[0][q] else (o_end[q], k_last[q])
+            what = "Latin word" if kind_at == 1 else "number"
+            out[asked[q]] = f"inside a {what} (next to {chr(posts.raw[index])!r})"
+        # A CJK edge next to punctuation, space or the end of the post is a
+        # word boundary already; the others go to the pre-filter and jieba.
+        need = ((k_first == 3) & (before != DELETE)) * 1 + ((k_last == 3) & (after != DELETE)) * 2
+        need[latin[0] | latin[1]] = 0
+        ask = np.flatnonzero(need)
+        if not len(ask):
+            return out
+        segment = not boundary.jieba_only()
+        answers = boundary.check_edges(
+            self.segmenter.trie(), posts.codes, posts.nstart[post[ask]], posts.nstart[post[ask] + 1],
+            gs[ask], ge[ask], need[ask], segment,
+        )
+        text = posts.text
+        for j in np.flatnonzero(answers.checked).tolist():
+            key = asked[ask[j]]
+            k, s, e = key
+            flags = int(answers.checked[j])
+            if segment:
+                if answers.cut[j] < 0:
+                    continue
+                base, lo = int(posts.nstart[k]), int(answers.tok_off[j])
+                tokens = [(text[a:b], a - base, b - base) for a, b in zip(
+                    answers.tok_s[lo:lo + answers.tok_n[j]].tolist(), answers.tok_e[lo:lo + answers.tok_n[j]].tolist())]
+            else:
+                tokens = self.segmenter.tokens(posts.post_text(k), s, e)
+            out[key] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
+        return out
 
     def _folded(self, original: str, index: int) -> str:
         """The folded original character at ``index`` ('' if none or noise)."""
@@ -147,6 +259,21 @@ class Verifier:
             return ""
         code = self._table[ord(original[index])]
         return "" if code == DELETE else chr(code)
+
+
+def _kinds(*codes: np.ndarray) -> np.ndarray:
+    """:func:`_edge_kind` of every code, as an index of ``_KINDS`` (-1 for DELETE)."""
+    stacked = np.stack(codes)
+    unique, inverse = np.unique(stacked, return_inverse=True)
+    table = np.array([-1 if c == DELETE else _KINDS.index(_edge_kind(chr(c))) for c in unique.tolist()], dtype=np.int64)
+    return table[inverse.reshape(stacked.shape)]
+
+
+def _cut_by(tokens: Sequence[tuple[str, int, int]], start: int, end: int, check_start: bool, check_end: bool) -> str | None:
+    for word, s, e in tokens:
+        if (check_start and s < start < e) or (check_end and s < end < e):
+            return f"cuts through the word {word!r} ({' / '.join(t[0] for t in tokens)})"
+    return None
 
 
 def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> tuple[int, int] | None:

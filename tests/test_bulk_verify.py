@@ -1,4 +1,4 @@
-"""The building blocks of verification in bulk give exactly the per-post answers.
+"""Verification in bulk gives exactly the answers of per-post verification.
 
 ``Verifier.verify_many`` (what screening runs) refolds a batch's candidate
 posts in numpy passes (``screener.refold``) and answers every word-boundary
@@ -20,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from screener import boundary
+from screener import Screener, boundary, load_lexicons
+from screener.match import find_candidates
 from screener.normalise import Normaliser
 from screener.refold import refold
 from screener.segment import DEFAULT_SEGMENTER
 
-from .conftest import SHARED
+from .conftest import BACKENDS, SHARED
 
 pytestmark = pytest.mark.skipif(boundary.load() != "numba", reason="numba is not available: verification runs per post")
 
@@ -116,6 +117,52 @@ def _piece(draw: st.DrawFn) -> str:
 
 _POST = st.lists(_piece(), min_size=0, max_size=12).map("".join)
 _BATCH = st.lists(_POST, min_size=1, max_size=8)
+
+
+@pytest.fixture(scope="module")
+def screeners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Screener]:
+    root = tmp_path_factory.mktemp("lexicon")
+    for name, body in LEXICON.items():
+        (root / f"{name}.txt").write_text(textwrap.dedent(body), encoding="utf-8")
+    lexicons = load_lexicons(root)
+    return {backend: Screener(lexicons, backend) for backend in BACKENDS}
+
+
+def _per_post(screener: Screener, texts: list[str]) -> dict:
+    _, found = find_candidates(screener.lexicons, screener.matcher, texts)
+    return {i: screener.verifier.verify(texts[i], c) for i, c in found.items()}
+
+
+def _bulk(screener: Screener, texts: list[str]) -> dict:
+    _, found = find_candidates(screener.lexicons, screener.matcher, texts)
+    return screener.verifier.verify_many(texts, found)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(texts=_BATCH)
+def test_verify_many_equals_verify_per_post(screeners, backend, texts):
+    """Every hit, every decision and every reason, on every backend."""
+    screener = screeners[backend]
+    assert _bulk(screener, texts) == _per_post(screener, texts)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(texts=_BATCH)
+def test_jieba_after_the_prefilter_equals_verify_per_post(screeners, texts, monkeypatch):
+    """``SCREENER_SEGMENT=jieba``: the pre-filter in bulk, then jieba itself."""
+    monkeypatch.setenv("SCREENER_SEGMENT", "jieba")
+    screener = screeners[BACKENDS[0]]
+    assert _bulk(screener, texts) == _per_post(screener, texts)
+
+
+@pytest.mark.skipif(not SENTENCES, reason="../shared/corpus not present")
+def test_news_corpus_verifies_the_same_in_bulk(screeners):
+    """A real-text sweep: 2,000 news lines in batches, against the dense lexicon."""
+    screener = screeners[BACKENDS[0]]
+    lines = random.Random(12).sample(SENTENCES, 2000)
+    for i in range(0, len(lines), 500):
+        batch = lines[i:i + 500]
+        assert _bulk(screener, batch) == _per_post(screener, batch)
 
 
 # -- the compiled segmentation is jieba's -------------------------------------------------
