@@ -256,18 +256,17 @@ def load() -> str:
     global _KERNELS, _STATE
     if _STATE is None:
         _STATE = "none"
-        if os.environ.get("SCREENER_COMPACT", "").lower() != "numpy":  # the same switch: no numba at all
-            try:
-                import numba
+        try:
+            import numba
 
-                _KERNELS = _kernels(numba)
-                _STATE = "numba"
-                _warm()
-            except ImportError:
-                pass
-            except Exception:  # noqa: BLE001 - a broken numba install must not stop screening
-                _STATE = "none"
-                log.warning("numba failed to compile the boundary loops; verifying per post", exc_info=True)
+            _KERNELS = _kernels(numba)
+            _STATE = "numba"
+            _warm()
+        except ImportError:
+            pass
+        except Exception:  # noqa: BLE001 - a broken numba install must not stop screening
+            _STATE = "none"
+            log.warning("numba failed to compile the boundary loops; verifying per post", exc_info=True)
     return _STATE
 
 
