@@ -105,6 +105,8 @@ class Verifier:
         self.lexicons = lexicons
         self.segmenter = segmenter
         self._table = lexicons.normaliser.table
+        #: Rules whose hits (or parts) must not cut through a word.
+        self._word_checked = [r.mode == "word" and r.kind != "allow" for r in lexicons.rules]
 
     def warm(self) -> None:
         """Load now what the first batch would: jieba's dictionary and, for
@@ -204,60 +206,44 @@ class Verifier:
 
     def _cuts(self, posts: Refolded, found: Sequence[Sequence[Candidate]]) -> dict[tuple[int, int, int], str | None]:
         """:meth:`_cut` of every word-mode candidate of every post, keyed
-        ``(post, start, end)``, in numpy passes and one compiled call."""
-        rules = self.lexicons.rules
-        asked = list(dict.fromkeys(
-            (k, c.start, c.end) for k, cs in enumerate(found) for c in cs
-            if rules[c.rule].mode == "word" and rules[c.rule].kind != "allow"
-        ))
+        ``(post, start, end)``: numpy passes for the neighbours, one compiled
+        call for the CJK edges (:func:`screener.boundary.check_edges`)."""
+        checked = self._word_checked
+        asked = list(dict.fromkeys((k, c.start, c.end) for k, cs in enumerate(found) for c in cs if checked[c.rule]))
         out: dict[tuple[int, int, int], str | None] = dict.fromkeys(asked)
         if not asked:
             return out
         post, start, end = np.array(asked, dtype=np.int64).T
         gs, ge = posts.nstart[post] + start, posts.nstart[post] + end
         o_start, o_end = posts.kept[gs], posts.ends[ge - 1]
-        o_lo, o_hi = posts.ostart[post], posts.ostart[post + 1] - 1
         # The folded original neighbours, as _folded reads them (DELETE: none or noise).
-        top = len(posts.raw) - 1
-        before = np.where(o_start > o_lo, self._table.take(posts.raw[np.maximum(o_start - 1, 0)]), DELETE)
-        after = np.where(o_end < o_hi, self._table.take(posts.raw[np.minimum(o_end, top)]), DELETE)
-        first, last = posts.codes[gs], posts.codes[ge - 1]
-        kind = _kinds(first, last, before, after)
-        k_first, k_last, k_before, k_after = kind[0], kind[1], kind[2], kind[3]
-        latin = [
-            np.isin(k_first, (1, 2)) & (k_before == k_first),
-            np.isin(k_last, (1, 2)) & (k_after == k_last),
-        ]
-        for q in np.flatnonzero(latin[0] | latin[1]).tolist():
-            index, kind_at = (o_start[q] - 1, k_first[q]) if latin[0][q] else (o_end[q], k_last[q])
-            what = "Latin word" if kind_at == 1 else "number"
-            out[asked[q]] = f"inside a {what} (next to {chr(posts.raw[index])!r})"
+        before = np.where(o_start > posts.ostart[post],
+                          self._table.take(posts.raw[np.maximum(o_start - 1, 0)]), DELETE)
+        after = np.where(o_end < posts.ostart[post + 1] - 1,
+                         self._table.take(posts.raw[np.minimum(o_end, len(posts.raw) - 1)]), DELETE)
+        k_first, k_last, k_before, k_after = _kinds(posts.codes[gs], posts.codes[ge - 1], before, after)
+        at_start = np.isin(k_first, (1, 2)) & (k_before == k_first)
+        latin = at_start | (np.isin(k_last, (1, 2)) & (k_after == k_last))
+        for q in np.flatnonzero(latin).tolist():
+            index, kind = (o_start[q] - 1, k_first[q]) if at_start[q] else (o_end[q], k_last[q])
+            out[asked[q]] = f"inside a {'Latin word' if kind == 1 else 'number'} (next to {chr(posts.raw[index])!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
         # word boundary already; the others go to the pre-filter and jieba.
         need = ((k_first == 3) & (before != DELETE)) * 1 + ((k_last == 3) & (after != DELETE)) * 2
-        need[latin[0] | latin[1]] = 0
-        ask = np.flatnonzero(need)
-        if not len(ask):
-            return out
-        segment = not boundary.jieba_only()
-        answers = boundary.check_edges(
-            self.segmenter.trie(), posts.codes, posts.nstart[post[ask]], posts.nstart[post[ask] + 1],
-            gs[ask], ge[ask], need[ask], segment,
-        )
-        text = posts.text
-        for j in np.flatnonzero(answers.checked).tolist():
-            key = asked[ask[j]]
-            k, s, e = key
-            flags = int(answers.checked[j])
+        ask = np.flatnonzero(need * ~latin)
+        if len(ask):
+            segment = not boundary.jieba_only()
+            answers = boundary.check_edges(self.segmenter.trie(), posts.codes, posts.nstart[post[ask]],
+                                           posts.nstart[post[ask] + 1], gs[ask], ge[ask], need[ask], segment)
+            keys = [asked[q] for q in ask.tolist()]
             if segment:
-                if answers.cut[j] < 0:
-                    continue
-                base, lo = int(posts.nstart[k]), int(answers.tok_off[j])
-                tokens = [(text[a:b], a - base, b - base) for a, b in zip(
-                    answers.tok_s[lo:lo + answers.tok_n[j]].tolist(), answers.tok_e[lo:lo + answers.tok_n[j]].tolist())]
+                out.update(_reasons(posts.text, answers, keys))
             else:
-                tokens = self.segmenter.tokens(posts.post_text(k), s, e)
-            out[key] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
+                for j in np.flatnonzero(answers.checked).tolist():
+                    k, s, e = keys[j]
+                    flags = int(answers.checked[j])
+                    tokens = self.segmenter.tokens(posts.post_text(k), s, e)
+                    out[keys[j]] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
         return out
 
     def _folded(self, original: str, index: int) -> str:
@@ -266,6 +252,22 @@ class Verifier:
             return ""
         code = self._table[ord(original[index])]
         return "" if code == DELETE else chr(code)
+
+
+def _reasons(text: str, answers: boundary.EdgeAnswers, keys: Sequence[tuple[int, int, int]]
+             ) -> dict[tuple[int, int, int], str]:
+    """The reason of every query the compiled segmentation found cut (``text``:
+    the batch's normalised text, which token positions index)."""
+    cut = np.flatnonzero(answers.cut >= 0)
+    if not len(cut):
+        return {}
+    starts, ends = answers.tok_s.tolist(), answers.tok_e.tolist()
+    out = {}
+    for j, c, lo, n in zip(cut.tolist(), answers.cut[cut].tolist(), answers.tok_off[cut].tolist(),
+                           answers.tok_n[cut].tolist()):
+        words = [text[a:b] for a, b in zip(starts[lo:lo + n], ends[lo:lo + n])]
+        out[keys[j]] = _cut_reason(text[starts[c]:ends[c]], words)
+    return out
 
 
 def _kinds(*codes: np.ndarray) -> np.ndarray:
@@ -279,8 +281,12 @@ def _kinds(*codes: np.ndarray) -> np.ndarray:
 def _cut_by(tokens: Sequence[tuple[str, int, int]], start: int, end: int, check_start: bool, check_end: bool) -> str | None:
     for word, s, e in tokens:
         if (check_start and s < start < e) or (check_end and s < end < e):
-            return f"cuts through the word {word!r} ({' / '.join(t[0] for t in tokens)})"
+            return _cut_reason(word, [t[0] for t in tokens])
     return None
+
+
+def _cut_reason(word: str, words: Sequence[str]) -> str:
+    return f"cuts through the word {word!r} ({' / '.join(words)})"
 
 
 def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> tuple[int, int] | None:
