@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import corpus as bench_corpus  # noqa: E402
 
-NEWS = HERE.parent.parent / "shared" / "corpus" / "news_1998_01.txt"
+NEWS = bench_corpus.NEWS
 
 
 def consecutive_codes(slots: np.ndarray) -> np.ndarray:

@@ -5,8 +5,18 @@
     python3 dev.py bench --corpus ../shared/corpus/news_1998_01.txt
     python3 dev.py bench --quick              # smoke run (used by the tests)
 
-Every (lexicon size, contender) pair runs in a fresh child process, one after
-another in the same run, so build time and peak RSS are its own. Contenders:
+Every run measures three regimes side by side (``--regimes``):
+
+* ``generated`` (``corpus`` with ``--corpus FILE``): rare terms planted in 1%
+  of the posts, the regime the earlier rows measured;
+* ``dense``: the news corpus of ``../shared/corpus`` (generated sentences
+  without it) against ordinary dictionary words: half the posts carry a
+  candidate whose word boundaries must be checked;
+* ``user-text``: generated posts with ``&``, ``<``, emoji, Latin and digits,
+  rare terms in running text, and a malformed JSON line in about 3,000.
+
+Every (regime, lexicon size, contender) runs in a fresh child process, one
+after another in the same run, so build time and peak RSS are its own. Contenders:
 
 * ``naive``: the design read literally: per post ``OpenCC.convert`` then
   pyahocorasick iteration, no batching, no noise removal;
@@ -20,14 +30,15 @@ another in the same run, so build time and peak RSS are its own. Contenders:
 
 Correctness gates (a fast wrong answer fails the run): the raw occurrence count
 of every matcher equals an independent oracle (set look-ups of every substring
-length), and ``aho``, ``hyperscan``, ``scan`` and ``scan-numpy`` produce the same number of
-flagged/recalled posts. Throughput is MB of post text (UTF-8) per second,
-median of the repetitions.
+length), ``aho``, ``hyperscan``, ``scan`` and ``scan-numpy`` produce the same number of
+flagged/recalled posts, and ``scan`` dead-letters exactly the malformed lines.
+Throughput is MB of post text (UTF-8) per second, median of the repetitions.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import csv
 import json
@@ -39,7 +50,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -48,6 +61,10 @@ sys.path.insert(0, str(HERE.parent))
 import corpus as bench_corpus  # noqa: E402
 
 CONTENDERS = ("naive", "aho", "hyperscan", "scan", "scan-numpy")
+REGIMES = ("generated", "dense", "user-text")
+#: What ``--quick`` runs in the regimes other than the first: enough to run
+#: their code paths and gates, few enough to keep the smoke run short.
+QUICK_EXTRA = ("naive", "scan")
 
 
 # -- child: measure one contender ---------------------------------------------------
@@ -68,7 +85,9 @@ def _batches(posts: list[str]) -> list[list[str]]:
 
 
 def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
-    posts = json.loads(posts_file.read_text(encoding="utf-8"))
+    data = json.loads(posts_file.read_text(encoding="utf-8"))
+    posts = data["posts"]
+    malformed = [(i, base64.b64decode(raw)) for i, raw in data["malformed"]]
     result: dict = {"contender": contender}
     start = time.perf_counter()
     if contender == "naive":
@@ -94,7 +113,7 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         lexicons = load_lexicons(lexdir)
         screener = Screener(lexicons, "auto" if contender.startswith("scan") else contender)
         compact.load()  # numba, as a long-running process has it (a short scan folds with numpy: compact.py)
-        screener.verifier.segmenter.tokens("预热", 0, 1)  # jieba's dictionary load is start-up, not screening
+        screener.verifier.warm()  # jieba's dictionary (and its trie) load is start-up, not screening
         result["build_s"] = time.perf_counter() - start
         result["matcher"] = screener.matcher_name
         batches = _batches(posts)
@@ -103,7 +122,7 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         )
         result["fold"] = compact.load()
         if contender.startswith("scan"):
-            result.update(_measure_scan(screener, posts, reps))
+            result.update(_measure_scan(screener, posts, malformed, reps))
         else:
             def run() -> int:
                 return sum(1 for b in batches for r in screener.screen(b) if r.action != "pass")
@@ -128,7 +147,7 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure_scan(screener, posts: list[str], reps: int) -> dict:
+def _measure_scan(screener, posts: list[str], malformed: list[tuple[int, bytes]], reps: int) -> dict:
     import orjson
 
     from screener.judge import Engine
@@ -139,9 +158,10 @@ def _measure_scan(screener, posts: list[str], reps: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "posts.jsonl"
-        source.write_bytes(b"".join(
-            orjson.dumps({"id": i, "text": p, "account_id": f"u{i % 997}"}) + b"\n" for i, p in enumerate(posts)
-        ))
+        lines = [orjson.dumps({"id": i, "text": p, "account_id": f"u{i % 997}"}) + b"\n" for i, p in enumerate(posts)]
+        for at, raw in reversed(malformed):
+            lines.insert(at, raw + b"\n")
+        source.write_bytes(b"".join(lines))
         settings = Settings(dead_letter=os.devnull, progress="off")
         summaries = []
 
@@ -151,8 +171,8 @@ def _measure_scan(screener, posts: list[str], reps: int) -> dict:
 
         seconds = _median_time(run, reps)
     last = summaries[-1]
-    assert last.dead_lettered == 0 and last.posts == len(posts)
-    return {"seconds": seconds, "flagged_posts": last.flagged + last.recalled}
+    assert last.posts == len(posts) + len(malformed), (last.posts, len(posts), len(malformed))
+    return {"seconds": seconds, "flagged_posts": last.flagged + last.recalled, "dead_lettered": last.dead_lettered}
 
 
 # -- parent: data, oracle, orchestration, report ------------------------------------------
@@ -204,15 +224,65 @@ def run_child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@dataclass
+class Regime:
+    """One kind of traffic: its posts and the lexicon of each size."""
+
+    name: str
+    source: str
+    posts: list[str]
+    planted: set[int]
+    terms: Callable[[int], list[str]]
+    malformed: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+def regimes(args: argparse.Namespace, sizes: list[int]) -> list[Regime]:
+    dictionary, by_rank = bench_corpus.load_dictionary()
+    rare = bench_corpus.make_terms(by_rank, max(sizes))
+    plants = rare[:min(sizes)]  # every size contains the smallest set, so plants hit at every size
+    out = []
+    for name in args.regimes.split(","):
+        if name == "generated" and args.corpus:
+            posts, planted = bench_corpus.plant(bench_corpus.read_corpus(args.corpus), plants)
+            out.append(Regime("corpus", f"{args.corpus} ({len(posts)} lines, {len(planted)} with a planted term)",
+                              posts, planted, lambda n: rare[:n]))
+        elif name == "generated":
+            posts, planted = bench_corpus.make_posts(dictionary, plants, args.posts)
+            out.append(Regime(name, f"generated ({len(posts)} posts, {len(planted)} planted)", posts, planted,
+                              lambda n: rare[:n]))
+        elif name == "dense":
+            if args.dense_corpus.exists():
+                posts = bench_corpus.read_corpus(args.dense_corpus, args.posts)
+                source = f"{args.dense_corpus} ({len(posts)} lines)"
+            else:
+                posts = bench_corpus.make_sentences(dictionary, args.posts)
+                source = f"generated sentences ({len(posts)}; {args.dense_corpus} is absent)"
+            out.append(Regime(name, f"{source}, lexicon of ordinary words from frequency rank "
+                                    f"{bench_corpus.ORDINARY_FROM_RANK:,}", posts, set(),
+                              lambda n: bench_corpus.make_ordinary_terms(by_rank, n)))
+        elif name == "user-text":
+            posts, planted, malformed = bench_corpus.make_user_posts(dictionary, plants, args.posts)
+            out.append(Regime(name, f"generated user text ({len(posts)} posts, {len(planted)} planted, "
+                                    f"{len(malformed)} malformed lines)", posts, planted, lambda n: rare[:n], malformed))
+        else:
+            raise SystemExit(f"unknown regime {name!r}; known: {', '.join(REGIMES)}")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,50000,100000")
-    parser.add_argument("--posts", type=int, default=20000, help="generated posts (default 20000, about 6 MB)")
+    parser.add_argument("--posts", type=int, default=20000,
+                        help="generated posts, and news lines of the dense regime (default 20000, about 6 MB)")
     parser.add_argument("--corpus", type=Path, help="real text, one post per line, instead of generated posts")
+    parser.add_argument("--dense-corpus", type=Path, default=bench_corpus.NEWS,
+                        help="text of the dense regime (default: the news corpus of ../shared; generated if absent)")
+    parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run: 1k terms, 2000 posts, 1 rep")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny smoke run: 1k terms, 2000 posts, 1 rep; {'/'.join(QUICK_EXTRA)} only after the first regime")
     parser.add_argument("--child")
     parser.add_argument("--posts-file", type=Path)
     parser.add_argument("--lexdir", type=Path)
@@ -223,88 +293,100 @@ def main() -> int:
     if args.quick:
         args.sizes, args.posts, args.reps = "1000", 2000, 1
     sizes = [int(s) for s in args.sizes.split(",")]
-    contenders = args.contenders.split(",")
+    work = Path(tempfile.mkdtemp(prefix="screener-bench-"))
+    rows, failures, sources = [], [], {}
+    for number, regime in enumerate(regimes(args, sizes)):
+        contenders = args.contenders.split(",")
+        if args.quick and number:
+            contenders = [c for c in contenders if c in QUICK_EXTRA]
+        megabytes = sum(len(p.encode()) for p in regime.posts) / 1e6
+        sources[regime.name] = (regime.source, megabytes)
+        print(f"{regime.name}: {regime.source}, {megabytes:.2f} MB of post text; reps={args.reps}", file=sys.stderr)
+        rows += run_regime(regime, sizes, contenders, args.reps, work / regime.name, megabytes, failures)
 
+    report(rows, machine(), sources, args.out)
+    for failure in failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_regime(regime: Regime, sizes: list[int], contenders: list[str], reps: int, work: Path,
+               megabytes: float, failures: list[str]) -> list[dict]:
     from screener import load_lexicons
     from screener.normalise import Normaliser
-
-    dictionary, by_rank = bench_corpus.load_dictionary()
-    work = Path(tempfile.mkdtemp(prefix="screener-bench-"))
-    largest_terms = bench_corpus.make_terms(by_rank, max(sizes))
-    if args.corpus:
-        posts, planted = bench_corpus.plant(bench_corpus.read_corpus(args.corpus), largest_terms[:min(sizes)])
-        source = f"{args.corpus} ({len(posts)} lines, {len(planted)} with a planted term)"
-    else:
-        posts, planted = bench_corpus.make_posts(dictionary, largest_terms[:min(sizes)], args.posts)
-        source = f"generated ({len(posts)} posts, {len(planted)} planted)"
-    posts_file = work / "posts.json"
-    posts_file.write_text(json.dumps(posts, ensure_ascii=False), encoding="utf-8")
-    megabytes = sum(len(p.encode()) for p in posts) / 1e6
-    normaliser = Normaliser()
-    normalised = [normaliser.fold_string(p) for p in posts]
     import opencc
 
-    converted = [opencc.OpenCC("t2s.json").convert(p) for p in posts]
-
-    rows, failures = [], []
-    print(f"corpus: {source}, {megabytes:.2f} MB of post text; reps={args.reps}", file=sys.stderr)
+    work.mkdir(parents=True)
+    posts_file = work / "posts.json"
+    posts_file.write_text(json.dumps({
+        "posts": regime.posts, "malformed": [(i, base64.b64encode(raw).decode()) for i, raw in regime.malformed],
+    }, ensure_ascii=False), encoding="utf-8")
+    normaliser = Normaliser()
+    normalised = [normaliser.fold_string(p) for p in regime.posts]
+    converted = [opencc.OpenCC("t2s.json").convert(p) for p in regime.posts]
+    rows = []
     for size in sizes:
-        # Every size contains the smallest set, so planted terms hit at every size.
-        terms = largest_terms[:size]
+        terms = regime.terms(size)
         lexdir = work / f"lex{size}"
         bench_corpus.write_lexicon(lexdir, terms)
         patterns = [p.text for p in load_lexicons(lexdir).patterns]
         expected = {"naive": oracle_occurrences(converted, terms), "core": oracle_occurrences(normalised, patterns)}
         flagged: dict[str, int] = {}
         for contender in contenders:
-            r = run_child(contender, posts_file, lexdir, args.reps)
+            r = run_child(contender, posts_file, lexdir, reps)
             want = expected["naive" if contender == "naive" else "core"]
             ok = r["occurrences"] == want
             if not ok:
-                failures.append(f"{size} {contender}: {r['occurrences']} occurrences, oracle says {want}")
+                failures.append(f"{regime.name} {size} {contender}: {r['occurrences']} occurrences, oracle says {want}")
+            if r.get("dead_lettered", len(regime.malformed)) != len(regime.malformed):
+                ok = False
+                failures.append(f"{regime.name} {size} {contender}: {r['dead_lettered']} dead letters, "
+                                f"{len(regime.malformed)} malformed lines")
             if "flagged_posts" in r:
                 flagged[contender] = r["flagged_posts"]
             row = {
-                "terms": size, "contender": contender, "matcher": r.get("matcher", "pyahocorasick"), "fold": r.get("fold", ""),
+                "regime": regime.name, "terms": size, "contender": contender,
+                "matcher": r.get("matcher", "pyahocorasick"), "fold": r.get("fold", ""),
                 "build_s": round(r["build_s"], 3), "mb_per_s": round(megabytes / r["seconds"], 2),
-                "posts_per_s": round(len(posts) / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"], 1),
+                "posts_per_s": round(len(regime.posts) / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"], 1),
                 "occurrences": r["occurrences"], "expected_occurrences": want,
                 "flagged_posts": r.get("flagged_posts", ""), "ok": ok,
             }
             rows.append(row)
-            print(f"  {size:>6} {contender:<9} {row['mb_per_s']:>8} MB/s  build {row['build_s']:>6}s  "
+            print(f"  {regime.name:<9} {size:>6} {contender:<10} {row['mb_per_s']:>8} MB/s  build {row['build_s']:>6}s  "
                   f"rss {row['peak_rss_mb']:>7} MB  occurrences {r['occurrences']} (oracle {want})", file=sys.stderr)
         if len(set(flagged.values())) > 1:
-            failures.append(f"{size}: contenders disagree on flagged posts: {flagged}")
-        if planted and flagged:
-            found = next(iter(flagged.values()))
-            print(f"         planted posts {len(planted)}, flagged posts {found}", file=sys.stderr)
-
-    info = machine()
-    report(rows, info, source, megabytes, args.out, planted)
-    for failure in failures:
-        print(f"FAIL: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+            failures.append(f"{regime.name} {size}: contenders disagree on flagged posts: {flagged}")
+        if flagged:
+            print(f"         planted posts {len(regime.planted)}, flagged posts {next(iter(flagged.values()))}",
+                  file=sys.stderr)
+    return rows
 
 
-def report(rows: list[dict], info: dict, source: str, megabytes: float, out: Path, planted: set[int]) -> None:
+def report(rows: list[dict], info: dict, sources: dict[str, tuple[str, float]], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    by = {(r["terms"], r["contender"]): r for r in rows}
+    by = {(r["regime"], r["terms"], r["contender"]): r for r in rows}
     lines = [
         f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}",
         f"versions: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}; fold loop: {info['fold']}",
-        f"corpus: {source}, {megabytes:.2f} MB of post text; one process = one core; medians",
-        "",
-        "| terms | contender | MB/s | posts/s | build s | peak RSS MB | occurrences (oracle) | flagged posts | × naive |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "one process = one core; medians",
     ]
-    for r in rows:
-        naive = by.get((r["terms"], "naive"))
-        ratio = f"{r['mb_per_s'] / naive['mb_per_s']:.1f}" if naive else ""
-        lines.append(
-            f"| {r['terms']} | {r['contender']} ({r['matcher']}{', ' + r['fold'] + ' fold' if r['fold'] else ''}) | {r['mb_per_s']} | {r['posts_per_s']} | {r['build_s']} | "
-            f"{r['peak_rss_mb']} | {r['occurrences']} ({r['expected_occurrences']}) | {r['flagged_posts']} | {ratio} |"
-        )
+    for regime, (source, megabytes) in sources.items():
+        lines += [
+            "",
+            f"### {regime}: {source}, {megabytes:.2f} MB of post text",
+            "",
+            "| terms | contender | MB/s | posts/s | build s | peak RSS MB | occurrences (oracle) | flagged posts | × naive |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in (r for r in rows if r["regime"] == regime):
+            naive = by.get((regime, r["terms"], "naive"))
+            ratio = f"{r['mb_per_s'] / naive['mb_per_s']:.1f}" if naive else ""
+            lines.append(
+                f"| {r['terms']} | {r['contender']} ({r['matcher']}{', ' + r['fold'] + ' fold' if r['fold'] else ''}) | "
+                f"{r['mb_per_s']} | {r['posts_per_s']} | {r['build_s']} | "
+                f"{r['peak_rss_mb']} | {r['occurrences']} ({r['expected_occurrences']}) | {r['flagged_posts']} | {ratio} |"
+            )
     table = "\n".join(lines)
     print(table)
     (out / "throughput.md").write_text(table + "\n", encoding="utf-8")
@@ -313,10 +395,10 @@ def report(rows: list[dict], info: dict, source: str, megabytes: float, out: Pat
         writer.writeheader()
         writer.writerows(rows)
     (out / "machine.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    _plot(rows, info, source, out / "throughput.png")
+    _plot(rows, info, out / "throughput.png")
 
 
-def _plot(rows: list[dict], info: dict, source: str, path: Path) -> None:
+def _plot(rows: list[dict], info: dict, path: Path) -> None:
     try:
         import matplotlib
 
@@ -325,17 +407,21 @@ def _plot(rows: list[dict], info: dict, source: str, path: Path) -> None:
     except ImportError:
         print("matplotlib not installed: no plot", file=sys.stderr)
         return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for contender in dict.fromkeys(r["contender"] for r in rows):
-        points = [(r["terms"], r["mb_per_s"]) for r in rows if r["contender"] == contender]
-        ax.plot(*zip(*points), marker="o", label=contender)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("lexicon size (terms)")
-    ax.set_ylabel("MB/s of post text, one core")
-    ax.set_title(f"screener throughput — {info['cpu']}\n{source}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5 * len(regimes), 4.5), squeeze=False, sharey=True)
+    for ax, regime in zip(axes[0], regimes):
+        mine = [r for r in rows if r["regime"] == regime]
+        for contender in dict.fromkeys(r["contender"] for r in mine):
+            points = [(r["terms"], r["mb_per_s"]) for r in mine if r["contender"] == contender]
+            ax.plot(*zip(*points), marker="o", label=contender)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("lexicon size (terms)")
+        ax.set_title(regime, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("MB/s of post text, one core")
+    fig.suptitle(f"screener throughput — {info['cpu']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -473,8 +473,8 @@ class Normaliser:
     def fold_many(self, texts: Sequence[str]) -> list[str]:
         """``[fold_string(t) for t in texts]`` in one batch pass (lexicon
         compilation folds every term and variant: 100k one-by-one calls took
-        over a second). The HTML rule cannot reach across the separators
-        (none of its matches contains U+0000), so each text folds as alone.
+        over a second). The HTML rule runs on each text alone
+        (:meth:`batch_points`), so each folds as it would alone.
         """
         if not texts:
             return []
@@ -482,7 +482,7 @@ class Normaliser:
             return [self.fold_string(t) for t in texts]
         joined = _SEP_CHAR.join([*texts, ""])
         separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
-        points, _ = self._points(joined)
+        points, _ = self.batch_points(texts, joined, separators)
         codes, _ = compact_numpy(points, self.table, int(DELETE), 0, separators)  # numpy: no numba just for this
         folded = codes.astype("<u4", copy=False).tobytes().decode("utf-32-le").split(_SEP_CHAR)
         return folded[:-1]
@@ -497,16 +497,30 @@ class Normaliser:
         """
         joined = _SEP_CHAR.join([*texts, ""])  # one copy of the batch, not two
         separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
+        points, _ = self.batch_points(texts, joined, separators)
+        codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators)
+        return EncodedBatch(codes, starts)
+
+    def batch_points(self, texts: Sequence[str], joined: str,
+                     separators: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+        """:meth:`_points` of ``joined`` (``texts`` joined, each followed by a
+        separator at ``separators``), with the HTML rule run on each text that
+        contains "<" or "&" on its own: markup never reaches from one text
+        into the next (an unclosed ``<i title="`` would otherwise swallow the
+        start of the next post). ``extend`` is in ``joined`` positions.
+        """
         points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+        extend: dict[int, int] = {}
         if self.config.html:
             marked = _posts_with_markup(joined, separators)
             if marked:
                 points = points.copy()
                 for k in marked:
                     start = int(separators[k - 1]) + 1 if k else 0
-                    _apply(points, html_edits(texts[k]), start)
-        codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators)
-        return EncodedBatch(codes, starts)
+                    edits = html_edits(texts[k])
+                    _apply(points, edits, start)
+                    extend.update({start + i: start + end for i, end in edits.extend.items()})
+        return points, extend
 
     def _points(self, text: str) -> tuple[np.ndarray, dict[int, int]]:
         """The code points to fold: ``text`` with the HTML rule applied.

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import jieba
 
+    from .boundary import WordTrie
+
 WINDOW = 8  # characters of context on each side of a hit (jieba words rarely exceed 4)
 MAX_WORD = 16  # longest word considered when checking whether a boundary is spanned
 
@@ -29,6 +31,7 @@ class Segmenter:
 
     def __init__(self) -> None:
         self._tokenizer: jieba.Tokenizer | None = None
+        self._trie: WordTrie | None = None
         self._lock = threading.Lock()
         self._cache_dir: Path | None = None
 
@@ -52,6 +55,18 @@ class Segmenter:
                 tokenizer.initialize()
                 self._tokenizer = tokenizer
             return self._tokenizer
+
+    def trie(self) -> WordTrie:
+        """The tokenizer's dictionary as arrays, for :mod:`screener.boundary`
+        (built on first use, ~0.7 s, then kept for the process)."""
+        if self._trie is None:
+            tokenizer = self._get()
+            with self._lock:
+                if self._trie is None:
+                    from .boundary import build_trie  # numpy work only verification in bulk needs
+
+                    self._trie = build_trie(tokenizer.FREQ, tokenizer.total)
+        return self._trie
 
     def spanned(self, text: str, boundary: int) -> bool:
         """Whether some dictionary word covers ``text[boundary-1:boundary+1]``.

@@ -11,19 +11,32 @@ Applied per post that has candidates, in this order:
    because normalisation removes spaces: "I have" would otherwise read "ihave".
 
 Every decision is recorded, which is what ``screener explain`` prints.
+
+:meth:`Verifier.verify` does all of it for one post; :meth:`Verifier.verify_many`
+gives the same answers for a batch's candidate posts, with the normalisation
+(:mod:`screener.refold`) and the word-boundary checks (:mod:`screener.boundary`)
+done as batch work. ``verify`` stays the reference a property test holds
+``verify_many`` to (``tests/test_bulk_verify.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+import numpy as np
+
+from . import boundary
 from .charmap import DELETE
 from .lexicon import LexiconSet, Rule
 from .match import Candidate
 from .normalise import Normalised
+from .refold import Refolded, refold
 from .segment import DEFAULT_SEGMENTER, Segmenter
+
+#: Why ``[start, end)`` cuts through a word, or None: one post's answers.
+Cut = Callable[[int, int], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,31 @@ class Decision:
     reason: str
 
 
+class PostText(Protocol):
+    """What hits are made from: a post's original text and the map to it
+    (:class:`screener.normalise.Normalised`, or one post of a batch)."""
+
+    @property
+    def original(self) -> str: ...
+
+    def span(self, start: int, end: int) -> tuple[int, int]: ...
+
+
+class _BatchPost:
+    """Post ``p`` of a :class:`Refolded` batch, as a :class:`PostText`."""
+
+    __slots__ = ("_posts", "_p", "original")
+
+    def __init__(self, posts: Refolded, p: int) -> None:
+        self._posts, self._p, self.original = posts, p, posts.originals[p]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self._posts.span(self._p, start, end)
+
+
+_KINDS = ("other", "latin", "digit", "cjk")
+
+
 def _edge_kind(ch: str) -> str:
     if ch.isascii() and ch.isalpha():
         return "latin"
@@ -67,22 +105,47 @@ class Verifier:
         self.lexicons = lexicons
         self.segmenter = segmenter
         self._table = lexicons.normaliser.table
+        #: Rules whose hits (or parts) must not cut through a word.
+        self._word_checked = [r.mode == "word" and r.kind != "allow" for r in lexicons.rules]
+
+    def warm(self) -> None:
+        """Load now what the first batch would: jieba's dictionary and, for
+        verification in bulk, its trie (~1.5 s together)."""
+        self.segmenter.tokens("预热", 0, 1)
+        if boundary.load() == "numba":
+            self.segmenter.trie()
 
     def verify(self, text: str, candidates: Sequence[Candidate]) -> tuple[list[Hit], list[Decision]]:
+        """One post: its kept hits and every decision (the reference path)."""
         norm = self.lexicons.normaliser.normalise(text)
+        return self._verify(norm, candidates, lambda start, end: self._cut(norm, start, end))
+
+    def verify_many(self, texts: Sequence[str], found: Mapping[int, Sequence[Candidate]]
+                    ) -> dict[int, tuple[list[Hit], list[Decision]]]:
+        """:meth:`verify` of ``texts[i]`` for every ``i`` in ``found``, as batch work."""
+        if not found:
+            return {}
+        if boundary.load() != "numba":
+            return {i: self.verify(texts[i], c) for i, c in found.items()}
+        order = list(found)
+        posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
+        cuts = self._cuts(posts, [found[i] for i in order])
+        return {index: self._verify(_BatchPost(posts, k), found[index], _cut_of(cuts, k)) for k, index in enumerate(order)}
+
+    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut) -> tuple[list[Hit], list[Decision]]:
         rules = self.lexicons.rules
         allow = [c for c in candidates if rules[c.rule].kind == "allow"]
-        proposed = self._terms(norm, candidates) + self._combos(norm, candidates)
-        decisions = [self._decide(norm, hit, allow) for hit in proposed]
+        proposed = self._terms(post, candidates) + self._combos(post, candidates, cut)
+        decisions = [self._decide(hit, allow, cut) for hit in proposed]
         decisions.sort(key=lambda d: (d.hit.start, d.hit.end, d.hit.rule.id))
         return [d.hit for d in decisions if d.kept], decisions
 
     # -- proposing hits -------------------------------------------------------
-    def _hit(self, norm: Normalised, rule: Rule, start: int, end: int) -> Hit:
-        o_start, o_end = norm.span(start, end)
-        return Hit(rule, o_start, o_end, norm.original[o_start:o_end], start, end)
+    def _hit(self, post: PostText, rule: Rule, start: int, end: int) -> Hit:
+        o_start, o_end = post.span(start, end)
+        return Hit(rule, o_start, o_end, post.original[o_start:o_end], start, end)
 
-    def _terms(self, norm: Normalised, candidates: Sequence[Candidate]) -> list[Hit]:
+    def _terms(self, norm: PostText, candidates: Sequence[Candidate]) -> list[Hit]:
         seen: set[tuple[int, int, int]] = set()
         hits = []
         for c in candidates:
@@ -93,7 +156,7 @@ class Verifier:
                 hits.append(self._hit(norm, rule, c.start, c.end))
         return hits
 
-    def _combos(self, norm: Normalised, candidates: Sequence[Candidate]) -> list[Hit]:
+    def _combos(self, norm: PostText, candidates: Sequence[Candidate], cut: Cut) -> list[Hit]:
         rules = self.lexicons.rules
         parts = sorted((c for c in candidates if rules[c.rule].kind == "combo"), key=lambda c: c.rule)
         hits = []
@@ -101,22 +164,22 @@ class Verifier:
             rule = rules[index]
             found = list(group)
             if rule.mode == "word":
-                found = [c for c in found if self._cut(norm, c.start, c.end) is None]
+                found = [c for c in found if cut(c.start, c.end) is None]
             span = _smallest_window(found, len(rule.parts), rule.within or 0)
             if span is not None:
                 hits.append(self._hit(norm, rule, *span))
         return hits
 
     # -- judging hits ---------------------------------------------------------
-    def _decide(self, norm: Normalised, hit: Hit, allow: Sequence[Candidate]) -> Decision:
+    def _decide(self, hit: Hit, allow: Sequence[Candidate], cut: Cut) -> Decision:
         for a in allow:
             if a.start <= hit.norm_start and hit.norm_end <= a.end:
                 entry = self.lexicons.rules[a.rule]
                 return Decision(hit, False, f"inside allow entry {entry.label!r} ({entry.path}:{entry.line})")
         if hit.rule.mode == "word" and hit.rule.kind == "term":
-            cut = self._cut(norm, hit.norm_start, hit.norm_end)
-            if cut is not None:
-                return Decision(hit, False, cut)
+            why = cut(hit.norm_start, hit.norm_end)
+            if why is not None:
+                return Decision(hit, False, why)
         return Decision(hit, True, "kept" if hit.rule.mode == "substring" else "kept: on word boundaries")
 
     def _cut(self, norm: Normalised, start: int, end: int) -> str | None:
@@ -135,11 +198,50 @@ class Verifier:
         check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
         check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
         if check_start or check_end:
-            tokens = self.segmenter.tokens(text, start, end)
-            for word, s, e in tokens:
-                if (check_start and s < start < e) or (check_end and s < end < e):
-                    return f"cuts through the word {word!r} ({' / '.join(t[0] for t in tokens)})"
+            return _cut_by(self.segmenter.tokens(text, start, end), start, end, check_start, check_end)
         return None
+
+    def _cuts(self, posts: Refolded, found: Sequence[Sequence[Candidate]]) -> dict[tuple[int, int, int], str | None]:
+        """:meth:`_cut` of every word-mode candidate of every post, keyed
+        ``(post, start, end)``: numpy passes for the neighbours, one compiled
+        call for the CJK edges (:func:`screener.boundary.check_edges`)."""
+        checked = self._word_checked
+        asked = list(dict.fromkeys((k, c.start, c.end) for k, cs in enumerate(found) for c in cs if checked[c.rule]))
+        out: dict[tuple[int, int, int], str | None] = dict.fromkeys(asked)
+        if not asked:
+            return out
+        post, start, end = np.array(asked, dtype=np.int64).T
+        gs, ge = posts.nstart[post] + start, posts.nstart[post] + end
+        o_start, o_end = posts.kept[gs], posts.ends[ge - 1]
+        # The folded original neighbours, as _folded reads them (DELETE: none or noise).
+        before = np.where(o_start > posts.ostart[post],
+                          self._table.take(posts.raw[np.maximum(o_start - 1, 0)]), DELETE)
+        after = np.where(o_end < posts.ostart[post + 1] - 1,
+                         self._table.take(posts.raw[np.minimum(o_end, len(posts.raw) - 1)]), DELETE)
+        k_first, k_last, k_before, k_after = _kinds(posts.codes[gs], posts.codes[ge - 1], before, after)
+        at_start = np.isin(k_first, (1, 2)) & (k_before == k_first)
+        latin = at_start | (np.isin(k_last, (1, 2)) & (k_after == k_last))
+        for q in np.flatnonzero(latin).tolist():
+            index, kind = (o_start[q] - 1, k_first[q]) if at_start[q] else (o_end[q], k_last[q])
+            out[asked[q]] = f"inside a {'Latin word' if kind == 1 else 'number'} (next to {chr(posts.raw[index])!r})"
+        # A CJK edge next to punctuation, space or the end of the post is a
+        # word boundary already; the others go to the pre-filter and jieba.
+        need = ((k_first == 3) & (before != DELETE)) * 1 + ((k_last == 3) & (after != DELETE)) * 2
+        ask = np.flatnonzero(need * ~latin)
+        if len(ask):
+            segment = not boundary.jieba_only()
+            answers = boundary.check_edges(self.segmenter.trie(), posts.codes, posts.nstart[post[ask]],
+                                           posts.nstart[post[ask] + 1], gs[ask], ge[ask], need[ask], segment)
+            keys = [asked[q] for q in ask.tolist()]
+            if segment:
+                out.update(_reasons(posts.text, answers, keys))
+            else:
+                for j in np.flatnonzero(answers.checked).tolist():
+                    k, s, e = keys[j]
+                    flags = int(answers.checked[j])
+                    tokens = self.segmenter.tokens(posts.post_text(k), s, e)
+                    out[keys[j]] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
+        return out
 
     def _folded(self, original: str, index: int) -> str:
         """The folded original character at ``index`` ('' if none or noise)."""
@@ -147,6 +249,41 @@ class Verifier:
             return ""
         code = self._table[ord(original[index])]
         return "" if code == DELETE else chr(code)
+
+
+def _reasons(text: str, answers: boundary.EdgeAnswers, keys: Sequence[tuple[int, int, int]]
+             ) -> dict[tuple[int, int, int], str]:
+    """The reason of every query the compiled segmentation found cut (``text``:
+    the batch's normalised text, which token positions index)."""
+    cut = np.flatnonzero(answers.cut >= 0)
+    if not len(cut):
+        return {}
+    starts, ends = answers.tok_s.tolist(), answers.tok_e.tolist()
+    out = {}
+    for j, c, lo, n in zip(cut.tolist(), answers.cut[cut].tolist(), answers.tok_off[cut].tolist(),
+                           answers.tok_n[cut].tolist()):
+        words = [text[a:b] for a, b in zip(starts[lo:lo + n], ends[lo:lo + n])]
+        out[keys[j]] = _cut_reason(text[starts[c]:ends[c]], words)
+    return out
+
+
+def _kinds(*codes: np.ndarray) -> np.ndarray:
+    """:func:`_edge_kind` of every code, as an index of ``_KINDS`` (-1 for DELETE)."""
+    stacked = np.stack(codes)
+    unique, inverse = np.unique(stacked, return_inverse=True)
+    table = np.array([-1 if c == DELETE else _KINDS.index(_edge_kind(chr(c))) for c in unique.tolist()], dtype=np.int64)
+    return table[inverse.reshape(stacked.shape)]
+
+
+def _cut_by(tokens: Sequence[tuple[str, int, int]], start: int, end: int, check_start: bool, check_end: bool) -> str | None:
+    for word, s, e in tokens:
+        if (check_start and s < start < e) or (check_end and s < end < e):
+            return _cut_reason(word, [t[0] for t in tokens])
+    return None
+
+
+def _cut_reason(word: str, words: Sequence[str]) -> str:
+    return f"cuts through the word {word!r} ({' / '.join(words)})"
 
 
 def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> tuple[int, int] | None:
@@ -163,3 +300,8 @@ def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> t
                     best = (first.start, end)
                 break
     return best
+
+
+def _cut_of(cuts: dict[tuple[int, int, int], Any], k: int) -> Any:
+    """The bulk answers of post ``k`` as the per-post ``cut(start, end)``."""
+    return lambda start, end: cuts[(k, start, end)]

@@ -335,3 +335,24 @@ def test_one_absurd_date_from_another_account_changes_no_blacklist(tmp_path, cap
         err = capsys.readouterr().err
         counts.append(re.search(r"blacklisted=(\d+)", err).group(1))  # type: ignore[union-attr]
     assert counts[0] == "1" and counts == ["1", "1", "1"]
+
+
+@pytest.mark.parametrize("texts", [["赌<i title=\"", "\">博"], ["赌<!--", "-->博"], ["赌<script>", "</script>博"],
+                                   ["x &#3617", "2;y"], ["赌<a", "x>博"]])
+def test_markup_never_reaches_from_one_post_into_the_next(texts):
+    """Every batch path folds each post as it would alone (found when the bulk
+    verification's refold met the new HTML rule)."""
+    from screener.normalise import Normaliser
+    from screener.refold import refold
+
+    normaliser = Normaliser()
+    alone = [normaliser.normalise(t) for t in texts]
+    assert normaliser.fold_many(texts) == [n.text for n in alone]
+    batch = normaliser.encode_batch(texts, normaliser.alphabet)
+    assert ["".join(map(chr, batch.codes[batch.starts[i]:batch.starts[i + 1] - 1])) for i in range(len(texts))] == [
+        n.text for n in alone]
+    posts = refold(normaliser, texts)
+    for p, n in enumerate(alone):
+        lo, hi = int(posts.nstart[p]), int(posts.nstart[p + 1])
+        assert "".join(map(chr, posts.codes[lo:hi])) == n.text
+        assert [posts.span(p, i, i + 1) for i in range(hi - lo)] == [n.span(i, i + 1) for i in range(len(n.text))]

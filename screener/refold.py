@@ -1,0 +1,82 @@
+"""The normalised text of many posts at once, with the map back to the original.
+
+:meth:`Normaliser.encode_batch` keeps no per-character map, and its codes are
+in a matcher's alphabet (Hyperscan's is not reversible), so verification used
+to call :meth:`Normaliser.normalise` again for every post with candidates: a
+dozen numpy calls and a Python list per post. :func:`refold` does the same
+work for all of a batch's candidate posts in one set of numpy passes, and
+:class:`Refolded` answers the questions verification asks (text, span,
+neighbours) for any of them.
+
+It applies the normaliser's own table and HTML rule to the joined posts,
+exactly as ``encode_batch`` does, so each post reads as
+``Normaliser.normalise(text)`` would (``tests/test_bulk_verify.py`` checks it).
+
+This belongs in ``screener/normalise.py`` as ``Normaliser.normalise_many``;
+it lives here while that module is being edited elsewhere, and uses its
+private ``_points`` (the HTML rule) rather than copying it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .charmap import DELETE
+from .normalise import Normaliser
+
+_SEP = "\x00"  # as encode_batch: no HTML construct may contain it
+
+
+@dataclass(frozen=True)
+class Refolded:
+    """Posts ``0..n-1``, normalised, in flat arrays.
+
+    Original characters of post ``p``: ``raw[ostart[p]:ostart[p + 1] - 1]``;
+    its normalised characters: flat indices ``nstart[p]:nstart[p + 1]``, each
+    with its folded code (``codes``), its original position (``kept``) and
+    the original end (``ends``: ``kept + 1`` but for decoded entities), all in
+    joined coordinates.
+    """
+
+    originals: Sequence[str]
+    text: str  # every post's normalised text, one after the other
+    raw: np.ndarray  # uint32 code points of the joined originals
+    codes: np.ndarray  # uint32 folded code per normalised character
+    kept: np.ndarray  # int64
+    ends: np.ndarray  # int64
+    ostart: np.ndarray  # int64, one per post and one past the end (and its separator)
+    nstart: np.ndarray  # int64, one per post and one past the end
+
+    def post_text(self, p: int) -> str:
+        return self.text[self.nstart[p]:self.nstart[p + 1]]
+
+    def span(self, p: int, start: int, end: int) -> tuple[int, int]:
+        """As :meth:`Normalised.span`: original ``[start, end)`` of normalised ``[start, end)`` of post ``p``."""
+        base, origin = int(self.nstart[p]), int(self.ostart[p])
+        return int(self.kept[base + start]) - origin, int(self.ends[base + end - 1]) - origin
+
+
+def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
+    joined = _SEP.join([*texts, ""])
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ostart = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=ostart[1:])
+    raw = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+    points, extend = normaliser.batch_points(texts, joined, ostart[1:] - 1)
+    folded = normaliser.table.take(points)
+    folded[ostart[1:] - 1] = DELETE  # separators
+    kept = np.flatnonzero(folded != DELETE)
+    codes = folded[kept]
+    ends = kept + 1
+    if extend:
+        at = np.fromiter(extend, dtype=np.int64, count=len(extend))
+        where = np.searchsorted(kept, at)
+        hit = where < len(kept)
+        hit[hit] = kept[where[hit]] == at[hit]
+        ends[where[hit]] = np.fromiter(extend.values(), dtype=np.int64, count=len(extend))[hit]
+    nstart = np.searchsorted(kept, ostart)
+    text = codes.astype("<u4").tobytes().decode("utf-32-le")
+    return Refolded(texts, text, raw, codes, kept, ends, ostart, nstart)
