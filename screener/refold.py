@@ -60,6 +60,12 @@ class Refolded:
 
 
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
+    """Every text normalised, as one :class:`Refolded`.
+
+    >>> posts = refold(Normaliser(), ["赌*博", "&#36172;博"])
+    >>> posts.post_text(1), posts.span(1, 0, 2)
+    ('赌博', (0, 9))
+    """
     joined = _SEP.join([*texts, ""])
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ostart = np.zeros(len(texts) + 1, dtype=np.int64)
