@@ -53,13 +53,35 @@ class Refolded:
     def post_text(self, p: int) -> str:
         return self.text[self.nstart[p]:self.nstart[p + 1]]
 
+    def post(self, p: int) -> "RefoldedPost":
+        """Post ``p`` with ``original`` and ``span``, as a :class:`Normalised` has them."""
+        return RefoldedPost(self, p)
+
     def span(self, p: int, start: int, end: int) -> tuple[int, int]:
         """As :meth:`Normalised.span`: original ``[start, end)`` of normalised ``[start, end)`` of post ``p``."""
         base, origin = int(self.nstart[p]), int(self.ostart[p])
         return int(self.kept[base + start]) - origin, int(self.ends[base + end - 1]) - origin
 
 
+class RefoldedPost:
+    """One post of a :class:`Refolded` batch (see :meth:`Refolded.post`)."""
+
+    __slots__ = ("_posts", "_p", "original")
+
+    def __init__(self, posts: Refolded, p: int) -> None:
+        self._posts, self._p, self.original = posts, p, posts.originals[p]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self._posts.span(self._p, start, end)
+
+
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
+    """Every text normalised, as one :class:`Refolded`.
+
+    >>> posts = refold(Normaliser(), ["赌*博", "&#36172;博"])
+    >>> posts.post_text(1), posts.span(1, 0, 2)
+    ('赌博', (0, 9))
+    """
     joined = _SEP.join([*texts, ""])
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ostart = np.zeros(len(texts) + 1, dtype=np.int64)

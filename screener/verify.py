@@ -66,24 +66,12 @@ class Decision:
 
 class PostText(Protocol):
     """What hits are made from: a post's original text and the map to it
-    (:class:`screener.normalise.Normalised`, or one post of a batch)."""
+    (:class:`screener.normalise.Normalised`, or :class:`screener.refold.RefoldedPost`)."""
 
     @property
     def original(self) -> str: ...
 
     def span(self, start: int, end: int) -> tuple[int, int]: ...
-
-
-class _BatchPost:
-    """Post ``p`` of a :class:`Refolded` batch, as a :class:`PostText`."""
-
-    __slots__ = ("_posts", "_p", "original")
-
-    def __init__(self, posts: Refolded, p: int) -> None:
-        self._posts, self._p, self.original = posts, p, posts.originals[p]
-
-    def span(self, start: int, end: int) -> tuple[int, int]:
-        return self._posts.span(self._p, start, end)
 
 
 _KINDS = ("other", "latin", "digit", "cjk")
@@ -130,7 +118,7 @@ class Verifier:
         order = list(found)
         posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
         cuts = self._cuts(posts, [found[i] for i in order])
-        return {index: self._verify(_BatchPost(posts, k), found[index], _cut_of(cuts, k)) for k, index in enumerate(order)}
+        return {index: self._verify(posts.post(k), found[index], _cut_of(cuts, k)) for k, index in enumerate(order)}
 
     def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut) -> tuple[list[Hit], list[Decision]]:
         rules = self.lexicons.rules
