@@ -276,7 +276,7 @@ def _patterns(rules: list[Rule], normaliser: Normaliser) -> list[Pattern]:
     patterns: list[Pattern] = []
     for (index, part_no, part), alts in zip(parts, variants):
         patterns.append(Pattern(part, index, part_no))
-        patterns += [Pattern(v, index, part_no, True) for v in alts]
+        patterns += [Pattern(v, index, part_no, "regional") for v in alts]
     return patterns
 
 
