@@ -1,0 +1,149 @@
+"""Is the broker answering? Evidence for /readyz, and an idle wait that does not spin.
+
+A frozen broker (a stopped process, a hung disk) keeps its TCP connections
+open: nothing fails, polls just come back empty, and "no error" looked like
+"ready" for as long as it lasted. Readiness therefore rests on evidence: the
+worker calls :meth:`Health.broker_answered` whenever the broker answered it
+(records polled, sends acknowledged, a commit confirmed), and while that
+evidence is older than a fraction of ``broker_timeout_s`` a
+:class:`BrokerWatch` thread asks the broker something small itself. Whichever
+Kafka client is underneath, it only has to provide that question as a
+:data:`Probe`: a callable that returns when the broker answered within the
+timeout it is given and raises otherwise.
+
+>>> from screener.stream.metrics import Health
+>>> health = Health(broker_timeout_s=10)
+>>> health.ready, health.reason = True, "ready"
+>>> health.readiness()[0]   # the loop is ready, but no broker has answered yet
+False
+>>> health.broker_answered()
+>>> health.readiness()
+(True, 'ready')
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from .metrics import Health
+
+log = logging.getLogger("screener.liveness")
+
+#: Asks the broker something; returns if it answered within ``timeout_s``
+#: seconds, raises otherwise.
+Probe = Callable[[float], object]
+
+
+class BrokerWatch:
+    """A daemon thread that keeps the broker evidence fresh while the worker
+    is idle, and publishes readiness when it goes stale.
+
+    It probes only when the worker itself has had no answer for
+    ``broker_timeout_s / 4`` (a busy worker costs the broker nothing extra),
+    gives each probe half the timeout, and never decides readiness itself: a
+    probe that hangs simply produces no evidence, and /readyz turns 503 when
+    the last evidence is ``broker_timeout_s`` old.
+    """
+
+    def __init__(self, health: Health, probe: Probe | None) -> None:
+        self.health, self.probe = health, probe
+        self.interval = max(0.25, health.broker_timeout_s / 4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="broker-watch", daemon=True)
+        self._failing = False
+
+    def start(self) -> "BrokerWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval / 2):
+            if self.probe is not None and self.health.broker_silence() >= self.interval:
+                self._probe_once()
+            self.health.publish()  # silence becomes "not ready" even while the loop is blocked
+
+    def _probe_once(self) -> None:
+        assert self.probe is not None
+        try:
+            self.probe(max(0.5, self.health.broker_timeout_s / 2))
+        except Exception as exc:  # noqa: BLE001 - any failure is just "no answer"
+            if not self._failing:
+                log.warning("broker did not answer a liveness probe: %s", exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("broker answers liveness probes again")
+        self._failing = False
+        self.health.broker_answered()
+
+
+class IdleWait:
+    """Keeps a poll that finds nothing from spinning a core.
+
+    kafka-python 3.0 caps its wait inside ``poll()`` by the time to the next
+    heartbeat, which is 0 while an unanswered heartbeat is overdue: against a
+    frozen broker an idle worker's poll busy-waited, ~85% of a core measured.
+    An empty poll that spent more than half its wall time on this thread's CPU,
+    twice in a row, is taken as that; from then on polls do not block and the
+    worker waits on its own, until records arrive or the broker answers again.
+    A client whose poll blocks properly (librdkafka) never trips it.
+    """
+
+    #: Empty polls shorter than this say nothing (a poll of timeout 0).
+    MIN_WALL_S = 0.05
+
+    def __init__(self, health: Health, poll_timeout_ms: int, stop: threading.Event) -> None:
+        self.health, self.poll_timeout_ms, self.stop = health, poll_timeout_ms, stop
+        self.throttled_since: float | None = None
+        self._spins = 0
+        self._cpu = self._wall = 0.0
+
+    def timeout_ms(self) -> int:
+        """The timeout for the next poll (call right before it)."""
+        self._cpu, self._wall = time.process_time(), time.monotonic()
+        return 0 if self.throttled_since is not None else self.poll_timeout_ms
+
+    def after(self, got_records: bool) -> None:
+        """Account for the poll that just returned; waits if throttled."""
+        if got_records or (self.throttled_since is not None and self.health.answered_since(self.throttled_since)):
+            if self.throttled_since is not None:
+                log.info("poll waits normally again")
+            self.throttled_since, self._spins = None, 0
+            return
+        if self.throttled_since is not None:
+            self.stop.wait(self.poll_timeout_ms / 1000)
+            return
+        wall = time.monotonic() - self._wall
+        busy = wall >= self.MIN_WALL_S and time.process_time() - self._cpu > wall / 2
+        self._spins = self._spins + 1 if busy else 0
+        if self._spins >= 2:
+            self.throttled_since = time.monotonic()
+            log.warning("empty polls spin the CPU (a broker that does not answer?); waiting between polls instead")
+
+
+def kafka_python_probe(bootstrap_servers: str, options: Mapping[str, Any]) -> Probe:
+    """A probe for kafka-python: DescribeCluster (Metadata on older brokers)
+    through an admin client of its own, with the client options that apply
+    to it (security settings pass through; consumer- or producer-only ones
+    are left out, since the admin client refuses unknown options)."""
+
+    admin: list[Any] = []  # created on first use: the broker may be down at start
+
+    def probe(timeout_s: float) -> object:
+        from kafka import KafkaAdminClient
+
+        if not admin:
+            known = {k: v for k, v in options.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+            timeout_ms = int(timeout_s * 1000)
+            admin.append(KafkaAdminClient(**{**known, "bootstrap_servers": bootstrap_servers,
+                                             "client_id": "screener-liveness", "request_timeout_ms": timeout_ms,
+                                             "bootstrap_timeout_ms": timeout_ms}))
+        return admin[0].describe_cluster()
+
+    return probe
