@@ -38,40 +38,45 @@ Probe = Callable[[float], object]
 
 
 class BrokerWatch:
-    """A daemon thread that keeps the broker evidence fresh while the worker
-    is idle, and publishes readiness when it goes stale.
+    """Keeps the broker evidence fresh while the worker is idle, and
+    publishes readiness when it goes stale.
 
-    It probes only when the worker itself has had no answer for
-    ``broker_timeout_s / 4`` (a busy worker costs the broker nothing extra),
-    gives each probe half the timeout, and never decides readiness itself: a
-    probe that hangs simply produces no evidence, and /readyz turns 503 when
-    the last evidence is ``broker_timeout_s`` old.
+    The probe thread asks only when the worker itself has had no answer for
+    ``broker_timeout_s / 4`` (a busy worker costs the broker nothing extra)
+    and gives each probe half the timeout; it never decides readiness
+    itself: a probe that hangs simply produces no evidence, and /readyz
+    turns 503 when the last evidence is ``broker_timeout_s`` old. A second
+    thread publishes the ready gauge, so that it follows even while the
+    worker loop and the probe are both stuck on a silent broker.
     """
 
     def __init__(self, health: Health, probe: Probe | None) -> None:
         self.health, self.probe = health, probe
         self.interval = max(0.25, health.broker_timeout_s / 4)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="broker-watch", daemon=True)
         self._failing = False
 
     def start(self) -> "BrokerWatch":
-        self._thread.start()
+        threading.Thread(target=self._publish, name="readiness", daemon=True).start()
+        if self.probe is not None:
+            threading.Thread(target=self._probe, args=(self.probe,), name="broker-probe", daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _run(self) -> None:
+    def _publish(self) -> None:
         while not self._stop.wait(self.interval / 2):
-            if self.probe is not None and self.health.broker_silence() >= self.interval:
-                self._probe_once()
-            self.health.publish()  # silence becomes "not ready" even while the loop is blocked
+            self.health.publish()
 
-    def _probe_once(self) -> None:
-        assert self.probe is not None
+    def _probe(self, probe: Probe) -> None:
+        while not self._stop.wait(self.interval / 2):
+            if self.health.broker_silence() >= self.interval:
+                self._probe_once(probe)
+
+    def _probe_once(self, probe: Probe) -> None:
         try:
-            self.probe(max(0.5, self.health.broker_timeout_s / 2))
+            probe(max(0.5, self.health.broker_timeout_s / 2))
         except Exception as exc:  # noqa: BLE001 - any failure is just "no answer"
             if not self._failing:
                 log.warning("broker did not answer a liveness probe: %s", exc)
@@ -136,14 +141,32 @@ def kafka_python_probe(bootstrap_servers: str, options: Mapping[str, Any]) -> Pr
     admin: list[Any] = []  # created on first use: the broker may be down at start
 
     def probe(timeout_s: float) -> object:
-        from kafka import KafkaAdminClient
-
         if not admin:
-            known = {k: v for k, v in options.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
-            timeout_ms = int(timeout_s * 1000)
-            admin.append(KafkaAdminClient(**{**known, "bootstrap_servers": bootstrap_servers,
-                                             "client_id": "screener-liveness", "request_timeout_ms": timeout_ms,
-                                             "bootstrap_timeout_ms": timeout_ms}))
+            admin.append(_admin_client(bootstrap_servers, options, int(timeout_s * 1000)))
         return admin[0].describe_cluster()
 
     return probe
+
+
+def _admin_client(bootstrap_servers: str, options: Mapping[str, Any], timeout_ms: int) -> Any:
+    """A kafka-python admin client; one that cannot bootstrap is closed, since
+    its constructor has started an IO thread by then (a thread per failed
+    attempt leaked otherwise)."""
+    from kafka import KafkaAdminClient
+    from kafka.net.compat import KafkaNetClient
+
+    started: list[Any] = []
+
+    def network(**config: Any) -> Any:
+        started.append(KafkaNetClient(**config))
+        return started[-1]
+
+    known = {k: v for k, v in options.items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    try:
+        return KafkaAdminClient(**{**known, "bootstrap_servers": bootstrap_servers, "client_id": "screener-liveness",
+                                   "request_timeout_ms": timeout_ms, "bootstrap_timeout_ms": timeout_ms,
+                                   "kafka_client": network})
+    except BaseException:
+        for client in started:
+            client.close()
+        raise
