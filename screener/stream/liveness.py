@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Mapping
 
 from .metrics import Health
@@ -37,12 +36,19 @@ log = logging.getLogger("screener.liveness")
 Probe = Callable[[float], object]
 
 
+def probe_interval(broker_timeout_s: float) -> float:
+    """How long an idle worker's evidence may age before the watch asks the
+    broker itself: a quarter of the timeout, at most a second (a request a
+    second per idle process is nothing to a broker) and at least 0.25 s."""
+    return min(1.0, max(0.25, broker_timeout_s / 4))
+
+
 class BrokerWatch:
     """Keeps the broker evidence fresh while the worker is idle, and
     publishes readiness when it goes stale.
 
     The probe thread asks only when the worker itself has had no answer for
-    ``broker_timeout_s / 4`` (a busy worker costs the broker nothing extra)
+    :func:`probe_interval` (a busy worker costs the broker nothing extra)
     and gives each probe half the timeout; it never decides readiness
     itself: a probe that hangs simply produces no evidence, and /readyz
     turns 503 when the last evidence is ``broker_timeout_s`` old. A second
@@ -52,7 +58,7 @@ class BrokerWatch:
 
     def __init__(self, health: Health, probe: Probe | None) -> None:
         self.health, self.probe = health, probe
-        self.interval = max(0.25, health.broker_timeout_s / 4)
+        self.interval = probe_interval(health.broker_timeout_s)
         self._stop = threading.Event()
         self._failing = False
 
@@ -93,57 +99,60 @@ class IdleWait:
 
     kafka-python 3.0 caps its wait inside ``poll()`` by the time to the next
     heartbeat, which is 0 while an unanswered heartbeat is overdue: against a
-    frozen broker an idle worker's poll busy-waited, ~85% of a core measured.
-    An empty poll that spent more than half its wall time on this thread's CPU,
-    twice in a row, is taken as that; from then on polls do not block and the
-    worker waits on its own, until records arrive or the broker answers again.
-    A client whose poll blocks properly (librdkafka) never trips it.
+    frozen broker an idle worker's poll busy-waited, 60-85% of a core
+    measured. So while the broker has been silent for three probe intervals
+    (the watch asks after one, and checks twice an interval, so a well broker
+    is never silent for more than about 1.5), or half of ``broker_timeout_s``
+    if that is shorter, polls do not block and the worker waits on its own.
+    Silence, not the CPU an empty poll used, is the signal: on a loaded
+    machine a spinning poll gets less than half a core and looked innocent.
+    A client whose poll blocks properly (librdkafka) loses nothing by it.
     """
-
-    #: Empty polls shorter than this say nothing (a poll of timeout 0).
-    MIN_WALL_S = 0.05
 
     def __init__(self, health: Health, poll_timeout_ms: int, stop: threading.Event) -> None:
         self.health, self.poll_timeout_ms, self.stop = health, poll_timeout_ms, stop
-        self.throttled_since: float | None = None
-        self._spins = 0
-        self._cpu = self._wall = 0.0
+        self.silent_after = min(health.broker_timeout_s / 2, 3 * probe_interval(health.broker_timeout_s))
+        self.throttled = False
 
     def timeout_ms(self) -> int:
-        """The timeout for the next poll (call right before it)."""
-        self._cpu, self._wall = time.process_time(), time.monotonic()
-        return 0 if self.throttled_since is not None else self.poll_timeout_ms
+        """The timeout for the next poll."""
+        silence = self.health.broker_silence()
+        throttled = self.silent_after < silence < float("inf")  # before any answer, nothing to spin on yet
+        if throttled != self.throttled:
+            if throttled:
+                log.warning("broker silent for %.1f s: waiting between polls instead of inside them", silence)
+            else:
+                log.info("broker answers again: polls wait normally")
+            self.throttled = throttled
+        return 0 if throttled else self.poll_timeout_ms
 
     def after(self, got_records: bool) -> None:
-        """Account for the poll that just returned; waits if throttled."""
-        if got_records or (self.throttled_since is not None and self.health.answered_since(self.throttled_since)):
-            if self.throttled_since is not None:
-                log.info("poll waits normally again")
-            self.throttled_since, self._spins = None, 0
-            return
-        if self.throttled_since is not None:
+        """The poll just returned: a non-blocking one that found nothing waits here."""
+        if self.throttled and not got_records:
             self.stop.wait(self.poll_timeout_ms / 1000)
-            return
-        wall = time.monotonic() - self._wall
-        busy = wall >= self.MIN_WALL_S and time.process_time() - self._cpu > wall / 2
-        self._spins = self._spins + 1 if busy else 0
-        if self._spins >= 2:
-            self.throttled_since = time.monotonic()
-            log.warning("empty polls spin the CPU (a broker that does not answer?); waiting between polls instead")
 
 
 def kafka_python_probe(bootstrap_servers: str, options: Mapping[str, Any]) -> Probe:
     """A probe for kafka-python: DescribeCluster (Metadata on older brokers)
     through an admin client of its own, with the client options that apply
     to it (security settings pass through; consumer- or producer-only ones
-    are left out, since the admin client refuses unknown options)."""
+    are left out, since the admin client refuses unknown options). An error
+    the broker sends back is an answer too: a principal without the right to
+    describe the cluster must not look like a hung broker."""
 
     admin: list[Any] = []  # created on first use: the broker may be down at start
 
     def probe(timeout_s: float) -> object:
+        from kafka import errors
+
         if not admin:
             admin.append(_admin_client(bootstrap_servers, options, int(timeout_s * 1000)))
-        return admin[0].describe_cluster()
+        try:
+            return admin[0].describe_cluster()
+        except errors.RequestTimedOutError:  # kafka-python's own timeout, under a broker error's name
+            raise
+        except errors.BrokerResponseError as exc:  # refused (an ACL, say), but the broker answered
+            return exc
 
     return probe
 
