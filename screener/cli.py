@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
     run.add_argument("--metrics-host", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
     run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
+    run.add_argument("--broker-timeout-s", type=int, metavar="S",
+                     help="/readyz answers 503 once the broker has not answered for S seconds (default 10)")
     _limits(run)
     run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
                      help="kafka-python option for consumer and producer (repeatable), e.g. security_protocol=SASL_SSL")

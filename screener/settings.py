@@ -129,6 +129,10 @@ class Settings:
     poll_max_records: int = 2048
     #: How long a poll waits for records, in ms (SCREENER_POLL_TIMEOUT_MS).
     poll_timeout_ms: int = 200
+    #: /readyz answers 503 when the broker has not answered for this many
+    #: seconds, even while nothing fails (a frozen broker); an idle worker
+    #: asks it something small every quarter of it (SCREENER_BROKER_TIMEOUT_S).
+    broker_timeout_s: int = 10
     #: Graceful shutdown must finish within this many seconds (SCREENER_SHUTDOWN_TIMEOUT_S).
     shutdown_timeout_s: int = 10
     #: How often the lexicon directory is checked for a new version, in s (SCREENER_RELOAD_INTERVAL_S).
@@ -174,7 +178,7 @@ class Settings:
 #: Lower bounds of the whole-number settings (the rest have none but their type).
 _MINIMUM = {
     "max_post_bytes": 1, "batch_records": 1, "batch_bytes": 1, "workers": 1, "poll_max_records": 1,
-    "shutdown_timeout_s": 1, "reload_interval_s": 1, "max_hits_per_post": 1,
+    "shutdown_timeout_s": 1, "broker_timeout_s": 1, "reload_interval_s": 1, "max_hits_per_post": 1,
     # A record must hold at least its envelope (ids, versions, the marker
     # saying it was shortened) next to some content.
     "max_record_bytes": 4096,

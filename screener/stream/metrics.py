@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -67,6 +67,15 @@ def set_lexicon(version: str, terms: int, previous: str | None) -> None:
     LEXICON_TERMS.set(terms)
 
 
+def count_rebalance(kind: str, partitions: Collection[object]) -> None:
+    """Count a revocation or an assignment that moved partitions. Clients
+    announce an empty revocation when a member first joins (kafka-python
+    does): that is no rebalance, and a counter that starts at 1 hides the
+    first real one."""
+    if partitions:
+        REBALANCES.labels(kind=kind).inc()
+
+
 def registry() -> CollectorRegistry:
     """The registry to serve: the process's own, or the multiprocess sum."""
     from prometheus_client import REGISTRY, multiprocess
@@ -79,12 +88,23 @@ def registry() -> CollectorRegistry:
 
 
 class Health:
-    """What /healthz and /readyz answer; set by the worker loop."""
+    """What /healthz and /readyz answer.
 
-    def __init__(self) -> None:
+    ``ready`` and ``reason`` are the worker loop's own view (partitions
+    assigned, nothing failing), set by the loop. Ready for /readyz also needs
+    evidence that the broker answered within ``broker_timeout_s``: the
+    absence of errors is not enough, since a frozen broker raises none
+    (:mod:`screener.stream.liveness`).
+    """
+
+    def __init__(self, broker_timeout_s: float = 10.0) -> None:
         self.ready = False
         self.heartbeat = time.monotonic()
         self.reason = "starting"
+        self.broker_timeout_s = broker_timeout_s
+        self._answered = -float("inf")  # monotonic time of the broker's last answer
+        self._published: tuple[bool, str] | None = None
+        self._lock = threading.Lock()
 
     def beat(self) -> None:
         """The loop is alive: called once per turn, and from inside waits
@@ -93,6 +113,42 @@ class Health:
 
     def alive(self, stale_after: float = 60.0) -> bool:
         return time.monotonic() - self.heartbeat < stale_after
+
+    def broker_answered(self) -> None:
+        """The broker answered us just now (records, acknowledgements, a
+        commit, a probe); any thread may call it."""
+        self._answered = time.monotonic()
+
+    def broker_silence(self) -> float:
+        """Seconds since the broker last answered (infinite: never)."""
+        return time.monotonic() - self._answered
+
+    def answered_since(self, moment: float) -> bool:
+        return self._answered > moment
+
+    def set(self, ready: bool, reason: str) -> None:
+        """The loop's view changed (or not): record it and publish."""
+        self.ready, self.reason = ready, reason
+        self.publish()
+
+    def readiness(self) -> tuple[bool, str]:
+        """What /readyz answers: the loop's view, unless the broker is silent."""
+        ready, reason = self.ready, self.reason
+        if ready and self.broker_silence() > self.broker_timeout_s:
+            return False, f"broker has not answered for over {self.broker_timeout_s:g} s"
+        return ready, reason
+
+    def publish(self) -> None:
+        """Set the ready gauge (the supervisor's /readyz sums it) and log a
+        change once; called by the loop and by the broker watch thread."""
+        ready, reason = self.readiness()
+        READY.set(1 if ready else 0)
+        with self._lock:
+            changed, self._published = self._published != (ready, reason), (ready, reason)
+        if changed and not ready:
+            log.warning("not ready: %s", reason)
+        elif changed:
+            log.info("ready")
 
 
 log = logging.getLogger("screener.metrics")

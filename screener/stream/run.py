@@ -29,6 +29,7 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     """One worker process; serves metrics itself unless it is a supervised child."""
     configure_logging()
     from . import metrics
+    from .liveness import BrokerWatch, kafka_python_probe
     from .worker import Worker
 
     engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher, settings.cache_dir)
@@ -44,13 +45,19 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     # walk them again and again while the loop allocates per record.
     gc.collect()
     gc.freeze()
-    health = metrics.Health()
+    health = metrics.Health(settings.broker_timeout_s)
     worker = Worker(settings, engine, health)
     worker.install_signals()
     if settings.metrics_port:
         serve_metrics(settings, lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
-                      lambda: (health.ready, health.reason))
-    return worker.run()
+                      health.readiness)
+    # Evidence that the broker answers while the worker idles; the client
+    # seam may offer a probe on its own connection instead (liveness.Probe).
+    watch = BrokerWatch(health, kafka_python_probe(settings.bootstrap_servers, settings.kafka)).start()
+    try:
+        return worker.run()
+    finally:
+        watch.stop()
 
 
 def serve_metrics(settings: Settings, alive: Callable[[], tuple[bool, str]],

@@ -34,6 +34,7 @@ from ..judge import NO_TRACKER, Engine, Tracker
 from ..offenders import OffenderTracker, Offenders, event_time, shard_clocks
 from ..settings import Settings
 from . import metrics
+from .liveness import IdleWait
 from .outgoing import Outgoing, audit_record, sends_of, source_of
 from .reload import LexiconReloader
 
@@ -60,11 +61,11 @@ class _Listener(ConsumerRebalanceListener):
         self.worker = worker
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        metrics.REBALANCES.labels(kind="revoked").inc()
+        metrics.count_rebalance("revoked", set(revoked))
         self.worker.on_revoked(set(revoked))
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        metrics.REBALANCES.labels(kind="assigned").inc()
+        metrics.count_rebalance("assigned", set(assigned))
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
         self.worker.on_assigned(set(assigned))
 
@@ -112,16 +113,19 @@ class Worker:
         self.consumer.subscribe([self.settings.input_topic], listener=_Listener(self))
         self._check_topics()
         self.reloader.start()
+        idle = IdleWait(self.health, self.settings.poll_timeout_ms, self.stop_requested)
         while not self.stop_requested.is_set():
             self.health.heartbeat = time.monotonic()
             self._maybe_swap()
             try:
-                records = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
-                                             max_records=self.settings.poll_max_records)
+                records = self.consumer.poll(timeout_ms=idle.timeout_ms(), max_records=self.settings.poll_max_records)
             except KafkaError as exc:
                 self._not_ready(f"poll failed: {exc}")
                 time.sleep(0.5)
                 continue
+            idle.after(bool(records))
+            if records:
+                self.health.broker_answered()
             self._set_ready()
             if records:
                 self.process(records)
@@ -181,8 +185,7 @@ class Worker:
         self.reloader.stop()
         if self.rescan is not None:
             self.rescan.join(timeout=max(0.1, (self.deadline or time.monotonic() + 5) - time.monotonic()))
-        self.health.ready = False
-        metrics.READY.set(0)
+        self.health.set(False, "stopping")
         if self.consumer is not None:
             if clean and not self._flush_state():
                 clean = False
@@ -308,6 +311,8 @@ class Worker:
                     metrics.AUDIT_RECORDS.inc()
                 elif item.action not in ("dead_letter", "state"):
                     metrics.EVENTS.labels(action=item.action).inc()
+            if len(waiting) < len(in_flight):  # some were acknowledged
+                self.health.broker_answered()
             in_flight = waiting
             self.health.beat()  # waiting for a broker is alive, not stalled
             if in_flight:
@@ -343,6 +348,7 @@ class Worker:
             log.warning("commit failed (will be retried with the next one): %s", error)
             return
         metrics.COMMITS.inc()
+        self.health.broker_answered()
         for tp, offset in offsets.items():
             if self.uncommitted.get(tp) == offset:
                 del self.uncommitted[tp]
@@ -446,18 +452,10 @@ class Worker:
         connected = self._coordinator_connected()
         ready = assigned and connected
         reason = "ready" if ready else "broker connection lost" if not connected else "waiting for partition assignment"
-        if ready != self.health.ready or reason != self.health.reason:
-            if not ready:
-                log.warning("not ready: %s", reason)
-            self.health.ready, self.health.reason = ready, reason
-            metrics.READY.set(1 if ready else 0)
+        self.health.set(ready, reason)  # ready for /readyz also needs a broker that answered lately
 
     def _not_ready(self, reason: str) -> None:
-        if self.health.ready or self.health.reason != reason:
-            log.warning("not ready: %s", reason)
-        self.health.ready = False
-        self.health.reason = reason
-        metrics.READY.set(0)
+        self.health.set(False, reason)
 
 
 class _PartitionAccounts:

@@ -55,7 +55,7 @@ def test_deploy_files_parse():
     assert {"kafka", "worker", "prometheus", "grafana"} <= set(compose["services"])
     assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     kinds = {d["kind"] for p in (DEPLOY / "k8s").glob("*.yaml") for d in yaml.safe_load_all(p.read_text())}
-    assert kinds == {"Deployment", "ConfigMap", "Service"}
+    assert kinds == {"Deployment", "ConfigMap", "Service", "ScaledObject", "TriggerAuthentication"}
 
 
 def test_configmap_matches_lexicons():
