@@ -24,7 +24,7 @@ class Candidate:
     part: int
     start: int
     end: int
-    variant: bool
+    variant: str
 
 
 def find_candidates(

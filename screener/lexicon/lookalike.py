@@ -139,10 +139,11 @@ def generate(
         if left <= 0:
             out.set_capped_at = index if out.set_capped_at is None else out.set_capped_at
             continue
-        found = _of_term(term, kinds, is_word, min(per_term, left), source)
-        if len(found) >= per_term:
+        cap = min(per_term, left)
+        found = _of_term(term, kinds, is_word, cap, source)
+        if len(found) == per_term:
             out.capped.append(index)
-        elif len(found) == left and out.set_capped_at is None:
+        elif len(found) == cap and out.set_capped_at is None:
             out.set_capped_at = index
         left -= len(found)
         out.variants[index] = found
@@ -165,7 +166,11 @@ def _of_term(term: str, kinds: frozenset[str], is_word: Callable[[str], bool], c
                 if rank >= len(subs):
                     continue
                 variant = term[:i] + subs[rank] + term[i + 1:]
-                if variant in found or variant == term or is_word(variant):
+                if variant in found:
+                    if kind == "homophone":
+                        found[variant] = kind  # 堵 looks like 赌 and sounds like it: the sound is what users hear of it
+                    continue
+                if variant == term or is_word(variant):
                     continue
                 found[variant] = kind
                 if len(found) >= cap:

@@ -9,6 +9,9 @@ Action = Literal["flag", "recall"]
 Mode = Literal["word", "substring"]
 Kind = Literal["term", "combo", "allow"]
 Scope = Literal["post", "profile", "both"]
+#: How a pattern spells its rule's term: as written, or a generated variant.
+VariantKind = Literal["literal", "traditional", "regional", "repeat", "pinyin", "homophone", "split", "shape"]
+VARIANT_KINDS: tuple[VariantKind, ...] = ("literal", "traditional", "regional", "repeat", "pinyin", "homophone", "split", "shape")
 
 ACTIONS: tuple[Action, ...] = ("flag", "recall")
 MODES: tuple[Mode, ...] = ("word", "substring")
@@ -32,6 +35,9 @@ class Category:
     #: Which messages the category screens: posts, profiles (names and bios,
     #: Gejiu Art. 7) or both.
     scope: Scope = "both"
+    #: Look-alike kinds (homophone, shape, split) every term of the category
+    #: is also matched in, unless the term says otherwise (``variants=``).
+    variants: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,12 @@ class Rule:
 class Pattern:
     """A string the matcher looks for, and the rule it belongs to.
 
-    A rule has one pattern per part, plus regional variants of each part
-    (``variant`` true) that report as the same rule.
+    A rule has one pattern per part, plus variants of each part (regional
+    wording, opt-in look-alike spellings) that report as the same rule;
+    ``variant`` says which kind of spelling the pattern is.
     """
 
     text: str
     rule: int
     part: int
-    variant: bool = False
+    variant: VariantKind = "literal"

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence, overload
 
 import numpy as np
 
-from .model import Pattern, Rule
+from .model import VARIANT_KINDS, Pattern, Rule
 
 #: Separators inside an encoded rule row; a rule whose text holds one is
 #: stored pickled instead (see :meth:`RuleTable.encode`).
@@ -251,7 +251,7 @@ class PatternTable(_Table, Sequence[Pattern]):
         return self._texts
 
     def _make(self, index: int) -> Pattern:
-        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]), bool(self._variant[index]))
+        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]), VARIANT_KINDS[self._variant[index]])
 
     def encode(self) -> dict[str, Any]:
         items = list(self)
@@ -262,7 +262,7 @@ class PatternTable(_Table, Sequence[Pattern]):
             "patterns.offsets": np.concatenate(([0], np.cumsum([len(t) for t in texts], dtype=np.int64))),
             "patterns.rule": np.fromiter((p.rule for p in items), dtype=np.int64, count=n),
             "patterns.part": np.fromiter((p.part for p in items), dtype=np.int64, count=n),
-            "patterns.variant": np.fromiter((p.variant for p in items), dtype=np.bool_, count=n),
+            "patterns.variant": np.fromiter((VARIANT_KINDS.index(p.variant) for p in items), dtype=np.int8, count=n),
         }
 
     @classmethod
@@ -272,5 +272,5 @@ class PatternTable(_Table, Sequence[Pattern]):
         table._offsets = np.frombuffer(sections["patterns.offsets"], dtype=np.int64)
         table._rule = np.frombuffer(sections["patterns.rule"], dtype=np.int64)
         table._part = np.frombuffer(sections["patterns.part"], dtype=np.int64)
-        table._variant = np.frombuffer(sections["patterns.variant"], dtype=np.bool_)
+        table._variant = np.frombuffer(sections["patterns.variant"], dtype=np.int8)
         return table
