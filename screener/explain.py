@@ -49,7 +49,7 @@ def explain(engine: Engine, text: str, account: dict[str, Any] | None = None, *,
                 "field": name, "term": d.hit.rule.label, "written": d.hit.rule.written,
                 "category": d.hit.rule.category, "action": d.hit.rule.action, "mode": d.hit.rule.mode,
                 "rule_id": d.hit.rule.id, "source": f"{d.hit.rule.path}:{d.hit.rule.line}",
-                "start": d.hit.start, "end": d.hit.end, "matched": d.hit.matched,
+                "start": d.hit.start, "end": d.hit.end, "matched": d.hit.matched, "variant": d.hit.variant,
                 "kept": d.kept, "reason": d.reason,
                 "policy_action": judged_hit.action if judged_hit else None,
                 "policy": describe(judged_hit.rule) if judged_hit else None,
@@ -71,6 +71,10 @@ def explain(engine: Engine, text: str, account: dict[str, Any] | None = None, *,
     }
 
 
+def _written_as(variant: str) -> str:
+    return "" if variant == "literal" else f" written as {variant}"
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"lexicon    {report['lexicon_dir']} (version {report['lexicon_version']}, matcher {report['matcher']})",
@@ -84,7 +88,7 @@ def render(report: dict[str, Any]) -> str:
         mark = "KEEP    " if c["kept"] else "SUPPRESS"
         where = f"{c['field']} " if report["kind"] == "profile" else ""
         lines.append(
-            f"  {mark} {where}[{c['start']},{c['end']}) {c['matched']!r} = {c['term']!r} "
+            f"  {mark} {where}[{c['start']},{c['end']}) {c['matched']!r} = {c['term']!r}{_written_as(c['variant'])} "
             f"({c['category']}, {c['action']}, {c['mode']}; {c['source']}): {c['reason']}"
         )
         if c["kept"]:

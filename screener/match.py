@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .lexicon import LexiconSet
+from .lexicon.model import VariantKind
 from .matchers import Matcher
 from .normalise import EncodedBatch
 
@@ -24,7 +25,7 @@ class Candidate:
     part: int
     start: int
     end: int
-    variant: str
+    variant: VariantKind
 
 
 def find_candidates(

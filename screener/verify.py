@@ -30,6 +30,7 @@ import numpy as np
 from . import boundary
 from .charmap import DELETE
 from .lexicon import LexiconSet, Rule
+from .lexicon.model import VariantKind
 from .match import Candidate
 from .normalise import Normalised
 from .refold import Refolded, refold
@@ -47,11 +48,15 @@ class Hit:
     matched: str
     norm_start: int
     norm_end: int
+    #: How the author wrote it (:data:`screener.lexicon.model.VariantKind`);
+    #: ``rule.label`` is the lexicon term it stands for.
+    variant: VariantKind = "literal"
 
     def to_event(self) -> dict[str, object]:
         return {
             "term": self.rule.label, "category": self.rule.category, "action": self.rule.action,
             "start": self.start, "end": self.end, "matched": self.matched, "rule_id": self.rule.id,
+            "variant": self.variant,
         }
 
 
@@ -129,9 +134,21 @@ class Verifier:
         return [d.hit for d in decisions if d.kept], decisions
 
     # -- proposing hits -------------------------------------------------------
-    def _hit(self, post: PostText, rule: Rule, start: int, end: int) -> Hit:
+    def _hit(self, post: PostText, rule: Rule, start: int, end: int, variant: VariantKind = "literal") -> Hit:
         o_start, o_end = post.span(start, end)
-        return Hit(rule, o_start, o_end, post.original[o_start:o_end], start, end)
+        matched = post.original[o_start:o_end]
+        if variant == "literal" and self._traditional(matched):
+            variant = "traditional"
+        return Hit(rule, o_start, o_end, matched, start, end, variant)
+
+    def _traditional(self, matched: str) -> bool:
+        """Whether the author wrote a CJK character that folds to another one
+        (賭 for 赌, 裏 for 里): width and case folds do not count."""
+        table = self._table
+        return any(
+            0x2E80 <= (cp := ord(ch)) < len(table) and cp != (to := int(table[cp])) and 0x2E80 <= to < 0x110000
+            for ch in matched
+        )
 
     def _terms(self, norm: PostText, candidates: Sequence[Candidate]) -> list[Hit]:
         seen: set[tuple[int, int, int]] = set()
@@ -141,7 +158,7 @@ class Verifier:
             key = (c.rule, c.start, c.end)
             if rule.kind == "term" and key not in seen:
                 seen.add(key)
-                hits.append(self._hit(norm, rule, c.start, c.end))
+                hits.append(self._hit(norm, rule, c.start, c.end, c.variant))
         return hits
 
     def _combos(self, norm: PostText, candidates: Sequence[Candidate], cut: Cut) -> list[Hit]:
@@ -155,7 +172,7 @@ class Verifier:
                 found = [c for c in found if cut(c.start, c.end) is None]
             span = _smallest_window(found, len(rule.parts), rule.within or 0)
             if span is not None:
-                hits.append(self._hit(norm, rule, *span))
+                hits.append(self._hit(norm, rule, *span, _combo_variant(found, *span)))
         return hits
 
     # -- judging hits ---------------------------------------------------------
@@ -272,6 +289,12 @@ def _cut_by(tokens: Sequence[tuple[str, int, int]], start: int, end: int, check_
 
 def _cut_reason(word: str, words: Sequence[str]) -> str:
     return f"cuts through the word {word!r} ({' / '.join(words)})"
+
+
+def _combo_variant(found: Sequence[Candidate], start: int, end: int) -> VariantKind:
+    """A combination is written as its least literal part inside the window."""
+    kinds = [c.variant for c in found if start <= c.start and c.end <= end and c.variant != "literal"]
+    return kinds[0] if kinds else "literal"
 
 
 def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> tuple[int, int] | None:

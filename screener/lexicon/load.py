@@ -18,7 +18,7 @@ from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
-from .lookalike import PER_SET, PER_TERM, Generated, generate
+from .lookalike import PER_SET, PER_TERM, Generated, LookalikeKind, generate
 from .variants import regional_variants
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ def _patterns(
 
 def _lookalikes(
     rules: list[Rule], kinds: list[frozenset[str]], parts: list[tuple[int, int, str]], normaliser: Normaliser
-) -> tuple[list[list[tuple[str, str]]], LookalikeSummary | None, list[Problem]]:
+) -> tuple[list[list[tuple[str, LookalikeKind]]], LookalikeSummary | None, list[Problem]]:
     """Per part, its folded look-alike variants (``lookalike.py``), and what
     ``lexicon check`` reports. Nothing is loaded unless some rule opted in."""
     if not any(kinds):
@@ -335,7 +335,7 @@ def _lookalikes(
     generated: Generated = generate([(part, kinds[index]) for index, _, part in parts], DEFAULT_SEGMENTER.is_word)
     flat = [(i, text, kind) for i, found in enumerate(generated.variants) for text, kind in found]
     folded = normaliser.fold_many([text for _, text, _ in flat])  # as a post would be: 赌博 folds 賭 too
-    out: list[list[tuple[str, str]]] = [[] for _ in parts]
+    out: list[list[tuple[str, LookalikeKind]]] = [[] for _ in parts]
     seen: list[set[str]] = [{part} for _, _, part in parts]
     counts: dict[str, int] = {}
     for (i, _, kind), text in zip(flat, folded):

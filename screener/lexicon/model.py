@@ -9,13 +9,19 @@ Action = Literal["flag", "recall"]
 Mode = Literal["word", "substring"]
 Kind = Literal["term", "combo", "allow"]
 Scope = Literal["post", "profile", "both"]
-#: How a pattern spells its rule's term: as written, or a generated variant.
+#: How an author wrote a hit, relative to the lexicon term it stands for.
+#: "literal" and "traditional" (Traditional characters folded to the term) are
+#: told apart at verification; the others come from the pattern that matched.
 VariantKind = Literal["literal", "traditional", "regional", "repeat", "pinyin", "homophone", "split", "shape"]
-VARIANT_KINDS: tuple[VariantKind, ...] = ("literal", "traditional", "regional", "repeat", "pinyin", "homophone", "split", "shape")
 
 ACTIONS: tuple[Action, ...] = ("flag", "recall")
 MODES: tuple[Mode, ...] = ("word", "substring")
 SCOPES: tuple[Scope, ...] = ("post", "profile", "both")
+#: Every variant kind, in a fixed order: the cache stores a pattern's kind as
+#: its index here, and metrics use these as a bounded label.
+VARIANT_KINDS: tuple[VariantKind, ...] = (
+    "literal", "traditional", "regional", "repeat", "pinyin", "homophone", "split", "shape",
+)
 #: Strictness order used by the decision stage: the strictest hit wins.
 SEVERITY_OF_ACTION = {"pass": 0, "flag": 1, "recall": 2}
 
@@ -65,9 +71,9 @@ class Rule:
 class Pattern:
     """A string the matcher looks for, and the rule it belongs to.
 
-    A rule has one pattern per part, plus variants of each part (regional
-    wording, opt-in look-alike spellings) that report as the same rule;
-    ``variant`` says which kind of spelling the pattern is.
+    A rule has one pattern per part (``variant`` "literal"), plus variants of
+    each part (regional wording, and the opt-in kinds) that report as the
+    same rule; ``variant`` says which kind made the pattern.
     """
 
     text: str

@@ -27,6 +27,7 @@ from .model import VARIANT_KINDS, Pattern, Rule
 #: stored pickled instead (see :meth:`RuleTable.encode`).
 _FIELD, _PART = "\x1f", "\x1e"
 _ABSENT = -1  # "within" of rules without one
+_KIND_CODE = {kind: code for code, kind in enumerate(VARIANT_KINDS)}
 
 
 def _column(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -251,7 +252,7 @@ class PatternTable(_Table, Sequence[Pattern]):
         return self._texts
 
     def _make(self, index: int) -> Pattern:
-        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]), VARIANT_KINDS[self._variant[index]])
+        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]), VARIANT_KINDS[int(self._variant[index])])
 
     def encode(self) -> dict[str, Any]:
         items = list(self)
@@ -262,7 +263,7 @@ class PatternTable(_Table, Sequence[Pattern]):
             "patterns.offsets": np.concatenate(([0], np.cumsum([len(t) for t in texts], dtype=np.int64))),
             "patterns.rule": np.fromiter((p.rule for p in items), dtype=np.int64, count=n),
             "patterns.part": np.fromiter((p.part for p in items), dtype=np.int64, count=n),
-            "patterns.variant": np.fromiter((VARIANT_KINDS.index(p.variant) for p in items), dtype=np.int8, count=n),
+            "patterns.variant": np.fromiter((_KIND_CODE[p.variant] for p in items), dtype=np.int8, count=n),
         }
 
     @classmethod

@@ -31,6 +31,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.
 POSTS_CONSUMED = Counter("screener_posts_consumed_total", "Records consumed from the input topic")
 POSTS = Counter("screener_posts_total", "Posts by outcome", ["outcome"])
 HITS = Counter("screener_hits_total", "Kept hits by lexicon category", ["category"])
+#: The label is bounded: one of screener.lexicon.model.VARIANT_KINDS.
+HITS_BY_VARIANT = Counter("screener_hits_by_variant_total", "Kept hits by how the author wrote them", ["variant"])
 EVENTS = Counter("screener_events_produced_total", "Events acknowledged by the broker, by action", ["action"])
 BATCH_SECONDS = Histogram("screener_batch_screening_seconds", "Time to screen one poll batch", buckets=BATCH_BUCKETS)
 LATENCY = Histogram(

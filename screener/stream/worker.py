@@ -260,6 +260,7 @@ class Worker:
             if e.judged is not None:
                 for hit in e.judged.counted:
                     metrics.HITS.labels(category=hit.hit.rule.category).inc()
+                    metrics.HITS_BY_VARIANT.labels(variant=hit.hit.variant).inc()
 
     def _changelog(self) -> list[Outgoing]:
         out = []
