@@ -348,9 +348,9 @@ def _lookalikes(
     if generated.set_capped_at is not None:
         rule = rules[parts[generated.set_capped_at][0]]
         warnings.append(Problem(rule.path, rule.line, (
-            f"look-alike variants reached the cap of {PER_SET} for the set here: "
+            f"look-alike variants reached the cap of {generated.per_set} for the set here: "
             f"this and later terms get fewer or none"), rule.label))
-    return out, LookalikeSummary(counts, capped), warnings
+    return out, LookalikeSummary(counts, capped, generated.per_term, generated.per_set), warnings
 
 
 def content_version(root: Path) -> str:

@@ -80,7 +80,9 @@ def readings(term: str) -> list[str]:
     the context picks made most homophones junk (冰代 for 冰毒, measured)."""
     from pypinyin import Style, lazy_pinyin
 
-    found = lazy_pinyin(term, style=Style.TONE, errors=lambda s: [""] * len(s))
+    # A list from ``errors`` keeps one item per non-Han character (pypinyin's
+    # documented behaviour; its stub only admits a str, which would merge them).
+    found = lazy_pinyin(term, style=Style.TONE, errors=lambda s: [""] * len(s))  # type: ignore[arg-type, return-value]
     return found if len(found) == len(term) else [""] * len(term)
 
 
@@ -118,21 +120,25 @@ class Generated:
     capped: list[int] = field(default_factory=list)
     #: Index of the first term that got fewer variants because of :data:`PER_SET`.
     set_capped_at: int | None = None
+    per_term: int = PER_TERM
+    per_set: int = PER_SET
 
 
 def generate(
     terms: list[tuple[str, frozenset[str]]], is_word: Callable[[str], bool],
-    per_term: int = PER_TERM, per_set: int = PER_SET, source: Tables | None = None,
+    per_term: int | None = None, per_set: int | None = None, source: Tables | None = None,
 ) -> Generated:
-    """Variants of each ``(term, kinds)``; ``kinds`` empty means none.
+    """Variants of each ``(term, kinds)``; ``kinds`` empty means none. Caps
+    default to :data:`PER_TERM` and :data:`PER_SET` as they are when called.
 
     >>> gen = generate([("赌博", frozenset({"split"}))], is_word=lambda w: False)
     >>> gen.variants
     [[('贝者博', 'split')]]
     """
     source = source or tables()
-    out = Generated([[] for _ in terms])
-    left = per_set
+    per_term = PER_TERM if per_term is None else per_term
+    out = Generated([[] for _ in terms], per_term=per_term, per_set=PER_SET if per_set is None else per_set)
+    left = out.per_set
     for index, (term, kinds) in enumerate(terms):
         if not kinds:
             continue
