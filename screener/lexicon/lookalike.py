@@ -62,41 +62,51 @@ class Tables:
     def options(self, kind: str, term: str) -> list[tuple[str, ...]]:
         """Per character of ``term``, its substitutes of ``kind``."""
         if kind == "homophone":
-            return [tuple(s for s in self.by_reading.get(r, ()) if s != c) for c, r in zip(term, readings(term))]
+            return [_merge(self.by_reading.get(r, ()) for r in found if r) for found in readings(term)]
         table: dict[str, tuple[str, ...]] = self.shape if kind == "shape" else self.split
         return [table.get(c, ()) for c in term]
+
+
+def _merge(lists: Iterator[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for found in lists for c in found))
 
 
 @functools.lru_cache(maxsize=1)
 def tables() -> Tables:
     common = list(_lines("common_chars.txt"))
-    return Tables(_by_reading(common), _shapes(), {c: (parts,) for c, parts in (line.split("\t") for line in _lines("chaizi.tsv"))})
+    return Tables(_by_reading(common), _shapes(), {c: tuple(splits) for c, *splits in (line.split("\t") for line in _lines("chaizi.tsv"))})
 
 
-def readings(term: str) -> list[str]:
-    """The toned reading of each character of ``term`` as pypinyin reads the
-    term in context ('' for a character that is not Han): 大麻 is dà má, so
-    dài (a rarer reading of 大) yields no 代麻. Heteronyms beyond the one
-    the context picks made most homophones junk (冰代 for 冰毒, measured)."""
+def readings(term: str) -> list[tuple[str, ...]]:
+    """Per character of ``term``, the toned readings a homophone must share:
+    the one pypinyin picks for the term in context (大麻 is dà má, so no 代麻
+    from dài, a rarer reading of 大; most such heteronyms made junk: 冰代 for
+    冰毒, measured) and the character's usual reading (一夜情 reads yí in
+    context, 一 is yī on its own, and evaders write 医 for it). None for a
+    character that is not Han."""
     from pypinyin import Style, lazy_pinyin
+    from pypinyin.pinyin_dict import pinyin_dict
 
     # A list from ``errors`` keeps one item per non-Han character (pypinyin's
     # documented behaviour; its stub only admits a str, which would merge them).
     found = lazy_pinyin(term, style=Style.TONE, errors=lambda s: [""] * len(s))  # type: ignore[arg-type, return-value]
-    return found if len(found) == len(term) else [""] * len(term)
+    if len(found) != len(term):
+        found = [""] * len(term)
+    usual = [pinyin_dict.get(ord(c), "").split(",")[0] for c in term]
+    return [tuple(dict.fromkeys(r for r in pair if r)) for pair in zip(found, usual)]
 
 
 def _by_reading(common: list[str]) -> dict[str, tuple[str, ...]]:
-    """A substitute counts with its first, usual reading only (an evader
-    picks 掌 for zhǎng, not 长); tones must agree: 堵 (dǔ) for 赌 (dǔ), not
-    督 (dū)."""
+    """Toned reading → the common characters that have it, most frequent
+    first. Every reading of a substitute counts (教 is jiào and jiāo: an
+    evader writes 口教); tones must agree: 堵 (dǔ) for 赌 (dǔ), not 督 (dū)."""
     from pypinyin.pinyin_dict import pinyin_dict
 
     by_reading: dict[str, list[str]] = {}
     for c in common:  # most frequent first, so each list is too
-        found = pinyin_dict.get(ord(c))
-        if found:
-            by_reading.setdefault(found.split(",")[0], []).append(c)
+        for r in pinyin_dict.get(ord(c), "").split(","):
+            if r:
+                by_reading.setdefault(r, []).append(c)
     return {r: tuple(cs) for r, cs in by_reading.items()}
 
 
