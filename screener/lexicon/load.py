@@ -46,8 +46,9 @@ class LookalikeSummary:
 
     #: Patterns added per kind (after folding and removing duplicates).
     counts: Mapping[str, int]
-    #: Terms (``path:line term``) whose variants stopped at :data:`PER_TERM`.
+    #: Terms (``path:line term``) whose variants stopped at ``per_term``.
     capped: tuple[str, ...]
+    #: The cap each term had (:data:`PER_TERM`, or its share of :data:`PER_SET`).
     per_term: int = PER_TERM
     per_set: int = PER_SET
 
@@ -345,12 +346,18 @@ def _lookalikes(
             counts[kind] = counts.get(kind, 0) + 1
     capped = tuple(f"{rules[parts[i][0]].path}:{rules[parts[i][0]].line} {parts[i][2]}" for i in generated.capped)
     warnings = []
+    if generated.share < generated.per_term:
+        rule = rules[next(index for index, _, _ in parts if kinds[index])]
+        opted = sum(1 for index, _, _ in parts if kinds[index])
+        warnings.append(Problem(rule.path, rule.line, (
+            f"{opted} terms ask for look-alike variants: to stay within the set's cap of {generated.per_set}, "
+            f"each gets at most {generated.share} instead of {generated.per_term}"), rule.label))
     if generated.set_capped_at is not None:
         rule = rules[parts[generated.set_capped_at][0]]
         warnings.append(Problem(rule.path, rule.line, (
             f"look-alike variants reached the cap of {generated.per_set} for the set here: "
             f"this and later terms get fewer or none"), rule.label))
-    return out, LookalikeSummary(counts, capped, generated.per_term, generated.per_set), warnings
+    return out, LookalikeSummary(counts, capped, generated.share, generated.per_set), warnings
 
 
 def content_version(root: Path) -> str:

@@ -16,8 +16,9 @@ the false positives down:
   characters (``screener/data/common_chars.txt``);
 * a variant that is itself a word of jieba's dictionary (如琪 for 如期 is
   fine, 大妈 for 大麻 is not) is never generated;
-* at most :data:`PER_TERM` variants per term and :data:`PER_SET` for the set;
-  ``lexicon check`` reports the terms that reached a cap.
+* at most :data:`PER_TERM` variants per term and :data:`PER_SET` for the set
+  (when the terms that opted in would exceed it, each gets an equal smaller
+  share); ``lexicon check`` reports the terms that reached a cap.
 
 Data and licences (``screener/data/``): readings from pypinyin (MIT);
 ``common_chars.txt`` from jieba's dictionary (MIT); ``chaizi.tsv`` from the
@@ -126,12 +127,16 @@ class Generated:
     #: Per term: (variant text, kind), not folded.
     variants: list[list[tuple[str, LookalikeKind]]]
     counts: dict[str, int] = field(default_factory=dict)
-    #: Indices of terms that reached :data:`PER_TERM`.
+    #: Indices of terms whose variants stopped at :attr:`share`.
     capped: list[int] = field(default_factory=list)
-    #: Index of the first term that got fewer variants because of :data:`PER_SET`.
+    #: Index of the first term that got fewer variants because the set's
+    #: budget ran out (only when more terms opted in than :attr:`per_set`).
     set_capped_at: int | None = None
     per_term: int = PER_TERM
     per_set: int = PER_SET
+    #: Variants a term may have: :attr:`per_term`, or less when the terms
+    #: that opted in would together exceed :attr:`per_set`.
+    share: int = PER_TERM
 
 
 def generate(
@@ -141,25 +146,31 @@ def generate(
     """Variants of each ``(term, kinds)``; ``kinds`` empty means none. Caps
     default to :data:`PER_TERM` and :data:`PER_SET` as they are when called.
 
+    When the terms that opted in could together exceed the set's cap, every
+    one gets the same smaller share (split and shape variants come first),
+    rather than the first terms of the files all and the last ones none.
+
     >>> gen = generate([("赌博", frozenset({"split"}))], is_word=lambda w: False)
     >>> gen.variants
     [[('贝者博', 'split')]]
     """
     source = source or tables()
     per_term = PER_TERM if per_term is None else per_term
-    out = Generated([[] for _ in terms], per_term=per_term, per_set=PER_SET if per_set is None else per_set)
-    left = out.per_set
+    per_set = PER_SET if per_set is None else per_set
+    enabled = sum(1 for _, kinds in terms if kinds)
+    share = per_term if enabled * per_term <= per_set else max(1, per_set // max(enabled, 1))
+    out = Generated([[] for _ in terms], per_term=per_term, per_set=per_set, share=share)
+    left = per_set
     for index, (term, kinds) in enumerate(terms):
         if not kinds:
             continue
         if left <= 0:
             out.set_capped_at = index if out.set_capped_at is None else out.set_capped_at
             continue
-        cap = min(per_term, left)
-        found = _of_term(term, kinds, is_word, cap, source)
-        if len(found) == per_term:
+        found = _of_term(term, kinds, is_word, min(share, left), source)
+        if len(found) == share:
             out.capped.append(index)
-        elif len(found) == cap and out.set_capped_at is None:
+        elif len(found) == left and out.set_capped_at is None:
             out.set_capped_at = index
         left -= len(found)
         out.variants[index] = found
