@@ -120,7 +120,7 @@ def test_lexicon_check_reports_counts_and_caps(make_lexicon, monkeypatch, capsys
     assert main(["lexicon", "check", str(root)]) == 0
     out = capsys.readouterr().out
     # shapes first, so a cap keeps the few curated ones before the many homophones
-    assert "look-alike variants: 4 shape, 2 split (cap 4 a term, 500000 a set)" in out  # 毒 splits two ways
+    assert f"look-alike variants: 4 shape, 2 split (cap 4 a term, {lookalike.PER_SET} a set)" in out  # 毒 splits two ways
     assert f"1 terms reached the cap of 4 variants: {root / 'gambling.txt'}:1 赌博" in out
 
 
@@ -216,6 +216,7 @@ def test_the_documented_data_and_caps_match_the_shipped_files():
     assert f"{rows('shapes.txt')} groups of look-alike characters" in readme
     assert f"the {rows('common_chars.txt'):,} most frequent characters" in readme
     assert f"each term gets at most {lookalike.PER_TERM} variants and the set\n  {lookalike.PER_SET:,}" in readme
+    assert f"beyond {lookalike.PER_SET // lookalike.PER_TERM:,} opted-in terms" in readme
     assert f"At most {lookalike.PER_TERM} variants a term" in lexicons_readme
     assert f"at most {lookalike.PER_SET:,} for the\n  set" in lexicons_readme
     assert "CC BY 3.0" in (data / "chaizi.tsv").read_text(encoding="utf-8").split("\n", 3)[1]

@@ -41,9 +41,11 @@ LOOKALIKE_KINDS: tuple[LookalikeKind, ...] = ("split", "shape", "homophone")
 #: term has ~20-60 homophone candidates before the dictionary filter; 32
 #: keeps the commonest characters' ones and bounds the automaton's growth.
 PER_TERM = 32
-#: Variants of the whole set: 50k terms with every kind on make ~1.1M
-#: (measured), which doubles scan memory for spellings few evaders use.
-PER_SET = 500_000
+#: Variants of the whole set. 50k terms with every kind on would make
+#: ~1.1M, and at 500k Hyperscan's compile took 48 s instead of 3 s
+#: (measured, benchmarks/evasion.py): 200k lets 6,250 opted-in terms have
+#: the full 32 and shares out equally beyond that (split and shape first).
+PER_SET = 200_000
 
 
 def _lines(name: str) -> Iterator[str]:
