@@ -7,8 +7,10 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
+from importlib.resources import files
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -18,7 +20,7 @@ from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
-from .lookalike import PER_SET, PER_TERM, Generated, LookalikeKind, generate
+from .lookalike import DATA_FILES, PER_SET, PER_TERM, Generated, LookalikeKind, generate
 from .variants import regional_variants
 
 if TYPE_CHECKING:
@@ -174,6 +176,15 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def data_digest() -> str:
+    """Digest of ``screener/data/`` (the look-alike tables), read once."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        digest.update(name.encode() + b"\0" + files("screener").joinpath("data", name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def _present(path: Path) -> bool:
@@ -361,8 +372,10 @@ def _lookalikes(
 
 
 def content_version(root: Path) -> str:
-    """Content hash of the set: file names and bytes, plus the engine revision."""
-    digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}\n".encode())
+    """Content hash of the set: file names and bytes, plus the engine revision
+    and the look-alike data (a new shape group changes what an opted-in set
+    matches without its files changing)."""
+    digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}/{data_digest()}\n".encode())
     for path in sorted([*root.glob("*.txt"), root / MANIFEST]):
         if not _present(path):
             continue

@@ -34,6 +34,8 @@ from importlib.resources import files
 from typing import Callable, Iterator, Literal
 
 LookalikeKind = Literal["homophone", "shape", "split"]
+#: The shipped tables (``screener/data/``); the lexicon version hashes them.
+DATA_FILES = ("common_chars.txt", "chaizi.tsv", "shapes.txt")
 #: In the order a term option or category field names them, and the order in
 #: which a term's variants are generated (and so kept when a cap cuts).
 LOOKALIKE_KINDS: tuple[LookalikeKind, ...] = ("split", "shape", "homophone")
