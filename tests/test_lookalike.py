@@ -84,6 +84,10 @@ def test_dictionary_words_are_never_generated(lexicons):
     # ... though the tables alone would make them: the filter is what stops them
     unfiltered = {v for v, _ in generate([("微信", frozenset({"homophone"}))], is_word=lambda w: False).variants[0]}
     assert "威信" in unfiltered
+    # the peers' complaint: a name 如琪 in the lexicon flagged every 如其 (rú qí)
+    [ruqi] = generate([("如琪", frozenset({"homophone"}))], DEFAULT_SEGMENTER.is_word).variants
+    [unfiltered_ruqi] = generate([("如琪", frozenset({"homophone"}))], is_word=lambda w: False).variants
+    assert "如其" in {v for v, _ in unfiltered_ruqi} and "如其" not in {v for v, _ in ruqi}
     for p in lexicons.patterns:
         if p.variant in ("homophone", "shape", "split"):
             assert not DEFAULT_SEGMENTER.is_word(p.text), p.text

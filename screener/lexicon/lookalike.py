@@ -14,8 +14,8 @@ the false positives down:
 
 * one substitution per variant, drawn only from the 3,500 most frequent
   characters (``screener/data/common_chars.txt``);
-* a variant that is itself a word of jieba's dictionary (如琪 for 如期 is
-  fine, 大妈 for 大麻 is not) is never generated;
+* a variant that is itself a word of jieba's dictionary is never generated:
+  a lexicon's 如琪 never matches the ordinary word 如期, 微信 never 威信;
 * at most :data:`PER_TERM` variants per term and :data:`PER_SET` for the set
   (when the terms that opted in would exceed it, each gets an equal smaller
   share); ``lexicon check`` reports the terms that reached a cap.
@@ -59,7 +59,7 @@ def _lines(name: str) -> Iterator[str]:
 class Tables:
     """Where substitutes come from, each list most likely first."""
 
-    #: Toned reading → the common characters whose usual reading it is.
+    #: Toned reading → the common characters that have it, most frequent first.
     by_reading: dict[str, tuple[str, ...]]
     shape: dict[str, tuple[str, ...]]
     split: dict[str, tuple[str, ...]]
@@ -102,14 +102,21 @@ def readings(term: str) -> list[tuple[str, ...]]:
 
 
 def _by_reading(common: list[str]) -> dict[str, tuple[str, ...]]:
-    """Toned reading → the common characters that have it, most frequent
-    first. Every reading of a substitute counts (教 is jiào and jiāo: an
-    evader writes 口教); tones must agree: 堵 (dǔ) for 赌 (dǔ), not 督 (dū)."""
+    """Toned reading → the common characters read that way, most frequent
+    first. A substitute counts with its usual reading and with every other
+    reading it has in some word of pypinyin's phrase table (教 is jiāo in
+    教书: an evader writes 口教), not with readings no word uses (支 as qí
+    made 如支 a "homophone" of 如琪, measured). Tones must agree: 堵 (dǔ)
+    for 赌 (dǔ), not 督 (dū)."""
+    from pypinyin.phrases_dict import phrases_dict
     from pypinyin.pinyin_dict import pinyin_dict
 
+    wanted = set(common)
+    in_words = {(c, r[0]) for phrase, found in phrases_dict.items() for c, r in zip(phrase, found) if c in wanted}
     by_reading: dict[str, list[str]] = {}
     for c in common:  # most frequent first, so each list is too
-        for r in pinyin_dict.get(ord(c), "").split(","):
+        usual, *others = pinyin_dict.get(ord(c), "").split(",")
+        for r in (usual, *(o for o in others if (c, o) in in_words)):
             if r:
                 by_reading.setdefault(r, []).append(c)
     return {r: tuple(cs) for r, cs in by_reading.items()}
