@@ -464,7 +464,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     return {"rows": rows, "clean": fp, "cross_word": cross, "terms": len(terms), "build_s": build,
             "patterns": {k: len(v.patterns) for k, v in sets.items()},
-            "lookalikes": on.lookalikes.lines() if on.lookalikes else []}
+            "lookalikes": [line.replace(f"{work}/", "…/") for line in on.lookalikes.lines()] if on.lookalikes else []}
 
 
 def build_time(count: int) -> dict:
@@ -489,7 +489,8 @@ def build_time(count: int) -> dict:
         loaded = time.perf_counter()
         matcher = build_matcher("auto", lexicons.patterns.texts, lexicons.normaliser.table)
         out[name] = {"load_s": loaded - start, "compile_s": time.perf_counter() - loaded, "patterns": len(lexicons.patterns),
-                     "matcher": matcher.name, "lookalikes": lexicons.lookalikes.lines() if lexicons.lookalikes else []}
+                     "matcher": matcher.name,
+                     "lookalikes": [line.replace(f"{work}/", "…/") for line in lexicons.lookalikes.lines()] if lexicons.lookalikes else []}
         print(f"build {name}: {out[name]}", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
     return {"terms": count, **out}
