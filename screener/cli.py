@@ -289,6 +289,8 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
         print(f"{warning} [warning]", file=sys.stderr)
     print(f"OK: {len(lexicons.categories)} categories, {lexicons.term_count} terms, "
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
+    for line in lexicons.lookalikes.lines() if lexicons.lookalikes else ():
+        print(f"    {line}")
     if policy is not None:
         print(f"OK: policy {policy.path}, {sum(map(len, policy.rules.values()))} rules, "
               f"{len(policy.warnings)} warnings, version {policy.version}")

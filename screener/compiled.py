@@ -48,10 +48,12 @@ log = logging.getLogger("screener.cache")
 #: Modules whose code shapes a compiled entry (hashed into every key).
 _COMPILING = (
     "cache.py", "compiled.py", "charmap.py", "normalise.py", "lexicon/load.py", "lexicon/parse.py",
-    "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "matchers/__init__.py",
+    "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "lexicon/lookalike.py",
+    "data/common_chars.txt", "data/chaizi.tsv", "data/shapes.txt", "matchers/__init__.py",
     "matchers/aho.py", "matchers/hyperscan_backend.py", "matchers/oracle.py",
 )
-_PACKAGES = {"hyperscan": "hyperscan", "pyahocorasick": "ahocorasick", "opencc": "opencc", "numpy": "numpy"}
+_PACKAGES = {"hyperscan": "hyperscan", "pyahocorasick": "ahocorasick", "opencc": "opencc", "numpy": "numpy",
+             "pypinyin": "pypinyin", "jieba": "jieba"}  # look-alike readings and the dictionary-word filter
 
 
 def _package_version(distribution: str, module: str) -> str:
@@ -178,7 +180,7 @@ def _decode(sections: dict[str, memoryview], cache: Cache) -> tuple[LexiconSet, 
     lexicons = LexiconSet(
         meta["directory"], meta["version"], meta["categories"],
         RuleTable.decode(meta["rules"], sections), PatternTable.decode(meta["patterns"], sections),
-        normaliser, meta["warnings"], meta["scope"],
+        normaliser, meta["warnings"], meta["scope"], meta.get("lookalikes"),
     )
     matcher = matcher_from_state(meta["matcher"], meta["matcher_state"], sections, normaliser.table)
     return lexicons, matcher
@@ -198,6 +200,7 @@ def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache) -> bool
         meta = {
             "directory": lexicons.directory, "version": lexicons.version, "categories": dict(lexicons.categories),
             "warnings": lexicons.warnings, "scope": lexicons.scope, "normalise": lexicons.normaliser.config,
+            "lookalikes": lexicons.lookalikes,
             "rules": rules_meta, "patterns": len(lexicons.patterns),
             "matcher": matcher.name, "matcher_state": matcher_meta,
         }

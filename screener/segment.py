@@ -89,6 +89,10 @@ class Segmenter:
                     return True
         return False
 
+    def is_word(self, text: str) -> bool:
+        """Whether ``text`` is a word of the dictionary (not just a prefix)."""
+        return bool(self._get().FREQ.get(text))
+
     def tokens(self, text: str, start: int, end: int) -> list[tuple[str, int, int]]:
         """Tokens of the window around ``[start, end)``, in ``text`` positions."""
         lo, hi = max(0, start - WINDOW), min(len(text), end + WINDOW)

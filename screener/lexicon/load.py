@@ -7,8 +7,10 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
+from importlib.resources import files
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -18,6 +20,7 @@ from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
+from .lookalike import DATA_FILES, PER_SET, PER_TERM, Generated, LookalikeKind, generate
 from .variants import regional_variants
 
 if TYPE_CHECKING:
@@ -40,6 +43,27 @@ ENGINE_REVISION = "2"  # 2: HTML rule of issue 9 (quoted attributes, script/styl
 
 
 @dataclass(frozen=True)
+class LookalikeSummary:
+    """Homophone, shape and split patterns of a set, for ``lexicon check``."""
+
+    #: Patterns added per kind (after folding and removing duplicates).
+    counts: Mapping[str, int]
+    #: Terms (``path:line term``) whose variants stopped at ``per_term``.
+    capped: tuple[str, ...]
+    #: The cap each term had (:data:`PER_TERM`, or its share of :data:`PER_SET`).
+    per_term: int = PER_TERM
+    per_set: int = PER_SET
+
+    def lines(self) -> list[str]:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items())) or "none"
+        out = [f"look-alike variants: {kinds} (cap {self.per_term} a term, {self.per_set} a set)"]
+        if self.capped:
+            shown = "; ".join(self.capped[:10]) + (f"; and {len(self.capped) - 10} more" if len(self.capped) > 10 else "")
+            out.append(f"{len(self.capped)} terms reached the cap of {self.per_term} variants: {shown}")
+        return out
+
+
+@dataclass(frozen=True)
 class LexiconSet:
     """A complete, validated, compiled lexicon set. Immutable once built."""
 
@@ -54,6 +78,8 @@ class LexiconSet:
     warnings: tuple[Problem, ...]
     #: The kind of message this view screens (see :meth:`for_scope`).
     scope: str = "post"
+    #: What the opt-in look-alike variants added (``lexicon check`` prints it).
+    lookalikes: "LookalikeSummary | None" = None
 
     def __post_init__(self) -> None:
         # Callers may pass plain tuples; screening asks the tables' questions.
@@ -135,7 +161,7 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
         parsed, found = parse_file(path)
         problems += found
         entries += [(key, e) for e in parsed]
-    rules, found, warned = _compile_rules(entries, categories, normaliser)
+    rules, kinds, found, warned = _compile_rules(entries, categories, normaliser)
     problems += found
     warnings += warned
     if not problems and not any(r.kind != "allow" for r in rules):
@@ -144,11 +170,21 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
         problems.append(Problem(str(root), 0, "no terms: every post would pass"))
     if problems:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
-    patterns = _patterns(rules, normaliser)
+    patterns, summary, warned = _patterns(rules, kinds, normaliser)
+    warnings += warned
     return LexiconSet(
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
-        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
+        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def data_digest() -> str:
+    """Digest of ``screener/data/`` (the look-alike tables), read once."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        digest.update(name.encode() + b"\0" + files("screener").joinpath("data", name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def _present(path: Path) -> bool:
@@ -167,8 +203,9 @@ def _manifest(root: Path) -> Manifest:
 
 def _compile_rules(
     entries: list[tuple[str, Entry]], categories: Mapping[str, Category], normaliser: Normaliser
-) -> tuple[list[Rule], list[Problem], list[Problem]]:
-    """Rules in file order, with duplicates resolved.
+) -> tuple[list[Rule], list[frozenset[str]], list[Problem], list[Problem]]:
+    """Rules in file order, with duplicates resolved, and each rule's
+    look-alike kinds (its ``variants=`` option, else its category's).
 
     * The same term in two categories: both rules live (operators merge
       published lists, which overlap); a hit then counts in both categories
@@ -176,13 +213,15 @@ def _compile_rules(
     * The same term twice in one category with the same options: one rule
       and a warning (a duplicate line).
     * The same term twice in one category with different options (action,
-      mode, window): an error. The operator gave two contradicting
+      mode, window, look-alike kinds): an error. The operator gave two contradicting
       instructions for one term in a file they control; picking one silently
       would hide the mistake, and the fix is one line.
     """
     problems: list[Problem] = []
     warnings: list[Problem] = []
     rules: list[Rule] = []
+    kinds: list[frozenset[str]] = []
+    kinds_of: dict[str, frozenset[str]] = {}  # rule id → kinds, for the conflict check
     in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
     first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
     folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts]))  # one batch, not 100k calls
@@ -193,16 +232,20 @@ def _compile_rules(
         warnings += warned
         if rule is None:
             continue
+        wanted = frozenset() if rule.kind == "allow" else entry.options.get("variants", categories[key].variants)
         identity = (rule.kind, rule.parts)
         category_key = ("" if rule.kind == "allow" else rule.category, *identity)  # allow entries have no category
         same = in_category.get(category_key)
         if same is not None:
             where = f"{same.path}:{same.line}"
-            if rule.kind == "allow" or (same.action, same.mode, same.within) == (rule.action, rule.mode, rule.within):
+            before = kinds_of[same.id]
+            if rule.kind == "allow" or (same.action, same.mode, same.within, before) == (rule.action, rule.mode, rule.within, wanted):
                 warnings.append(Problem(rule.path, rule.line, f"duplicate of {where}", rule.label))
             else:
                 differs = ", ".join(f"{name} {getattr(same, name)}/{getattr(rule, name)}" for name in ("action", "mode", "within")
                                     if getattr(same, name) != getattr(rule, name))
+                if before != wanted:
+                    differs = ", ".join(filter(None, (differs, f"variants {_kinds(before)}/{_kinds(wanted)}")))
                 problems.append(Problem(rule.path, rule.line, (
                     f"term {rule.label!r} conflicts with {where} ({differs}); give both the same options or delete one"
                 ), rule.label))
@@ -217,8 +260,14 @@ def _compile_rules(
         first.setdefault(identity, rule)
         in_category[category_key] = rule
         rules.append(rule)
+        kinds.append(wanted)
+        kinds_of[rule.id] = wanted
     warnings += _allow_warnings(rules)
-    return rules, problems, warnings
+    return rules, kinds, problems, warnings
+
+
+def _kinds(kinds: frozenset[str]) -> str:
+    return "+".join(sorted(kinds)) or "none"
 
 
 def _rule(
@@ -270,19 +319,63 @@ def _allow_warnings(rules: list[Rule]) -> list[Problem]:
     ]
 
 
-def _patterns(rules: list[Rule], normaliser: Normaliser) -> list[Pattern]:
+def _patterns(
+    rules: list[Rule], kinds: list[frozenset[str]], normaliser: Normaliser
+) -> tuple[list[Pattern], LookalikeSummary | None, list[Problem]]:
+    """Each part, its regional aliases and, where opted in, its look-alike
+    spellings; every one a pattern of the part's rule."""
     parts = [(index, part_no, part) for index, rule in enumerate(rules) for part_no, part in enumerate(rule.parts)]
     variants = regional_variants([p for _, _, p in parts], normaliser.fold_many)
+    lookalikes, summary, warnings = _lookalikes(rules, kinds, parts, normaliser)
     patterns: list[Pattern] = []
-    for (index, part_no, part), alts in zip(parts, variants):
+    for (index, part_no, part), alts, looks in zip(parts, variants, lookalikes):
         patterns.append(Pattern(part, index, part_no))
         patterns += [Pattern(v, index, part_no, "regional") for v in alts]
-    return patterns
+        patterns += [Pattern(v, index, part_no, kind) for v, kind in looks if v not in alts]
+    return patterns, summary, warnings
+
+
+def _lookalikes(
+    rules: list[Rule], kinds: list[frozenset[str]], parts: list[tuple[int, int, str]], normaliser: Normaliser
+) -> tuple[list[list[tuple[str, LookalikeKind]]], LookalikeSummary | None, list[Problem]]:
+    """Per part, its folded look-alike variants (``lookalike.py``), and what
+    ``lexicon check`` reports. Nothing is loaded unless some rule opted in."""
+    if not any(kinds):
+        return [[] for _ in parts], None, []
+    from ..segment import DEFAULT_SEGMENTER
+
+    generated: Generated = generate([(part, kinds[index]) for index, _, part in parts], DEFAULT_SEGMENTER.is_word)
+    flat = [(i, text, kind) for i, found in enumerate(generated.variants) for text, kind in found]
+    folded = normaliser.fold_many([text for _, text, _ in flat])  # as a post would be: 赌博 folds 賭 too
+    out: list[list[tuple[str, LookalikeKind]]] = [[] for _ in parts]
+    seen: list[set[str]] = [{part} for _, _, part in parts]
+    counts: dict[str, int] = {}
+    for (i, _, kind), text in zip(flat, folded):
+        if text and text not in seen[i]:
+            seen[i].add(text)
+            out[i].append((text, kind))
+            counts[kind] = counts.get(kind, 0) + 1
+    capped = tuple(f"{rules[parts[i][0]].path}:{rules[parts[i][0]].line} {parts[i][2]}" for i in generated.capped)
+    warnings = []
+    if generated.share < generated.per_term:
+        rule = rules[next(index for index, _, _ in parts if kinds[index])]
+        opted = sum(1 for index, _, _ in parts if kinds[index])
+        warnings.append(Problem(rule.path, rule.line, (
+            f"{opted} terms ask for look-alike variants: to stay within the set's cap of {generated.per_set}, "
+            f"each gets at most {generated.share} instead of {generated.per_term}"), rule.label))
+    if generated.set_capped_at is not None:
+        rule = rules[parts[generated.set_capped_at][0]]
+        warnings.append(Problem(rule.path, rule.line, (
+            f"look-alike variants reached the cap of {generated.per_set} for the set here: "
+            f"this and later terms get fewer or none"), rule.label))
+    return out, LookalikeSummary(counts, capped, generated.share, generated.per_set), warnings
 
 
 def content_version(root: Path) -> str:
-    """Content hash of the set: file names and bytes, plus the engine revision."""
-    digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}\n".encode())
+    """Content hash of the set: file names and bytes, plus the engine revision
+    and the look-alike data (a new shape group changes what an opted-in set
+    matches without its files changing)."""
+    digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}/{data_digest()}\n".encode())
     for path in sorted([*root.glob("*.txt"), root / MANIFEST]):
         if not _present(path):
             continue

@@ -41,6 +41,9 @@ class Category:
     #: Which messages the category screens: posts, profiles (names and bios,
     #: Gejiu Art. 7) or both.
     scope: Scope = "both"
+    #: Look-alike kinds (homophone, shape, split) every term of the category
+    #: is also matched in, unless the term says otherwise (``variants=``).
+    variants: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

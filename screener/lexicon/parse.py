@@ -7,6 +7,7 @@ loader can report every problem of every file at once. Syntax (documented in
     # comment
     赌博                         a term with its category's defaults
     加微信 ; mode=substring       options after ';'
+    赌博 ; variants=homophone+split   opt-in look-alike spellings (lookalike.py)
     代开 + 发票 ; within=10        a combination: all parts within 10 characters
     allow: 参加微信               an allow entry: hits inside it are suppressed
 """
@@ -22,6 +23,7 @@ from typing import Any, Mapping
 from ..charmap import DEFAULT_NOISE_CATEGORIES, FoldConfig
 from ..errors import Problem
 from ..normalise import NormaliseConfig
+from .lookalike import LOOKALIKE_KINDS
 from .model import ACTIONS, MODES, SCOPES, Category
 
 if sys.version_info >= (3, 11):
@@ -35,7 +37,7 @@ DEFAULT_WITHIN = 20
 #: Widest combination window, in normalised characters. A window wider than a
 #: long post means "anywhere in the post"; a larger number is a typo.
 MAX_WITHIN = 10_000
-_OPTIONS = ("action", "mode", "within")
+_OPTIONS = ("action", "mode", "within", "variants")
 #: ASCII digits only: str.isdigit() accepts '²', which int() then rejects.
 #: Nine digits at most, so int() never sees a huge string.
 _WHOLE = re.compile(r"[0-9]{1,9}")
@@ -84,7 +86,7 @@ def parse_line(raw: str, path: str, line: int) -> tuple[Entry | None, list[Probl
         elif key in options:
             problems.append(Problem(path, line, f"option {key!r} given twice", body))
         else:
-            options[key] = int(value) if key == "within" else value  # _check_option vetted it
+            options[key] = int(value) if key == "within" else variant_kinds(value) if key == "variants" else value  # vetted
     if kind == "combo" and "within" not in options:
         options["within"] = DEFAULT_WITHIN
     return Entry(path, line, kind, parts, options), problems
@@ -101,11 +103,36 @@ def _check_option(key: str, sep: str, value: str, kind: str) -> str | None:
         return f"action must be one of {', '.join(ACTIONS)}, not {value!r}"
     if key == "mode" and value not in MODES:
         return f"mode must be one of {', '.join(MODES)}, not {value!r}"
+    if key == "variants":
+        reason = _check_variants(value.split("+") if value else [])
+        return f"variants={value} {reason}" if reason else None
     if key == "within":
         if kind != "combo":
             return "within applies only to a combination (parts joined by '+')"
         if not _WHOLE.fullmatch(value) or not 1 <= int(value) <= MAX_WITHIN:
             return f"within must be a whole number of characters from 1 to {MAX_WITHIN}, not {value!r}"
+    return None
+
+
+def variant_kinds(value: str) -> frozenset[str]:
+    """The kinds a vetted ``variants=`` value turns on (``none``: no kind)."""
+    return frozenset(k.strip() for k in value.split("+")) - {"none"}
+
+
+def _check_variants(names: list[str]) -> str | None:
+    """Why a list of look-alike kinds is wrong, or None. ``none`` alone turns
+    a category's kinds off for one term."""
+    known = (*LOOKALIKE_KINDS, "none")
+    names = [n.strip() for n in names]
+    if not names or not all(names):
+        return f"must name one or more of {', '.join(known)}, joined by '+'"
+    for name in names:
+        if name not in known:
+            return f"names an unknown kind {name!r} (known: {', '.join(known)})"
+    if len(set(names)) != len(names):
+        return "names a kind twice"
+    if "none" in names and len(names) > 1:
+        return "cannot combine 'none' with other kinds"
     return None
 
 
@@ -270,7 +297,7 @@ def _category(key: str, spec: Any, where: _KeyLines) -> tuple[Category | None, l
     def bad(field_name: str, reason: str) -> None:
         problems.append(where.problem(table, field_name, f"category {key!r}: {field_name} {reason}"))
 
-    known = {"title_zh", "title_en", "basis", "action", "severity", "mode", "operator_supplied", "scope"}
+    known = {"title_zh", "title_en", "basis", "action", "severity", "mode", "operator_supplied", "scope", "variants"}
     for extra in sorted(set(spec) - known):
         problems.append(where.problem(table, extra, f"category {key!r}: unknown field {extra!r} (known: {', '.join(sorted(known))})"))
     for name in ("title_zh", "title_en"):
@@ -288,12 +315,18 @@ def _category(key: str, spec: Any, where: _KeyLines) -> tuple[Category | None, l
         bad("severity", f"must be a whole number 1-5, not {_describe(severity)}")
     if not isinstance(spec.get("operator_supplied", False), bool):
         bad("operator_supplied", f"must be true or false, not {_describe(spec['operator_supplied'])}")
+    variants = spec.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        bad("variants", f"must be an array of {', '.join(map(repr, LOOKALIKE_KINDS))}, not {_describe(variants)}")
+    elif variants and (reason := _check_variants(variants)):
+        bad("variants", reason)
     if problems:
         return None, problems
     return Category(
         key, spec.get("title_zh", key), spec.get("title_en", key), tuple(basis),
         spec.get("action", "flag"), severity, spec.get("mode", "word"),
         spec.get("operator_supplied", False), spec.get("scope", "both"),
+        frozenset(variants) - {"none"},
     ), []
 
 
