@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Mapping
 from ..errors import LexiconError, Problem
 from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
+from .pinyin import PinyinPatterns, capped_warnings, compile_pinyin
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
 from .variants import regional_variants
@@ -36,7 +37,7 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
-ENGINE_REVISION = "2"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags)
+ENGINE_REVISION = "3"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags); 3: pinyin patterns
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,16 @@ class LexiconSet:
     warnings: tuple[Problem, ...]
     #: The kind of message this view screens (see :meth:`for_scope`).
     scope: str = "post"
+    #: Every term's pinyin spellings (``screener/lexicon/pinyin.py``); made
+    #: from the rules when not given.
+    pinyin: PinyinPatterns | None = None
 
     def __post_init__(self) -> None:
         # Callers may pass plain tuples; screening asks the tables' questions.
         object.__setattr__(self, "rules", RuleTable.of(self.rules))
         object.__setattr__(self, "patterns", PatternTable.of(self.patterns))
+        if self.pinyin is None:
+            object.__setattr__(self, "pinyin", compile_pinyin(self.rules))
 
     @property
     def term_count(self) -> int:
@@ -145,9 +151,11 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
     if problems:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns = _patterns(rules, normaliser)
+    pinyin = compile_pinyin(rules)
+    warnings += capped_warnings(pinyin, rules)
     return LexiconSet(
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
-        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
+        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), pinyin=pinyin,
     )
 
 

@@ -1,0 +1,278 @@
+"""Pinyin spellings of lexicon terms (issue 10, item 2): compiled for every term.
+
+An author who writes 赌博 as ``dubo``, ``du博``, ``赌bo`` or ``赌(dǔ)博(bó)``
+has written the term; folding cannot see that, because one character became
+several letters. So each term is compiled, besides its literal patterns, into
+the letter strings of its readings (``dubo``), which the pinyin pass
+(:mod:`screener.pinyin`) looks for in a letter stream made from the post.
+
+Readings come from pypinyin's character table (MIT licence): every reading of
+a character counts (行 gives ``xing`` and ``hang``), tone marks are dropped
+(authors rarely type them, and the pass strips them from posts too), and ü is
+spelt both ``v`` (what a pinyin keyboard types) and ``u`` (what people write
+without one); a post's ü reads as ``v``. Pinyin initials (``db``) are never
+generated: an operator who wants them writes them as ordinary terms.
+
+Which terms get spellings: a term (each part of a combination) made of Han
+characters that have a reading and of ASCII letters, with at least one Han
+character and at least two units (a Han character, or a run of letters: QQ号
+is ``qq`` + ``hao``). One-character terms get none: their pinyin is one
+syllable, which every page of pinyin or English text contains. A term with
+other characters (digits) gets none either.
+
+A term of n characters with several readings each has their product of
+spellings; at most :data:`MAX_SPELLINGS` are kept, the ones that use the
+fewest secondary readings first, and ``lexicon check`` names every term that
+was cut (:func:`capped_warnings`).
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import Problem
+from .model import Rule
+
+#: Spellings kept per term (each part of a combination). A four-character
+#: term whose characters have five readings each would otherwise make 625.
+MAX_SPELLINGS = 32
+#: Longest term (in units) that gets spellings: the pass looks this many
+#: characters around every Latin run of a post, so it bounds its work.
+MAX_UNITS = 16
+#: Code points the reading table covers (the CJK blocks up to Extension B and
+#: beyond; pypinyin's table ends below U+32000).
+READING_LIMIT = 0x32000
+
+
+@functools.lru_cache(maxsize=4096)
+def _strip(reading: str) -> str:
+    """``lǜ`` → ``lv``: tone marks dropped, ü (with or without tone) as ``v``."""
+    decomposed = unicodedata.normalize("NFD", reading).replace("u\u0308", "v").replace("U\u0308", "v")
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Every Han character's readings as letter strings, primary first."""
+
+    #: code point → its spellings (heteronyms, with ü as v and as u).
+    spellings: dict[int, tuple[str, ...]]
+    #: the pass's view: code point → row of ``primary`` (-1: no reading).
+    row: np.ndarray
+    #: one row per character: its primary reading's letters, and its offset in ``letters``.
+    offsets: np.ndarray
+    letters: np.ndarray  # uint8 ASCII letters of every primary reading, one after the other
+    #: every reading of the row's character, for ruby (赌(dǔ): the letters after 赌 spell it).
+    sets: tuple[frozenset[str], ...]
+
+
+@functools.lru_cache(maxsize=1)
+def readings() -> Readings:
+    """pypinyin's table, stripped (built once per process, ~0.3 s, most of
+    it importing pypinyin's table)."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    spellings: dict[int, tuple[str, ...]] = {}
+    for code, joined in pinyin_dict.items():
+        if code >= READING_LIMIT:
+            continue
+        found: list[str] = []
+        for reading in joined.split(","):
+            stripped = _strip(reading)
+            if not stripped.isascii() or not stripped.isalpha():
+                continue
+            for spelt in (stripped, stripped.replace("v", "u")) if "v" in stripped else (stripped,):
+                if spelt not in found:
+                    found.append(spelt)
+        if found:
+            spellings[code] = tuple(found)
+    codes = sorted(spellings)
+    row = np.full(READING_LIMIT, -1, dtype=np.int32)
+    row[np.array(codes, dtype=np.int64)] = np.arange(len(codes), dtype=np.int32)
+    primary = [spellings[c][0] for c in codes]
+    offsets = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in primary], out=offsets[1:])
+    letters = np.frombuffer("".join(primary).encode("ascii"), dtype=np.uint8)
+    sets = tuple(frozenset(spellings[c]) for c in codes)
+    return Readings(spellings, row, offsets, letters, sets)
+
+
+def units(term: str) -> list[tuple[str, tuple[str, ...]]] | None:
+    """The term as units (text, spellings), or None if it gets no spellings.
+
+    >>> [u for u, _ in units("qq号")], units("行货")[0][1]
+    (['qq', '号'], ('xing', 'hang', 'heng'))
+    >>> units("赌"), units("3p")
+    (None, None)
+    """
+    table = readings().spellings
+    out: list[tuple[str, tuple[str, ...]]] = []
+    run = ""
+    for ch in term:
+        if ch.isascii() and ch.isalpha():
+            run += ch
+            continue
+        if run:
+            out.append((run, (run.lower(),)))
+            run = ""
+        found = table.get(ord(ch))
+        if found is None:
+            return None
+        out.append((ch, found))
+    if run:
+        out.append((run, (run.lower(),)))
+    if len(out) < 2 or len(out) > MAX_UNITS or all(text.isascii() for text, _ in out):
+        return None
+    return out
+
+
+def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_SPELLINGS) -> tuple[list[tuple[str, ...]], int]:
+    """Up to ``cap`` spellings (one letter string per unit), and how many there are.
+
+    Best first: the spelling with every primary reading, then those with one
+    secondary reading, and so on (a heap over reading indices), so a cap
+    drops the least likely ones and the product is never enumerated.
+
+    >>> spellings(units("银行"))[0][:2], spellings(units("银行"))[1]
+    ([('yin', 'xing'), ('yin', 'hang')], 3)
+    """
+    options = [alts for _, alts in term_units]
+    total = 1
+    for alts in options:
+        total *= len(alts)
+    start = (0,) * len(options)
+    heap = [(0, start)]
+    seen = {start}
+    out: list[tuple[str, ...]] = []
+    while heap and len(out) < cap:
+        _, index = heapq.heappop(heap)
+        out.append(tuple(alts[i] for alts, i in zip(options, index)))
+        for k, alts in enumerate(options):
+            if index[k] + 1 < len(alts):
+                nxt = index[:k] + (index[k] + 1,) + index[k + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (sum(nxt), nxt))
+    return out, total
+
+
+class PinyinPatterns:
+    """The letter patterns of a lexicon set and the term each spells.
+
+    Pattern ``i`` is ``texts[i]``, spelling part ``part[i]`` of rule
+    ``rule[i]``, with unit ``k`` of that part taking letters
+    ``bounds[i][k]:bounds[i][k + 1]``. The compiled letter matcher of a
+    backend is made on first use (:meth:`matcher`) and kept here, so the post
+    and profile views of a set share it, and the cache stores it with the set.
+    """
+
+    def __init__(self, texts: list[str], rule: np.ndarray, part: np.ndarray, bounds: np.ndarray,
+                 bound_offsets: np.ndarray, capped: Sequence[tuple[int, int, int]] = ()) -> None:
+        self.texts = texts
+        self.rule, self.part = rule, part
+        self._bounds, self._bound_offsets = bounds, bound_offsets
+        #: (rule, part, spellings before the cap) of every capped term.
+        self.capped = tuple(capped)
+        self._matchers: dict[str, Any] = {}
+        self.longest = int(np.max(np.diff(bound_offsets))) - 1 if len(texts) else 0  # units
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def bounds(self, i: int) -> list[int]:
+        return self._bounds[self._bound_offsets[i]:self._bound_offsets[i + 1]].tolist()
+
+    @property
+    def terms(self) -> int:
+        """Terms (combination parts) that have spellings."""
+        return len(set(zip(self.rule.tolist(), self.part.tolist())))
+
+    def matcher(self, name: str) -> Any:
+        """The letter matcher of backend ``name`` (concrete), compiled once."""
+        found = self._matchers.get(name)
+        if found is None:
+            from ..matchers import build_matcher
+
+            found = self._matchers[name] = build_matcher(name, self.texts, LETTER_TABLE)
+        return found
+
+    def has_matcher(self, name: str) -> bool:
+        return name in self._matchers
+
+    def adopt(self, name: str, matcher: Any) -> None:
+        """Use ``matcher`` (from the cache) as the letter matcher of ``name``."""
+        self._matchers[name] = matcher
+
+    # -- the cache (screener/compiled.py) -----------------------------------
+    def encode(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        meta = {"n": len(self.texts), "capped": self.capped}
+        return meta, {
+            "pinyin.text": " ".join(self.texts).encode("ascii"), "pinyin.rule": self.rule,
+            "pinyin.part": self.part, "pinyin.bounds": self._bounds, "pinyin.bound_offsets": self._bound_offsets,
+        }
+
+    @classmethod
+    def decode(cls, meta: dict[str, Any], sections: dict[str, Any]) -> "PinyinPatterns":
+        text = bytes(sections["pinyin.text"]).decode("ascii")
+        texts = text.split(" ") if meta["n"] else []
+        return cls(texts, np.frombuffer(sections["pinyin.rule"], dtype=np.int32),
+                   np.frombuffer(sections["pinyin.part"], dtype=np.int32),
+                   np.frombuffer(sections["pinyin.bounds"], dtype=np.int32),
+                   np.frombuffer(sections["pinyin.bound_offsets"], dtype=np.int64), meta["capped"])
+
+
+#: The letter matchers' "fold table": letters and the separator (0) are themselves.
+LETTER_TABLE = np.arange(128, dtype=np.uint32)
+
+
+def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
+    """Spellings of every term and combination part of ``rules`` (allow entries have none)."""
+    texts: list[str] = []
+    rule_ids: list[int] = []
+    parts: list[int] = []
+    bounds: list[int] = []
+    bound_offsets = [0]
+    capped: list[tuple[int, int, int]] = []
+    memo: dict[str, tuple[list[tuple[str, ...]], int] | None] = {}
+    for index, rule in enumerate(rules):
+        if rule.kind == "allow":
+            continue
+        for part_no, part in enumerate(rule.parts):
+            if part not in memo:
+                found = units(part)
+                memo[part] = spellings(found) if found is not None else None
+            made = memo[part]
+            if made is None:
+                continue
+            spelt, total = made
+            if total > len(spelt):
+                capped.append((index, part_no, total))
+            for spelling in spelt:
+                texts.append("".join(spelling))
+                rule_ids.append(index)
+                parts.append(part_no)
+                at = 0
+                bounds.append(0)
+                for syllable in spelling:
+                    at += len(syllable)
+                    bounds.append(at)
+                bound_offsets.append(len(bounds))
+    return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32),
+                          np.array(bounds, dtype=np.int32), np.array(bound_offsets, dtype=np.int64), capped)
+
+
+def capped_warnings(patterns: PinyinPatterns, rules: Sequence[Rule]) -> list[Problem]:
+    """One warning per term whose spellings were cut to :data:`MAX_SPELLINGS`."""
+    out = []
+    for index, part_no, total in patterns.capped:
+        rule = rules[index]
+        term = rule.parts[part_no]
+        out.append(Problem(rule.path, rule.line, f"term {term!r} has {total} pinyin spellings (heteronyms); "
+                           f"only the first {MAX_SPELLINGS} are matched", term))
+    return out
