@@ -278,6 +278,7 @@ def _fold_cache() -> "Cache":
 
 
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
+    from .lexicon.pinyin import MAX_SPELLINGS
     from .policy import load_policy
 
     lexicons = load_lexicons(args.directory, _fold_cache())  # LexiconError (and PolicyError) → main prints problems
@@ -287,6 +288,10 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
         print(f"{warning} [warning]", file=sys.stderr)
     print(f"OK: {len(lexicons.categories)} categories, {lexicons.term_count} terms, "
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
+    pinyin = lexicons.pinyin
+    if pinyin is not None:
+        print(f"OK: pinyin: {len(pinyin)} patterns for {pinyin.terms} terms, "
+              f"{len(pinyin.capped)} terms capped at {MAX_SPELLINGS} spellings")
     if policy is not None:
         print(f"OK: policy {policy.path}, {sum(map(len, policy.rules.values()))} rules, "
               f"{len(policy.warnings)} warnings, version {policy.version}")

@@ -2,64 +2,68 @@
 
 ``dubo``, ``DuBo``, ``du-bo``, ``du博``, ``赌bo``, ``赌(dǔ)博(bó)`` and
 ``赌 du 博 bo`` all stand for 赌博. The main pass cannot see them: one
-character became several letters. This pass turns the part of a post around
-its Latin letters into a *letter stream* and looks there for the letter
-patterns of every term (:mod:`screener.lexicon.pinyin`):
+character became several letters. This pass reads the normalised post as
+*tokens* and looks runs of them up among the spellings of every term
+(:mod:`screener.lexicon.pinyin`):
 
-* a Han character becomes the letters of its primary reading; a Latin letter
-  stays itself, tone marks stripped (ǔ is u, ü is v); everything else breaks
-  the stream, except what normalisation deletes (spaces, ``-``, brackets),
-  which vanishes, so ``du-bo`` and ``du bo`` read ``dubo``;
+* a Han character is a token spelt by its primary reading; a Latin word
+  (letters with nothing between them in the original, tone marks stripped,
+  ü as v) is a token spelt by its letters, if it is made of pinyin syllables
+  and Latin units of terms (``iphone`` is not, so it breaks runs); anything
+  else breaks runs, except what normalisation deletes (spaces, ``-``,
+  brackets), so ``du-bo`` and ``du bo`` are two tokens side by side;
 * ruby: a Latin word right after a Han character that spells one of that
-  character's readings (赌(dǔ), 赌dǔ) is the same character written twice. Its
-  letters leave the stream, and the character's span takes them in, so the
-  hit covers exactly what the author wrote;
-* every letter keeps the normalised position it came from, so a hit becomes
-  an ordinary :class:`screener.match.Candidate` (variant ``pinyin``) that
-  verification treats like any other (allow entries, word check at CJK
-  edges, the term's mode) and maps to original offsets the same way.
+  character's readings (赌(dǔ), 赌dǔ) is the same character written twice. It
+  joins that character's token, whose span takes it in, so the hit covers
+  exactly what the author wrote;
+* each token keeps its normalised span, so a hit becomes an ordinary
+  :class:`screener.match.Candidate` (variant ``pinyin``) that verification
+  treats like any other (allow entries, word check at CJK edges, the term's
+  mode) and maps to original offsets the same way.
 
-A letter-stream occurrence becomes a candidate only if
+A run of tokens is a hit of a spelling when its letters equal the spelling's
+and
 
-1. it starts and ends on a token boundary: a Han character, or a Latin word
-   (letters with nothing between them in the original). "dubo" inside
-   "dubois", "xdubo" or "woxiangdubo" is not a hit: a run of letters is not
-   cut into syllables, because English words are full of syllable sequences.
-   This holds in every mode (a pinyin hit of a ``substring`` term too);
-2. every boundary inside it (between Latin words, at Han characters) falls
-   between two syllables of the spelling ("d ubo" is not "du bo");
-3. every Han character in it is the term's own character at that syllable
-   (杜bo is not 赌博: that is a homophone, an opt-in of its own);
-4. the author wrote at least one of the term's Han characters as letters, or
+1. it starts and ends with whole tokens: "dubo" inside "dubois", "xdubo" or
+   "woxiangdubo" is no hit. A word is not cut into syllables, because English
+   words are full of syllable sequences (this holds in every mode, for a
+   ``substring`` term too);
+2. every token boundary inside it falls between two syllables ("d ubo" is
+   not "du bo"), and every Han character in it is the term's own character at
+   that syllable (杜bo is not 赌博: that is a homophone, an opt-in of its own);
+3. the author wrote at least one of the term's Han characters as letters, or
    put ruby after one; otherwise it is the literal term, which the main pass
    reports.
 
-Only posts with a character that folds to a Latin letter (or an ``&``, which
-may start one) enter the pass, and only their Han characters within
-:attr:`PinyinPatterns.longest` characters of a Latin letter enter the stream:
-the cost is in proportion to the Latin text of a batch, not to its size.
+Cost. Only posts with a character that folds to a Latin letter (or an ``&``,
+which may start one) are refolded; only runs that hold a *seed* (a Latin word
+of two letters or more made of syllables, or a Han character with ruby) are
+looked up, and only up to the longest term's length around each seed. Most
+Latin words of Chinese posts (``iPhone``, ``wifi``, ``lol``, ``OK``, URLs) are
+no seed: a table of letter pairs that cannot occur in pinyin rejects them in
+numpy before any Python runs.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import unicodedata
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .charmap import TABLE_SIZE
 from .lexicon import LexiconSet
-from .lexicon.pinyin import READING_LIMIT, PinyinPatterns, Readings, readings, units
+from .lexicon.pinyin import READING_LIMIT, SYLLABLE, PinyinPatterns, Readings, readings, units
 from .match import Candidate
 from .normalise import EncodedBatch
 from .refold import Refolded, refold
 
-#: Folded code points that are Latin letters, as their ASCII lowercase letter
-#: (0: not one). ü in any tone is v, as in the lexicon's spellings.
+#: Folded code points below this may be Latin letters (Latin blocks, and the
+#: Latin Extended Additional block of ḿ).
 _LATIN_LIMIT = 0x1F00
-#: Longest reading (zhuang, chuang, shuang): a Latin word longer than this cannot be ruby.
+#: Longest reading (zhuang, chuang, shuang): a longer Latin word is no ruby.
 _LONGEST_READING = 6
 
 
@@ -79,204 +83,319 @@ def latin_letters() -> np.ndarray:
         base = decomposed[0]
         if not (base.isascii() and base.isalpha()):
             continue
-        letter = "v" if base in "uU" and "\u0308" in decomposed else base.lower()
-        table[code] = ord(letter)
+        table[code] = ord("v" if base in "uU" and "\u0308" in decomposed else base.lower())
     return table
 
 
-@dataclass(frozen=True)
-class LetterStream:
-    """The letter stream of a batch of posts (see the module docstring).
+class _Words:
+    """What can be a Latin token: words made of a vocabulary (syllables, and
+    the Latin units of terms), with a numpy pre-filter on letter pairs."""
 
-    ``codes[k]``: an ASCII letter, or 0 where the stream breaks. For every
-    letter: ``item[k]``, the normalised position (flat, in the refolded
-    batch) of the character it came from, and ``token[k]``, whether a token
-    (a Han character, a Latin word) starts there.
-    """
+    def __init__(self, vocabulary: frozenset[str]) -> None:
+        self.vocabulary = vocabulary
+        self.longest = max(map(len, vocabulary), default=0)
+        first = np.zeros(128, dtype=bool)
+        last = np.zeros(128, dtype=bool)
+        pair = np.zeros((128, 128), dtype=bool)
+        for item in vocabulary:
+            codes = item.encode("ascii")
+            first[codes[0]] = last[codes[-1]] = True
+            for a, b in zip(codes, codes[1:]):
+                pair[a, b] = True
+        pair |= last[:, None] & first[None, :]  # across two items
+        self.first, self.last, self.pair = first, last, pair
 
-    codes: np.ndarray  # uint8
-    item: np.ndarray  # int64, -1 at breaks
-    token: np.ndarray  # bool
-    end: np.ndarray  # int64 per flat normalised position: where that character's span ends (ruby included)
-    ruby: np.ndarray  # bool per flat normalised position: a Han character with ruby after it
-    han: np.ndarray  # bool per flat normalised position
-
-
-def letter_stream(posts: Refolded, table: Readings, window: int) -> LetterStream | None:
-    """The stream of ``posts``: Latin letters, and Han characters within ``window`` of one."""
-    codes, kept, ends = posts.codes, posts.kept, posts.ends
-    n = len(codes)
-    if not n:
-        return None
-    post_of = np.repeat(np.arange(len(posts.nstart) - 1), np.diff(posts.nstart))
-    letters = latin_letters()
-    letter = np.zeros(n, dtype=np.uint8)
-    small = codes < _LATIN_LIMIT
-    letter[small] = letters[codes[small]]
-    row = np.full(n, -1, dtype=np.int64)
-    cjk = codes < READING_LIMIT
-    row[cjk] = table.row[codes[cjk]]
-    latin, han = letter > 0, row >= 0
-    if not latin.any():
-        return None
-    same_post = np.zeros(n, dtype=bool)
-    same_post[1:] = post_of[1:] == post_of[:-1]
-    # A Latin word: letters with nothing between them in the original.
-    joined = np.zeros(n, dtype=bool)
-    joined[1:] = latin[:-1] & same_post[1:] & (ends[:-1] == kept[1:])
-    word_start = latin & ~joined
-    end = np.arange(1, n + 1, dtype=np.int64)
-    ruby = _ruby(letter, latin, han, row, word_start, same_post, table, end)
-    counts = np.concatenate(([0], np.cumsum(latin)))
-    lo, hi = np.maximum(np.arange(n) - window, 0), np.minimum(np.arange(n) + window + 1, n)
-    near = counts[hi] - counts[lo] > 0
-    ruby_letter = np.zeros(n, dtype=bool)
-    starts = np.flatnonzero(ruby)
-    if len(starts):  # the letters each ruby took, from the character's next position to its new end
-        depth = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(depth, starts + 1, 1)
-        np.add.at(depth, end[starts], -1)
-        ruby_letter = np.cumsum(depth[:-1]) > 0
-    items = np.flatnonzero((han & near) | (latin & ~ruby_letter))
-    if not len(items):
-        return None
-    length = np.where(han[items], table.offsets[row[items] + 1] - table.offsets[row[items]], 1)
-    brk = np.ones(len(items), dtype=bool)
-    brk[1:] = (items[1:] != end[items[:-1]]) | (post_of[items[1:]] != post_of[items[:-1]])
-    first = np.cumsum(length + brk) - length  # stream index of each item's first letter (its break before it)
-    total = int(first[-1] + length[-1]) + 1  # and a break at the end
-    out = np.zeros(total, dtype=np.uint8)
-    item = np.full(total, -1, dtype=np.int64)
-    token = np.zeros(total, dtype=bool)
-    which = np.repeat(np.arange(len(items)), length)
-    offset = np.arange(len(which)) - np.repeat(np.cumsum(length) - length, length)
-    at = first[which] + offset
-    pos = items[which]
-    is_han = han[pos]
-    out[at] = np.where(is_han, table.letters[np.where(is_han, table.offsets[np.maximum(row[pos], 0)] + offset, 0)],
-                       letter[pos])
-    item[at] = pos
-    token[at] = (offset == 0) & (is_han | word_start[pos])
-    return LetterStream(out, item, token, end, ruby, han)
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per lexicon set; words repeat
+    def made_of_vocabulary(self, word: str) -> bool:
+        """Whether ``word`` splits into vocabulary items (``woxiangdubo``: yes)."""
+        n = len(word)
+        ok = [True] + [False] * n
+        for end in range(1, n + 1):
+            for start in range(max(0, end - self.longest), end):
+                if ok[start] and word[start:end] in self.vocabulary:
+                    ok[end] = True
+                    break
+        return ok[n]
 
 
-def _ruby(letter: np.ndarray, latin: np.ndarray, han: np.ndarray, row: np.ndarray, word_start: np.ndarray,
-          same_post: np.ndarray, table: Readings, end: np.ndarray) -> np.ndarray:
-    """Han positions followed by a Latin word that spells one of their readings
-    (sets ``end`` of each to the end of its ruby)."""
-    ruby = np.zeros(len(letter), dtype=bool)
-    after_han = np.flatnonzero(word_start[1:] & han[:-1] & same_post[1:]) + 1
-    if not len(after_han):
-        return ruby
-    word_ends = np.flatnonzero(latin & np.concatenate((word_start[1:] | ~latin[1:], [True]))) + 1
-    stop = word_ends[np.searchsorted(word_ends, after_han, side="right")]
-    short = stop - after_han <= _LONGEST_READING
-    raw = letter.tobytes()
-    for start, finish in zip(after_han[short].tolist(), stop[short].tolist()):
-        if raw[start:finish].decode("ascii") in table.sets[row[start - 1]]:
-            ruby[start - 1] = True
-            end[start - 1] = finish
-    return ruby
+class _Token:
+    __slots__ = ("letters", "start", "end", "char", "ruby", "seed")
+
+    def __init__(self, letters: str, start: int, end: int, char: str, ruby: bool, seed: bool) -> None:
+        self.letters, self.start, self.end = letters, start, end
+        self.char, self.ruby, self.seed = char, ruby, seed  # char: "" for a Latin word
+
+
+class PinyinPass:
+    """The pinyin pass of one lexicon set."""
+
+    def __init__(self, lexicons: LexiconSet) -> None:
+        assert lexicons.pinyin is not None  # LexiconSet makes it
+        self.lexicons = lexicons
+        self.patterns: PinyinPatterns = lexicons.pinyin
+        self._gate: np.ndarray | None = None
+        self._words: _Words | None = None
+        self._term_chars: np.ndarray | None = None
+        #: ``SCREENER_PINYIN=off`` skips the pass (the throughput benchmark's
+        #: ``scan-no-pinyin``, to measure what it costs side by side).
+        self.enabled = os.environ.get("SCREENER_PINYIN", "").lower() != "off"
+
+    # -- what is built on first use ------------------------------------------------
+    def letters_of(self) -> np.ndarray:
+        """uint8 per code point: the ASCII letter it folds to (0: none)."""
+        if self._gate is None:
+            fold = self.lexicons.normaliser.table
+            small = fold < _LATIN_LIMIT
+            gate = np.zeros(TABLE_SIZE, dtype=np.uint8)
+            gate[small] = latin_letters()[fold[small]]
+            self._gate = gate
+        return self._gate
+
+    def words(self) -> _Words:
+        if self._words is None:
+            self._words = _Words(self.patterns.vocabulary())
+        return self._words
+
+    def term_chars(self) -> np.ndarray:
+        """int32 per code point below READING_LIMIT: 0 if it is no Han unit of a
+        spelled term; else 1 | (bit 1 + letter - 'a' set where that one letter
+        is a reading of it: 阿 has ``a``), for one-letter ruby."""
+        if self._term_chars is None:
+            found = np.zeros(READING_LIMIT, dtype=np.int32)
+            rules = self.lexicons.rules
+            chars = {ch for r, p in set(zip(self.patterns.rule.tolist(), self.patterns.part.tolist()))
+                     for ch in rules[r].parts[p] if not ch.isascii()}
+            spellings = readings().spellings
+            for ch in chars:
+                if ord(ch) < READING_LIMIT:
+                    found[ord(ch)] = 1 | sum(2 << (ord(s) - 97) for s in spellings.get(ord(ch), ()) if len(s) == 1)
+            self._term_chars = found
+        return self._term_chars
+
+    # -- the pass --------------------------------------------------------------------
+    def gated(self, texts: Sequence[str], batch: EncodedBatch | None = None) -> list[int]:
+        """Indices of the texts that may hold a seed (see the module docstring):
+        a Latin word of two letters or more whose letter pairs can occur in
+        pinyin, or one letter right after a Han character it is a reading of.
+
+        ``batch``: the main pass's encoding of ``texts``, whose code points
+        (after the HTML rule) it reads instead of encoding the texts again.
+        """
+        if not texts:
+            return []
+        if batch is not None and batch.points is not None and batch.separators is not None:
+            points, separators = batch.points, batch.separators
+        else:
+            joined = "\x00".join([*texts, ""])
+            points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+            separators = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1) - 1
+        letter = self.letters_of().take(points)
+        at = np.flatnonzero(letter)
+        if not len(at):
+            return []
+        words = self.words()
+        code = letter[at]
+        follows = np.zeros(len(at), dtype=bool)
+        follows[1:] = at[1:] == at[:-1] + 1
+        first = np.flatnonzero(~follows)
+        last = np.concatenate((first[1:], [len(at)])) - 1
+        length = last - first + 1
+        bad = np.zeros(len(at) + 1, dtype=np.int64)
+        bad[2:] = np.cumsum(follows[1:] & ~words.pair[code[:-1], code[1:]])
+        possible = (words.first[code[first]] & words.last[code[last]] & (bad[last + 1] - bad[first + 1] == 0)
+                    & (length >= 2) & (length <= self.patterns.max_letters))
+        single = np.flatnonzero((length == 1) & (at[first] > 0))
+        if len(single):
+            before = points[at[first[single]] - 1]
+            mask = np.where(before < READING_LIMIT, self.term_chars()[np.minimum(before, READING_LIMIT - 1)], 0)
+            possible[single] = (mask >> (code[first[single]].astype(np.int32) - 96)) & 1 == 1
+        seeds = at[first[possible]]
+        if not len(seeds):
+            return []
+        return np.unique(np.searchsorted(separators, seeds)).tolist()  # type: ignore[no-any-return]
+
+    def find(self, texts: Sequence[str], batch: EncodedBatch | None = None) -> dict[int, list[Candidate]]:
+        """Pinyin candidates per text index, in normalised positions of that text
+        (``batch``: see :meth:`gated`)."""
+        if not (self.enabled and len(self.patterns)):
+            return {}
+        gated = self.gated(texts, batch)
+        if not gated:
+            return {}
+        posts = refold(self.lexicons.normaliser, [texts[i] for i in gated])
+        found: dict[int, list[Candidate]] = {}
+        for post, candidate in self._candidates(posts):
+            found.setdefault(gated[post], []).append(candidate)
+        return found
+
+    def _candidates(self, posts: Refolded) -> list[tuple[int, Candidate]]:
+        codes, kept, ends = posts.codes, posts.kept, posts.ends
+        n = len(codes)
+        if not n:
+            return []
+        table = readings()
+        words = self.words()
+        post_of = np.repeat(np.arange(len(posts.nstart) - 1), np.diff(posts.nstart))
+        letter = np.zeros(n, dtype=np.uint8)
+        small = codes < _LATIN_LIMIT
+        letter[small] = latin_letters()[codes[small]]
+        latin = letter > 0
+        if not latin.any():
+            return []
+        row = np.full(n, -1, dtype=np.int64)
+        cjk = codes < READING_LIMIT
+        row[cjk] = table.row[codes[cjk]]
+        han = np.zeros(n, dtype=bool)
+        han[cjk] = self.term_chars()[codes[cjk]] > 0
+        han &= row >= 0
+        same_post = np.zeros(n, dtype=bool)
+        same_post[1:] = post_of[1:] == post_of[:-1]
+        # Latin words: letters with nothing between them in the original.
+        joined = np.zeros(n + 1, dtype=bool)
+        joined[1:n] = latin[:-1] & latin[1:] & same_post[1:] & (ends[:-1] == kept[1:])
+        starts = np.flatnonzero(latin & ~joined[:n])
+        stops = np.flatnonzero(latin & ~joined[1:]) + 1
+        # Words that may be made of the vocabulary: every letter pair possible,
+        # first and last letters possible (numpy, before any Python).
+        bad = np.zeros(n + 1, dtype=np.int64)
+        bad[2:] = np.cumsum(joined[1:n] & ~words.pair[letter[:-1], letter[1:]])
+        length = stops - starts
+        possible = (words.first[letter[starts]] & words.last[letter[stops - 1]]
+                    & (bad[stops] - bad[starts + 1] == 0) & (length <= self.patterns.max_letters))
+        after_han = np.zeros(len(starts), dtype=bool)
+        inside = starts > 0
+        after_han[inside] = han[starts[inside] - 1] & same_post[starts[inside]]
+        # Seeds: words of two letters or more, and possible ruby.
+        ask = possible & ((length >= 2) | (after_han & (length <= _LONGEST_READING)))
+        if not ask.any():
+            return []
+        raw = letter.tobytes().decode("ascii", errors="replace")
+        tokens_at: dict[int, tuple[str, int, bool]] = {}  # word start → (letters, stop, ruby of the Han before)
+        any_seed = False
+        sets = table.sets
+        for start, stop, follows in zip(starts[ask].tolist(), stops[ask].tolist(), after_han[ask].tolist()):
+            text = raw[start:stop]
+            ruby = follows and stop - start <= _LONGEST_READING and text in sets[int(row[start - 1])]
+            if ruby or words.made_of_vocabulary(text):
+                tokens_at[start] = (text, stop, ruby)
+                any_seed = any_seed or ruby or stop - start >= 2
+        if not any_seed:
+            return []
+        return self._runs(posts, tokens_at, han, row, post_of, table)
+
+    def _runs(self, posts: Refolded, tokens_at: dict[int, tuple[str, int, bool]], han: np.ndarray,
+              row: np.ndarray, post_of: np.ndarray, table: Readings) -> list[tuple[int, Candidate]]:
+        """Walk the tokens around every seed; look up every run that holds one."""
+        reach = max(self.patterns.longest - 1, 1)
+        codes = posts.codes
+        ending_at = {stop: start for start, (_, stop, _) in tokens_at.items()}
+        out: list[tuple[int, Candidate]] = []
+        done_until = -1
+        for seed_start in sorted(tokens_at):
+            _, stop, ruby = tokens_at[seed_start]
+            if seed_start < done_until or not (ruby or stop - seed_start >= 2):
+                continue
+            at = seed_start - 1 if ruby else seed_start  # ruby: the seed is its Han character
+            post = int(post_of[at])
+            lo, hi = int(posts.nstart[post]), int(posts.nstart[post + 1])
+            left: list[_Token] = []
+            pos = at
+            while len(left) < reach and pos > lo:
+                start = ending_at.get(pos)
+                if start is not None and tokens_at[start][2]:
+                    start -= 1  # a ruby word: the token is its Han character
+                elif start is None:
+                    start = pos - 1
+                token = self._token_at(start, hi, tokens_at, han, row, codes, table)
+                if token is None or token.end != pos:
+                    break
+                left.append(token)
+                pos = start
+            left.reverse()
+            right: list[_Token] = []
+            pos, count = at, 0
+            while count <= reach:  # extends past every seed it meets
+                token = self._token_at(pos, hi, tokens_at, han, row, codes, table)
+                if token is None:
+                    break
+                right.append(token)
+                count = 0 if token.seed else count + 1
+                pos = token.end
+            done_until = pos
+            out += [(post, c) for c in self._lookups(left + right, lo)]
+        return out
+
+    @staticmethod
+    def _token_at(pos: int, hi: int, tokens_at: dict[int, tuple[str, int, bool]], han: np.ndarray,
+                  row: np.ndarray, codes: np.ndarray, table: Readings) -> _Token | None:
+        if pos >= hi:
+            return None
+        if han[pos]:
+            r = int(row[pos])
+            letters = table.primary[r]
+            following = tokens_at.get(pos + 1)
+            if following is not None and following[2]:
+                return _Token(letters, pos, following[1], chr(codes[pos]), True, True)
+            return _Token(letters, pos, pos + 1, chr(codes[pos]), False, False)
+        word = tokens_at.get(pos)
+        if word is None or word[2]:
+            return None
+        text, stop, _ = word
+        return _Token(text, pos, stop, "", False, stop - pos >= 2)
+
+    def _lookups(self, cluster: list[_Token], base: int) -> list[Candidate]:
+        """Every run of ``cluster`` that holds a seed and spells a term."""
+        lookup = self.patterns.lookup()
+        longest = self.patterns.max_letters
+        seeds = [0]
+        for token in cluster:
+            seeds.append(seeds[-1] + token.seed)
+        out = []
+        for i in range(len(cluster)):
+            letters = ""
+            for j in range(i, len(cluster)):
+                letters += cluster[j].letters
+                if len(letters) > longest:
+                    break
+                if seeds[j + 1] == seeds[i]:
+                    continue
+                for spelling in lookup.get(letters, ()):
+                    candidate = self._check(cluster[i:j + 1], spelling, base)
+                    if candidate is not None:
+                        out.append(candidate)
+        return out
+
+    def _check(self, run: list[_Token], spelling: int, base: int) -> Candidate | None:
+        """Rules 2 and 3 of the module docstring for one run and spelling."""
+        patterns = self.patterns
+        rule, part = int(patterns.rule[spelling]), int(patterns.part[spelling])
+        syllables = patterns.texts[spelling].split(SYLLABLE)
+        term_units = _unit_texts(self.lexicons.rules[rule].parts[part])
+        at_unit = {}
+        at = 0
+        for k, syllable in enumerate(syllables):
+            at_unit[at] = k
+            at += len(syllable)
+        at_unit[at] = len(syllables)
+        as_letters = sum(1 for u in term_units if not u.isascii())
+        ruby = False
+        at = 0
+        for token in run:
+            k = at_unit.get(at)
+            if k is None:
+                return None
+            at += len(token.letters)
+            if token.char:
+                if term_units[k] != token.char or at_unit.get(at) != k + 1:
+                    return None
+                as_letters -= 1
+                ruby = ruby or token.ruby
+        if as_letters <= 0 and not ruby:
+            return None  # the literal term: the main pass has it
+        return Candidate(rule, part, run[0].start - base, run[-1].end - base, "pinyin")
 
 
 @functools.lru_cache(maxsize=65536)
 def _unit_texts(term: str) -> tuple[str, ...]:
     found = units(term)
     return tuple(text for text, _ in found) if found else ()
-
-
-class PinyinPass:
-    """The pinyin pass of one lexicon set and matcher backend."""
-
-    def __init__(self, lexicons: LexiconSet, backend: str) -> None:
-        assert lexicons.pinyin is not None  # LexiconSet makes it
-        self.lexicons = lexicons
-        self.patterns: PinyinPatterns = lexicons.pinyin
-        self.backend = backend
-        self._gate: np.ndarray | None = None
-
-    def gate(self) -> np.ndarray:
-        """uint8 per code point: 1 where it folds to a Latin letter, or is '&'."""
-        if self._gate is None:
-            fold = self.lexicons.normaliser.table
-            letters = latin_letters()
-            small = fold < _LATIN_LIMIT
-            gate = np.zeros(TABLE_SIZE, dtype=np.uint8)
-            gate[small] = letters[fold[small]] > 0
-            gate[ord("&")] = 1
-            self._gate = gate
-        return self._gate
-
-    def gated(self, texts: Sequence[str]) -> list[int]:
-        """Indices of the texts that may hold a Latin letter after folding."""
-        if not texts:
-            return []
-        joined = "\x00".join(texts)
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
-        found = np.flatnonzero(self.gate().take(points))
-        if not len(found):
-            return []
-        separators = np.flatnonzero(points == 0)
-        return np.unique(np.searchsorted(separators, found)).tolist()  # type: ignore[no-any-return]
-
-    def find(self, texts: Sequence[str]) -> dict[int, list[Candidate]]:
-        """Pinyin candidates per text index, in normalised positions of that text."""
-        if not len(self.patterns):
-            return {}
-        gated = self.gated(texts)
-        if not gated:
-            return {}
-        posts = refold(self.lexicons.normaliser, [texts[i] for i in gated])
-        stream = letter_stream(posts, readings(), self.patterns.longest)
-        if stream is None:
-            return {}
-        matcher = self.patterns.matcher(self.backend)
-        encoded = matcher.alphabet.table[stream.codes]
-        matches = matcher.scan(EncodedBatch(encoded, np.array([0, len(encoded)], dtype=np.int64)))
-        if not len(matches):
-            return {}
-        s, e = matches[:, 1], matches[:, 2]
-        edges = stream.token[s] & ((stream.codes[e] == 0) | stream.token[np.minimum(e, len(stream.token) - 1)])
-        found: dict[int, list[Candidate]] = {}
-        for pid, start, stop in matches[edges].tolist():
-            candidate = self._check(posts, stream, pid, start, stop)
-            if candidate is not None:
-                post, c = candidate
-                found.setdefault(gated[post], []).append(c)
-        return found
-
-    def _check(self, posts: Refolded, stream: LetterStream, pid: int, start: int, stop: int
-               ) -> tuple[int, Candidate] | None:
-        """Rules 2-4 of the module docstring for one occurrence."""
-        patterns = self.patterns
-        bounds = patterns.bounds(pid)
-        rule, part = int(patterns.rule[pid]), int(patterns.part[pid])
-        term_units = _unit_texts(self.lexicons.rules[rule].parts[part])
-        at_bound = {b: k for k, b in enumerate(bounds)}
-        written_as_letters = sum(1 for u in term_units if not u.isascii())
-        with_ruby = False
-        for k in np.flatnonzero(stream.token[start + 1:stop]).tolist():
-            if k + 1 not in at_bound:
-                return None
-        item, codes = stream.item, posts.codes
-        for offset in range(0, stop - start):
-            k = start + offset
-            if not stream.token[k]:
-                continue
-            pos = int(item[k])
-            if not stream.han[pos]:
-                continue
-            unit = at_bound.get(offset)
-            if unit is None or unit + 1 >= len(bounds) or term_units[unit] != chr(codes[pos]):
-                return None
-            after = start + bounds[unit + 1]  # the character's letters must be exactly that syllable
-            if after > stop or item[after - 1] != pos or (after < stop and item[after] == pos):
-                return None
-            written_as_letters -= 1
-            with_ruby = with_ruby or bool(stream.ruby[pos])
-        if written_as_letters <= 0 and not with_ruby:
-            return None  # the literal term: the main pass has it
-        first, last = int(item[start]), int(item[stop - 1])
-        post = int(np.searchsorted(posts.nstart, first, side="right")) - 1
-        base = int(posts.nstart[post])
-        return post, Candidate(rule, part, first - base, int(stream.end[last]) - base, "pinyin")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -63,13 +64,12 @@ class Readings:
 
     #: code point → its spellings (heteronyms, with ü as v and as u).
     spellings: dict[int, tuple[str, ...]]
-    #: the pass's view: code point → row of ``primary`` (-1: no reading).
+    #: the pass's view: code point → row of ``primary`` and ``sets`` (-1: no reading).
     row: np.ndarray
-    #: one row per character: its primary reading's letters, and its offset in ``letters``.
-    offsets: np.ndarray
-    letters: np.ndarray  # uint8 ASCII letters of every primary reading, one after the other
     #: every reading of the row's character, for ruby (赌(dǔ): the letters after 赌 spell it).
     sets: tuple[frozenset[str], ...]
+    #: the row's primary reading.
+    primary: tuple[str, ...]
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,11 +96,8 @@ def readings() -> Readings:
     row = np.full(READING_LIMIT, -1, dtype=np.int32)
     row[np.array(codes, dtype=np.int64)] = np.arange(len(codes), dtype=np.int32)
     primary = [spellings[c][0] for c in codes]
-    offsets = np.zeros(len(codes) + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in primary], out=offsets[1:])
-    letters = np.frombuffer("".join(primary).encode("ascii"), dtype=np.uint8)
     sets = tuple(frozenset(spellings[c]) for c in codes)
-    return Readings(spellings, row, offsets, letters, sets)
+    return Readings(spellings, row, sets, tuple(primary))
 
 
 def units(term: str) -> list[tuple[str, tuple[str, ...]]] | None:
@@ -136,8 +133,7 @@ def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_
     """Up to ``cap`` spellings (one letter string per unit), and how many there are.
 
     Best first: the spelling with every primary reading, then those with one
-    secondary reading, and so on (a heap over reading indices), so a cap
-    drops the least likely ones and the product is never enumerated.
+    secondary reading, and so on, so a cap drops the least likely ones.
 
     >>> spellings(units("银行"))[0][:2], spellings(units("银行"))[1]
     ([('yin', 'xing'), ('yin', 'hang')], 3)
@@ -146,89 +142,93 @@ def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_
     total = 1
     for alts in options:
         total *= len(alts)
-    start = (0,) * len(options)
-    heap = [(0, start)]
-    seen = {start}
-    out: list[tuple[str, ...]] = []
-    while heap and len(out) < cap:
-        _, index = heapq.heappop(heap)
-        out.append(tuple(alts[i] for alts, i in zip(options, index)))
-        for k, alts in enumerate(options):
-            if index[k] + 1 < len(alts):
-                nxt = index[:k] + (index[k] + 1,) + index[k + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (sum(nxt), nxt))
-    return out, total
+    if total == 1:
+        return [tuple(alts[0] for alts in options)], 1
+    if total <= 4 * cap:  # nearly every term: the product is small
+        ranked = sorted(itertools.product(*(range(len(alts)) for alts in options)), key=sum)[:cap]
+    else:  # a heap over reading indices: the product is never enumerated
+        ranked = []
+        start = (0,) * len(options)
+        heap = [(0, start)]
+        seen = {start}
+        while heap and len(ranked) < cap:
+            _, index = heapq.heappop(heap)
+            ranked.append(index)
+            for k, alts in enumerate(options):
+                if index[k] + 1 < len(alts):
+                    nxt = index[:k] + (index[k] + 1,) + index[k + 1:]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (sum(nxt), nxt))
+    return [tuple(alts[i] for alts, i in zip(options, index)) for index in ranked], total
+
+
+#: Between the syllables of a stored spelling (pinyin's own syllable separator).
+SYLLABLE = "'"
 
 
 class PinyinPatterns:
-    """The letter patterns of a lexicon set and the term each spells.
+    """The pinyin spellings of a lexicon set and the term each spells.
 
-    Pattern ``i`` is ``texts[i]``, spelling part ``part[i]`` of rule
-    ``rule[i]``, with unit ``k`` of that part taking letters
-    ``bounds[i][k]:bounds[i][k + 1]``. The compiled letter matcher of a
-    backend is made on first use (:meth:`matcher`) and kept here, so the post
-    and profile views of a set share it, and the cache stores it with the set.
+    Spelling ``i`` is ``texts[i]``, its units separated by :data:`SYLLABLE`
+    (``du'bo``), and spells part ``part[i]`` of rule ``rule[i]``. The look-up
+    the pass uses (letters → spellings) is made on first use (:meth:`lookup`).
     """
 
-    def __init__(self, texts: list[str], rule: np.ndarray, part: np.ndarray, bounds: np.ndarray,
-                 bound_offsets: np.ndarray, capped: Sequence[tuple[int, int, int]] = ()) -> None:
+    def __init__(self, texts: list[str], rule: np.ndarray, part: np.ndarray,
+                 capped: Sequence[tuple[int, int, int]] = (), longest: int = 0) -> None:
         self.texts = texts
         self.rule, self.part = rule, part
-        self._bounds, self._bound_offsets = bounds, bound_offsets
         #: (rule, part, spellings before the cap) of every capped term.
         self.capped = tuple(capped)
-        self._matchers: dict[str, Any] = {}
-        self.longest = int(np.max(np.diff(bound_offsets))) - 1 if len(texts) else 0  # units
+        #: The most units of any spelled term.
+        self.longest = longest
+        self._lookup: dict[str, list[int]] | None = None
+        self._vocabulary: frozenset[str] | None = None
+        self._max_letters: int | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
-
-    def bounds(self, i: int) -> list[int]:
-        return self._bounds[self._bound_offsets[i]:self._bound_offsets[i + 1]].tolist()
 
     @property
     def terms(self) -> int:
         """Terms (combination parts) that have spellings."""
         return len(set(zip(self.rule.tolist(), self.part.tolist())))
 
-    def matcher(self, name: str) -> Any:
-        """The letter matcher of backend ``name`` (concrete), compiled once."""
-        found = self._matchers.get(name)
-        if found is None:
-            from ..matchers import build_matcher
+    def lookup(self) -> dict[str, list[int]]:
+        """Letters (``dubo``) → the spellings that have them."""
+        if self._lookup is None:
+            found: dict[str, list[int]] = {}
+            for i, text in enumerate(self.texts):
+                found.setdefault(text.replace(SYLLABLE, ""), []).append(i)
+            self._lookup = found
+        return self._lookup
 
-            found = self._matchers[name] = build_matcher(name, self.texts, LETTER_TABLE)
-        return found
+    @property
+    def max_letters(self) -> int:
+        """Letters of the longest spelling."""
+        if self._max_letters is None:
+            self._max_letters = max(map(len, self.lookup()), default=0)
+        return self._max_letters
 
-    def has_matcher(self, name: str) -> bool:
-        return name in self._matchers
-
-    def adopt(self, name: str, matcher: Any) -> None:
-        """Use ``matcher`` (from the cache) as the letter matcher of ``name``."""
-        self._matchers[name] = matcher
+    def vocabulary(self) -> frozenset[str]:
+        """What a Latin word in a hit is made of: syllables, and the Latin units of terms (``qq``)."""
+        if self._vocabulary is None:
+            units = {u for text in self.texts for u in text.split(SYLLABLE)}
+            self._vocabulary = frozenset(units)
+        return self._vocabulary
 
     # -- the cache (screener/compiled.py) -----------------------------------
     def encode(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        meta = {"n": len(self.texts), "capped": self.capped}
-        return meta, {
-            "pinyin.text": " ".join(self.texts).encode("ascii"), "pinyin.rule": self.rule,
-            "pinyin.part": self.part, "pinyin.bounds": self._bounds, "pinyin.bound_offsets": self._bound_offsets,
-        }
+        meta = {"n": len(self.texts), "capped": self.capped, "longest": self.longest}
+        return meta, {"pinyin.text": " ".join(self.texts).encode("ascii"), "pinyin.rule": self.rule,
+                      "pinyin.part": self.part}
 
     @classmethod
     def decode(cls, meta: dict[str, Any], sections: dict[str, Any]) -> "PinyinPatterns":
-        text = bytes(sections["pinyin.text"]).decode("ascii")
-        texts = text.split(" ") if meta["n"] else []
+        texts = bytes(sections["pinyin.text"]).decode("ascii").split(" ") if meta["n"] else []
         return cls(texts, np.frombuffer(sections["pinyin.rule"], dtype=np.int32),
-                   np.frombuffer(sections["pinyin.part"], dtype=np.int32),
-                   np.frombuffer(sections["pinyin.bounds"], dtype=np.int32),
-                   np.frombuffer(sections["pinyin.bound_offsets"], dtype=np.int64), meta["capped"])
-
-
-#: The letter matchers' "fold table": letters and the separator (0) are themselves.
-LETTER_TABLE = np.arange(128, dtype=np.uint32)
+                   np.frombuffer(sections["pinyin.part"], dtype=np.int32), meta["capped"], meta["longest"])
 
 
 def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
@@ -236,35 +236,32 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
     texts: list[str] = []
     rule_ids: list[int] = []
     parts: list[int] = []
-    bounds: list[int] = []
-    bound_offsets = [0]
     capped: list[tuple[int, int, int]] = []
-    memo: dict[str, tuple[list[tuple[str, ...]], int] | None] = {}
+    longest = 0
+    memo: dict[str, tuple[list[str], int] | None] = {}
     for index, rule in enumerate(rules):
         if rule.kind == "allow":
             continue
         for part_no, part in enumerate(rule.parts):
-            if part not in memo:
+            made = memo.get(part, ())
+            if made == ():
                 found = units(part)
-                memo[part] = spellings(found) if found is not None else None
-            made = memo[part]
+                if found is None:
+                    made = None
+                else:
+                    spelt, total = spellings(found)
+                    made = ([SYLLABLE.join(s) for s in spelt], total)
+                    longest = max(longest, len(found))
+                memo[part] = made
             if made is None:
                 continue
-            spelt, total = made
-            if total > len(spelt):
+            spelt_texts, total = made
+            if total > len(spelt_texts):
                 capped.append((index, part_no, total))
-            for spelling in spelt:
-                texts.append("".join(spelling))
-                rule_ids.append(index)
-                parts.append(part_no)
-                at = 0
-                bounds.append(0)
-                for syllable in spelling:
-                    at += len(syllable)
-                    bounds.append(at)
-                bound_offsets.append(len(bounds))
-    return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32),
-                          np.array(bounds, dtype=np.int32), np.array(bound_offsets, dtype=np.int64), capped)
+            texts += spelt_texts
+            rule_ids += [index] * len(spelt_texts)
+            parts += [part_no] * len(spelt_texts)
+    return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32), capped, longest)
 
 
 def capped_warnings(patterns: PinyinPatterns, rules: Sequence[Rule]) -> list[Problem]:
