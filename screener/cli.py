@@ -290,8 +290,8 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
     pinyin = lexicons.pinyin
     if pinyin is not None:
-        print(f"OK: pinyin: {len(pinyin)} patterns for {pinyin.terms} terms, "
-              f"{len(pinyin.capped)} terms capped at {MAX_SPELLINGS} spellings")
+        print(f"OK: pinyin: {len(pinyin)} spellings of {pinyin.terms} entries, "
+              f"{len(pinyin.capped)} capped at {MAX_SPELLINGS}")
     if policy is not None:
         print(f"OK: policy {policy.path}, {sum(map(len, policy.rules.values()))} rules, "
               f"{len(policy.warnings)} warnings, version {policy.version}")

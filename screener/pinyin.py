@@ -265,8 +265,8 @@ class PinyinPass:
         after_han = np.zeros(len(starts), dtype=bool)
         inside = starts > 0
         after_han[inside] = han[starts[inside] - 1] & same_post[starts[inside]]
-        # Seeds: words of two letters or more, and possible ruby.
-        ask = possible & ((length >= 2) | (after_han & (length <= _LONGEST_READING)))
+        # Every possible word becomes a token; seeds are found among them below.
+        ask = possible
         if not ask.any():
             return []
         raw = letter.tobytes().decode("ascii", errors="replace")

@@ -232,7 +232,11 @@ class PinyinPatterns:
 
 
 def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
-    """Spellings of every term and combination part of ``rules`` (allow entries have none)."""
+    """Spellings of every term, combination part and allow entry of ``rules``.
+
+    Allow entries are spelt too, so that 打dubo is as allowed as 打赌博
+    (``allow: 打赌博``): a suppression must not depend on how it was written.
+    """
     texts: list[str] = []
     rule_ids: list[int] = []
     parts: list[int] = []
@@ -240,8 +244,6 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
     longest = 0
     memo: dict[str, tuple[list[str], int] | None] = {}
     for index, rule in enumerate(rules):
-        if rule.kind == "allow":
-            continue
         for part_no, part in enumerate(rule.parts):
             made = memo.get(part, ())
             if made == ():
@@ -256,7 +258,7 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
             if made is None:
                 continue
             spelt_texts, total = made
-            if total > len(spelt_texts):
+            if total > len(spelt_texts) and rule.kind != "allow":
                 capped.append((index, part_no, total))
             texts += spelt_texts
             rule_ids += [index] * len(spelt_texts)
