@@ -39,28 +39,28 @@ WRITTEN = [
     ("ruby, one character", "来赌(du)博吧", [("赌博", "赌(du)博", "pinyin")]),
     ("ruby, spaced", "赌 du 博 bo", [("赌博", "赌 du 博 bo", "pinyin")]),
     ("all pinyin", "一起dubo吧", [("赌博", "dubo", "pinyin")]),
-    ("mixed case", "DuBo", [("赌博", "DuBo", "pinyin")]),
-    ("upper case", "DUBO", [("赌博", "DUBO", "pinyin")]),
-    ("full-width letters", "ＤＵＢＯ", [("赌博", "ＤＵＢＯ", "pinyin")]),
-    ("separator between syllables", "du-bo", [("赌博", "du-bo", "pinyin")]),
+    ("mixed case", "来DuBo", [("赌博", "DuBo", "pinyin")]),
+    ("upper case", "来DUBO", [("赌博", "DUBO", "pinyin")]),
+    ("full-width letters", "来ＤＵＢＯ", [("赌博", "ＤＵＢＯ", "pinyin")]),
+    ("separator between syllables", "来du-bo", [("赌博", "du-bo", "pinyin")]),
     ("space between syllables", "来 du bo 吧", [("赌博", "du bo", "pinyin")]),
-    ("tone marks", "dǔ bó", [("赌博", "dǔ bó", "pinyin")]),
+    ("tone marks", "来 dǔ bó", [("赌博", "dǔ bó", "pinyin")]),
     ("first character in pinyin", "网上du博", [("赌博", "du博", "pinyin")]),
     ("last character in pinyin", "网上赌bo", [("赌博", "赌bo", "pinyin")]),
-    ("in an English sentence", "I like du bo a lot", [("赌博", "du bo", "pinyin")]),
+    ("in an English sentence", "他说 I like du bo a lot", [("赌博", "du bo", "pinyin")]),
     ("three characters, middle in pinyin", "办张银hang卡", [("银行卡", "银hang卡", "pinyin")]),
-    ("heteronym hang", "yinhangka", [("银行卡", "yinhangka", "pinyin")]),
-    ("heteronym xing", "yin xing ka", [("银行卡", "yin xing ka", "pinyin")]),
+    ("heteronym hang", "办yinhangka", [("银行卡", "yinhangka", "pinyin")]),
+    ("heteronym xing", "办 yin xing ka", [("银行卡", "yin xing ka", "pinyin")]),
     ("Han character with its other reading", "yin行ka", [("银行卡", "yin行ka", "pinyin")]),
     ("term with a Latin unit", "加qqhao", [("qq号", "qqhao", "pinyin")]),
     ("term with a Latin unit, spaced", "加 QQ hao", [("qq号", "QQ hao", "pinyin")]),
     ("the literal term is literal", "加QQ号", [("qq号", "QQ号", "literal")]),
     ("combination part in pinyin", "代开 fapiao 找我", [("代开+发票", "代开 fapiao", "pinyin")]),
-    ("substring term", "chushou", [("出售", "chushou", "pinyin")]),
-    ("placeholder term", "zhan wei ci", [("占位词", "zhan wei ci", "pinyin")]),
-    ("ü as v", "lvcha", [("绿茶", "lvcha", "pinyin")]),
-    ("ü as u", "lucha", [("绿茶", "lucha", "pinyin")]),
-    ("ü written", "lǜ chá", [("绿茶", "lǜ chá", "pinyin")]),
+    ("substring term", "有chushou", [("出售", "chushou", "pinyin")]),
+    ("placeholder term", "说 zhan wei ci", [("占位词", "zhan wei ci", "pinyin")]),
+    ("ü as v", "喝lvcha", [("绿茶", "lvcha", "pinyin")]),
+    ("ü as u", "喝lucha", [("绿茶", "lucha", "pinyin")]),
+    ("ü written", "喝lǜ chá", [("绿茶", "lǜ chá", "pinyin")]),
     ("one-letter syllable", "请个a yi", [("阿姨", "a yi", "pinyin")]),
     ("one-letter ruby", "阿(ā)姨(yí)", [("阿姨", "阿(ā)姨(yí", "pinyin")]),
     ("two hits in one post", "dubo和dama", [("赌博", "dubo", "pinyin"), ("大麻", "dama", "pinyin")]),
@@ -77,6 +77,7 @@ NOT_HITS = [
     ("one-character term", "mama ma"),
     ("English word holding the letters", "Ladamas"),
     ("allow entry written in pinyin", "打du博"),
+    ("all letters in a post without Han characters", "I like dubo"),
     ("allow entry in ruby", "打赌(dǔ)博"),
     ("the word check at a CJK edge", "du博彩"),  # cuts through 博彩
     ("literal term is not a pinyin hit", "赌博"),
@@ -111,7 +112,7 @@ def test_not_a_pinyin_hit(screeners, backend, name, text):
 
 
 def test_allow_entry_suppresses_the_pinyin_hit_with_a_reason(screeners):
-    decisions = screeners["aho"].screen(["打dubo"])[0].decisions
+    decisions = screeners["aho"].screen(["打dubo"])[0].decisions  # 打 is Han: rule 4 holds
     assert [(d.hit.rule.label, d.kept) for d in decisions] == [("赌博", False)]
     assert "allow entry" in decisions[0].reason
 
@@ -123,14 +124,14 @@ def test_word_check_applies_at_a_cjk_edge(screeners):
 
 
 def test_many_posts_in_one_batch_keep_their_own_offsets(screeners, backend):
-    texts = ["普通的一天", "dubo", "iPhone很好用", "网上du博", "", "赌(dǔ)博(bó)", "OK lol wifi"]
+    texts = ["普通的一天", "来dubo", "iPhone很好用", "网上du博", "", "赌(dǔ)博(bó)", "OK lol wifi", "dubo"]
     results = screeners[backend].screen(texts)
-    assert [[h.matched for h in r.hits] for r in results] == [[], ["dubo"], [], ["du博"], [], ["赌(dǔ)博(bó"], []]
+    assert [[h.matched for h in r.hits] for r in results] == [[], ["dubo"], [], ["du博"], [], ["赌(dǔ)博(bó"], [], []]
 
 
 def test_bulk_and_per_post_verification_agree(screeners):
     screener = screeners["aho"]
-    texts = ["dubo", "打du博", "du博彩", "我想 yin hang ka", "赌dǔ博bó好", "zhanweici", "杜bo"]
+    texts = ["来dubo", "打du博", "du博彩", "我想 yin hang ka", "赌dǔ博bó好", "说zhanweici", "杜bo"]
     found = screener.pinyin.find(texts)
     assert found  # the pass found candidates to verify
     bulk = screener.verifier.verify_many(texts, found)
@@ -161,7 +162,7 @@ def test_scan_reports_pinyin_hits(tmp_path, capsys, screeners):
     root = screeners["aho"].lexicons.directory
     posts = tmp_path / "posts.jsonl"
     posts.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n"
-                               for i, t in enumerate(["dubo", "普通的一天", "赌(dǔ)博(bó)"])))
+                               for i, t in enumerate(["来dubo", "普通的一天", "赌(dǔ)博(bó)"])))
     assert main(["scan", "--progress", "off", "--policy", "none", "--lexicons", root, str(posts)]) == 0
     events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["post_id"], [(h["term"], h["matched"], h["variant"]) for h in e["hits"]]) for e in events] == [
