@@ -61,7 +61,7 @@ import numpy as np
 
 from .charmap import TABLE_SIZE
 from .lexicon import LexiconSet
-from .lexicon.pinyin import READING_LIMIT, SYLLABLE, PinyinPatterns, Readings, readings, units
+from .lexicon.pinyin import READING_LIMIT, SYLLABLE, CharTable, PinyinPatterns
 from .match import Candidate
 from .normalise import EncodedBatch
 from .refold import Refolded, refold
@@ -141,7 +141,6 @@ class PinyinPass:
         self.patterns: PinyinPatterns = lexicons.pinyin
         self._gate: np.ndarray | None = None
         self._words: _Words | None = None
-        self._term_chars: np.ndarray | None = None
         #: ``SCREENER_PINYIN=off`` skips the pass (the throughput benchmark's
         #: ``scan-no-pinyin``, to measure what it costs side by side).
         self.enabled = os.environ.get("SCREENER_PINYIN", "").lower() != "off"
@@ -161,22 +160,6 @@ class PinyinPass:
         if self._words is None:
             self._words = _Words(self.patterns.vocabulary())
         return self._words
-
-    def term_chars(self) -> np.ndarray:
-        """int32 per code point below READING_LIMIT: 0 if it is no Han unit of a
-        spelled term; else 1 | (bit 1 + letter - 'a' set where that one letter
-        is a reading of it: 阿 has ``a``), for one-letter ruby."""
-        if self._term_chars is None:
-            found = np.zeros(READING_LIMIT, dtype=np.int32)
-            rules = self.lexicons.rules
-            chars = {ch for r, p in set(zip(self.patterns.rule.tolist(), self.patterns.part.tolist()))
-                     for ch in rules[r].parts[p] if not ch.isascii()}
-            spellings = readings().spellings
-            for ch in chars:
-                if ord(ch) < READING_LIMIT:
-                    found[ord(ch)] = 1 | sum(2 << (ord(s) - 97) for s in spellings.get(ord(ch), ()) if len(s) == 1)
-            self._term_chars = found
-        return self._term_chars
 
     # -- the pass --------------------------------------------------------------------
     def gated(self, texts: Sequence[str], batch: EncodedBatch | None = None) -> list[int]:
@@ -213,12 +196,13 @@ class PinyinPass:
         single = np.flatnonzero((length == 1) & (at[first] > 0))
         if len(single):
             before = points[at[first[single]] - 1]
-            mask = np.where(before < READING_LIMIT, self.term_chars()[np.minimum(before, READING_LIMIT - 1)], 0)
+            single_of = self.patterns.char_table().single
+            mask = np.where(before < READING_LIMIT, single_of[np.minimum(before, READING_LIMIT - 1)], 0)
             possible[single] = (mask >> (code[first[single]].astype(np.int32) - 96)) & 1 == 1
         seeds = at[first[possible]]
         if not len(seeds):
             return []
-        return np.unique(np.searchsorted(separators, seeds)).tolist()  # type: ignore[no-any-return]
+        return np.unique(np.searchsorted(separators, seeds)).tolist()
 
     def find(self, texts: Sequence[str], batch: EncodedBatch | None = None) -> dict[int, list[Candidate]]:
         """Pinyin candidates per text index, in normalised positions of that text
@@ -239,7 +223,7 @@ class PinyinPass:
         n = len(codes)
         if not n:
             return []
-        table = readings()
+        table = self.patterns.char_table()
         words = self.words()
         post_of = np.repeat(np.arange(len(posts.nstart) - 1), np.diff(posts.nstart))
         letter = np.zeros(n, dtype=np.uint8)
@@ -251,9 +235,7 @@ class PinyinPass:
         row = np.full(n, -1, dtype=np.int64)
         cjk = codes < READING_LIMIT
         row[cjk] = table.row[codes[cjk]]
-        han = np.zeros(n, dtype=bool)
-        han[cjk] = self.term_chars()[codes[cjk]] > 0
-        han &= row >= 0
+        han = row >= 0  # a Han character of some spelled entry (no other can be in a hit)
         same_post = np.zeros(n, dtype=bool)
         same_post[1:] = post_of[1:] == post_of[:-1]
         # Latin words: letters with nothing between them in the original.
@@ -288,11 +270,13 @@ class PinyinPass:
         if not any_seed:
             return []
         # Han characters per post: an all-Latin hit needs one (see _check).
-        with_han = np.bincount(post_of[row >= 0], minlength=len(posts.nstart) - 1) > 0
+        ideograph = (((codes >= 0x3400) & (codes < 0xA000)) | ((codes >= 0xF900) & (codes < 0xFB00))
+                     | ((codes >= 0x20000) & (codes < 0x30000)))
+        with_han = np.bincount(post_of[ideograph], minlength=len(posts.nstart) - 1) > 0
         return self._runs(posts, tokens_at, han, row, post_of, table, with_han)
 
     def _runs(self, posts: Refolded, tokens_at: dict[int, tuple[str, int, bool]], han: np.ndarray,
-              row: np.ndarray, post_of: np.ndarray, table: Readings, with_han: np.ndarray
+              row: np.ndarray, post_of: np.ndarray, table: CharTable, with_han: np.ndarray
               ) -> list[tuple[int, Candidate]]:
         """Walk the tokens around every seed; look up every run that holds one."""
         reach = max(self.patterns.longest - 1, 1)
@@ -336,7 +320,7 @@ class PinyinPass:
 
     @staticmethod
     def _token_at(pos: int, hi: int, tokens_at: dict[int, tuple[str, int, bool]], han: np.ndarray,
-                  row: np.ndarray, codes: np.ndarray, table: Readings) -> _Token | None:
+                  row: np.ndarray, codes: np.ndarray, table: CharTable) -> _Token | None:
         if pos >= hi:
             return None
         if han[pos]:
@@ -390,9 +374,10 @@ class PinyinPass:
         ruby = False
         at = 0
         for token in run:
-            k = at_unit.get(at)
-            if k is None:
+            found = at_unit.get(at)
+            if found is None:
                 return None
+            k = found
             at += len(token.letters)
             if token.char:
                 if term_units[k] != token.char or at_unit.get(at) != k + 1:
@@ -408,5 +393,12 @@ class PinyinPass:
 
 @functools.lru_cache(maxsize=65536)
 def _unit_texts(term: str) -> tuple[str, ...]:
-    found = units(term)
-    return tuple(text for text, _ in found) if found else ()
+    """The units of a spelled term as :func:`screener.lexicon.pinyin.units`
+    cuts them (a run of ASCII letters, or one character), without readings."""
+    out: list[str] = []
+    for ch in term:
+        if ch.isascii() and ch.isalpha() and out and out[-1].isascii() and out[-1].isalpha():
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return tuple(out)

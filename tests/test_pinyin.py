@@ -207,3 +207,20 @@ def test_spellings_survive_the_cache_encoding(screeners):
     back = PinyinPatterns.decode(meta, {k: memoryview(bytes(v)) for k, v in sections.items()})
     assert back.texts == spelt.texts and back.capped == spelt.capped and back.longest == spelt.longest
     assert back.rule.tolist() == spelt.rule.tolist() and back.part.tolist() == spelt.part.tolist()
+    assert back.chars == spelt.chars and back.chars["行"] == ("xing", "hang", "heng")
+    assert back.vocabulary() == spelt.vocabulary() == {u for t in spelt.texts for u in t.split("'")}
+
+
+def test_the_pass_never_loads_pypinyin(tmp_path):
+    """From the compiled cache, screening needs no pypinyin (its table costs ~0.3 s to load)."""
+    import subprocess
+    import sys
+
+    from .conftest import LEXICONS
+
+    code = ("import sys; from screener.judge import Engine; "
+            f"e = Engine.build({str(LEXICONS)!r}, None, 'aho', {str(tmp_path)!r}); "
+            "print(e.posts.screen(['来dubo'])[0].hits[0].variant, 'pypinyin' in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # fills the cache
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["pinyin", "False"]

@@ -176,16 +176,21 @@ class PinyinPatterns:
     """
 
     def __init__(self, texts: list[str], rule: np.ndarray, part: np.ndarray,
-                 capped: Sequence[tuple[int, int, int]] = (), longest: int = 0) -> None:
+                 capped: Sequence[tuple[int, int, int]] = (), longest: int = 0,
+                 chars: dict[str, tuple[str, ...]] | None = None, vocabulary: Iterable[str] | None = None) -> None:
         self.texts = texts
         self.rule, self.part = rule, part
         #: (rule, part, spellings before the cap) of every capped term.
         self.capped = tuple(capped)
         #: The most units of any spelled term.
         self.longest = longest
+        #: Every Han character of a spelled entry and its readings, primary
+        #: first: all the pass needs of pypinyin (which it never loads).
+        self.chars = chars or {}
         self._lookup: dict[str, list[int]] | None = None
-        self._vocabulary: frozenset[str] | None = None
+        self._vocabulary: frozenset[str] | None = frozenset(vocabulary) if vocabulary is not None else None
         self._max_letters: int | None = None
+        self._char_table: CharTable | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -218,9 +223,16 @@ class PinyinPatterns:
             self._vocabulary = frozenset(units)
         return self._vocabulary
 
+    def char_table(self) -> "CharTable":
+        """:attr:`chars` as the pass reads them (made on first use)."""
+        if self._char_table is None:
+            self._char_table = CharTable.of(self.chars)
+        return self._char_table
+
     # -- the cache (screener/compiled.py) -----------------------------------
     def encode(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        meta = {"n": len(self.texts), "capped": self.capped, "longest": self.longest}
+        meta = {"n": len(self.texts), "capped": self.capped, "longest": self.longest, "chars": self.chars,
+                "vocabulary": sorted(self.vocabulary())}
         return meta, {"pinyin.text": " ".join(self.texts).encode("ascii"), "pinyin.rule": self.rule,
                       "pinyin.part": self.part}
 
@@ -228,7 +240,8 @@ class PinyinPatterns:
     def decode(cls, meta: dict[str, Any], sections: dict[str, Any]) -> "PinyinPatterns":
         texts = bytes(sections["pinyin.text"]).decode("ascii").split(" ") if meta["n"] else []
         return cls(texts, np.frombuffer(sections["pinyin.rule"], dtype=np.int32),
-                   np.frombuffer(sections["pinyin.part"], dtype=np.int32), meta["capped"], meta["longest"])
+                   np.frombuffer(sections["pinyin.part"], dtype=np.int32), meta["capped"], meta["longest"],
+                   meta["chars"], meta["vocabulary"])
 
 
 def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
@@ -242,18 +255,22 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
     parts: list[int] = []
     capped: list[tuple[int, int, int]] = []
     longest = 0
+    chars: dict[str, tuple[str, ...]] = {}
+    vocabulary: set[str] = set()
     memo: dict[str, tuple[list[str], int] | None] = {}
     for index, rule in enumerate(rules):
         for part_no, part in enumerate(rule.parts):
-            made = memo.get(part, ())
-            if made == ():
+            if part in memo:
+                made = memo[part]
+            else:
                 found = units(part)
-                if found is None:
-                    made = None
-                else:
+                made = None
+                if found is not None:
                     spelt, total = spellings(found)
                     made = ([SYLLABLE.join(s) for s in spelt], total)
                     longest = max(longest, len(found))
+                    chars.update((text, alts) for text, alts in found if not text.isascii())
+                    vocabulary.update(spelling for alts in spelt for spelling in alts)
                 memo[part] = made
             if made is None:
                 continue
@@ -263,7 +280,37 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
             texts += spelt_texts
             rule_ids += [index] * len(spelt_texts)
             parts += [part_no] * len(spelt_texts)
-    return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32), capped, longest)
+    return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32), capped,
+                          longest, chars, vocabulary)
+
+
+@dataclass(frozen=True)
+class CharTable:
+    """The Han characters of spelled entries, as the pass reads them."""
+
+    #: code point (below :data:`READING_LIMIT`) → row (-1: not a character of a spelled entry).
+    row: np.ndarray
+    primary: tuple[str, ...]  # per row: the primary reading
+    sets: tuple[frozenset[str], ...]  # per row: every reading (ruby)
+    #: per code point: bit ``1 + letter - 'a'`` set where that one letter is a
+    #: reading of the character (阿: a), for one-letter ruby; 0 elsewhere.
+    single: np.ndarray
+
+    @classmethod
+    def of(cls, chars: dict[str, tuple[str, ...]]) -> "CharTable":
+        row = np.full(READING_LIMIT, -1, dtype=np.int32)
+        single = np.zeros(READING_LIMIT, dtype=np.int32)
+        primary: list[str] = []
+        sets: list[frozenset[str]] = []
+        for ch, alts in chars.items():
+            code = ord(ch)
+            if code >= READING_LIMIT:
+                continue
+            row[code] = len(primary)
+            primary.append(alts[0])
+            sets.append(frozenset(alts))
+            single[code] = sum(2 << (ord(a) - 97) for a in alts if len(a) == 1)
+        return cls(row, tuple(primary), tuple(sets), single)
 
 
 def capped_warnings(patterns: PinyinPatterns, rules: Sequence[Rule]) -> list[Problem]:
