@@ -208,7 +208,7 @@ def test_spellings_survive_the_cache_encoding(screeners):
     assert back.texts == spelt.texts and back.capped == spelt.capped and back.longest == spelt.longest
     assert back.rule.tolist() == spelt.rule.tolist() and back.part.tolist() == spelt.part.tolist()
     assert back.chars == spelt.chars and back.chars["行"] == ("xing", "hang", "heng")
-    assert back.vocabulary() == spelt.vocabulary() == {u for t in spelt.texts for u in t.split("'")}
+    assert back.vocabulary() == spelt.vocabulary() >= {u for t in spelt.texts for u in t.split("'")}
 
 
 def test_the_pass_never_loads_pypinyin(tmp_path):

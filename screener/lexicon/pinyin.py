@@ -132,8 +132,9 @@ def units(term: str) -> list[tuple[str, tuple[str, ...]]] | None:
 def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_SPELLINGS) -> tuple[list[tuple[str, ...]], int]:
     """Up to ``cap`` spellings (one letter string per unit), and how many there are.
 
-    Best first: the spelling with every primary reading, then those with one
-    secondary reading, and so on, so a cap drops the least likely ones.
+    The spelling with every primary reading comes first. When there are
+    more than ``cap``, those with the fewest secondary readings are kept, so
+    the cap drops the least likely ones.
 
     >>> spellings(units("银行"))[0][:2], spellings(units("银行"))[1]
     ([('yin', 'xing'), ('yin', 'hang')], 3)
@@ -142,9 +143,9 @@ def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_
     total = 1
     for alts in options:
         total *= len(alts)
-    if total == 1:
-        return [tuple(alts[0] for alts in options)], 1
-    if total <= 4 * cap:  # nearly every term: the product is small
+    if total <= cap:  # nearly every term: all of them, the primary readings first
+        return list(itertools.product(*options)), total
+    if total <= 4 * cap:
         ranked = sorted(itertools.product(*(range(len(alts)) for alts in options)), key=sum)[:cap]
     else:  # a heap over reading indices: the product is never enumerated
         ranked = []
@@ -160,7 +161,7 @@ def spellings(term_units: Sequence[tuple[str, tuple[str, ...]]], cap: int = MAX_
                     if nxt not in seen:
                         seen.add(nxt)
                         heapq.heappush(heap, (sum(nxt), nxt))
-    return [tuple(alts[i] for alts, i in zip(options, index)) for index in ranked], total
+    return [tuple(map(tuple.__getitem__, options, index)) for index in ranked], total
 
 
 #: Between the syllables of a stored spelling (pinyin's own syllable separator).
@@ -269,8 +270,10 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
                     spelt, total = spellings(found)
                     made = ([SYLLABLE.join(s) for s in spelt], total)
                     longest = max(longest, len(found))
-                    chars.update((text, alts) for text, alts in found if not text.isascii())
-                    vocabulary.update(spelling for alts in spelt for spelling in alts)
+                    for text, alts in found:
+                        if text not in chars:
+                            chars[text] = alts
+                            vocabulary.update(alts)
                 memo[part] = made
             if made is None:
                 continue
@@ -280,6 +283,7 @@ def compile_pinyin(rules: Iterable[Rule]) -> PinyinPatterns:
             texts += spelt_texts
             rule_ids += [index] * len(spelt_texts)
             parts += [part_no] * len(spelt_texts)
+    chars = {text: alts for text, alts in chars.items() if not text.isascii()}  # Latin units are not characters
     return PinyinPatterns(texts, np.array(rule_ids, dtype=np.int32), np.array(parts, dtype=np.int32), capped,
                           longest, chars, vocabulary)
 
