@@ -11,6 +11,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from screener import Screener, load_lexicons
 from screener.explain import explain, render
@@ -224,3 +226,27 @@ def test_the_pass_never_loads_pypinyin(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # fills the cache
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.split() == ["pinyin", "False"]
+
+
+# -- properties -----------------------------------------------------------------------
+_PIECES = ["赌", "博", "银", "行", "卡", "阿", "姨", "打", "彩", "杜", "du", "bo", "DU", "yin", "hang", "xing",
+           "ka", "a", "yi", "da", "dǔ", "bó", " ", "-", "(", ")", "x", "iPhone", "，", "3", "&#100;"]
+_POSTS = st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=_POSTS)
+def test_batches_and_verification_agree_on_pinyin(screeners, texts):
+    """A post's pinyin candidates do not depend on its batch, both
+    verification paths agree on them, and every hit is what the author wrote."""
+    screener = screeners["aho"]
+    found = screener.pinyin.find(texts)
+    for i, text in enumerate(texts):
+        alone = screener.pinyin.find([text]).get(0, [])
+        assert found.get(i, []) == alone
+        norm = screener.lexicons.normaliser.normalise(text).text
+        assert all(0 <= c.start < c.end <= len(norm) for c in alone)
+    bulk = screener.verifier.verify_many(texts, found)
+    for i, candidates in found.items():
+        assert screener.verifier.verify(texts[i], candidates) == bulk[i]
+        assert all(h.matched == texts[i][h.start:h.end] for h in bulk[i][0])
