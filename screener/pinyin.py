@@ -362,14 +362,8 @@ class PinyinPass:
         """Rules 2-4 of the module docstring for one run and spelling."""
         patterns = self.patterns
         rule, part = int(patterns.rule[spelling]), int(patterns.part[spelling])
-        syllables = patterns.texts[spelling].split(SYLLABLE)
+        at_unit = _unit_starts(patterns.texts[spelling])
         term_units = _unit_texts(self.lexicons.rules[rule].parts[part])
-        at_unit = {}
-        at = 0
-        for k, syllable in enumerate(syllables):
-            at_unit[at] = k
-            at += len(syllable)
-        at_unit[at] = len(syllables)
         as_letters = sum(1 for u in term_units if not u.isascii())
         ruby = False
         at = 0
@@ -389,6 +383,18 @@ class PinyinPass:
         if not with_han and not any(token.char for token in run):
             return None  # all letters, in a post of only Latin text: rule 4
         return Candidate(rule, part, run[0].start - base, run[-1].end - base, "pinyin")
+
+
+@functools.lru_cache(maxsize=65536)
+def _unit_starts(spelling: str) -> dict[int, int]:
+    """Letter offset → unit index of a stored spelling (``du'bo``: {0: 0, 2: 1, 4: 2})."""
+    out = {}
+    at = 0
+    for k, syllable in enumerate(spelling.split(SYLLABLE)):
+        out[at] = k
+        at += len(syllable)
+    out[at] = spelling.count(SYLLABLE) + 1
+    return out
 
 
 @functools.lru_cache(maxsize=65536)
