@@ -15,7 +15,8 @@ character became several letters. This pass reads the normalised post as
 * ruby: a Latin word right after a Han character that spells one of that
   character's readings (赌(dǔ), 赌dǔ) is the same character written twice. It
   joins that character's token, whose span takes it in, so the hit covers
-  exactly what the author wrote;
+  exactly what the author wrote. Such a word may also be the next character
+  in pinyin (天tian向上 for 天天向上): runs with it are looked up both ways;
 * each token keeps its normalised span, so a hit becomes an ordinary
   :class:`screener.match.Candidate` (variant ``pinyin``) that verification
   treats like any other (allow entries, word check at CJK edges, the term's
@@ -125,11 +126,13 @@ class _Words:
 
 
 class _Token:
-    __slots__ = ("letters", "start", "end", "char", "ruby", "seed")
+    __slots__ = ("letters", "start", "end", "char", "ruby", "seed", "split")
 
-    def __init__(self, letters: str, start: int, end: int, char: str, ruby: bool, seed: bool) -> None:
+    def __init__(self, letters: str, start: int, end: int, char: str, ruby: bool, seed: bool,
+                 split: bool = False) -> None:
         self.letters, self.start, self.end = letters, start, end
         self.char, self.ruby, self.seed = char, ruby, seed  # char: "" for a Latin word
+        self.split = split  # a ruby word read as a word of its own (no run starts there)
 
 
 class PinyinPass:
@@ -315,7 +318,29 @@ class PinyinPass:
                 count = 0 if token.seed else count + 1
                 pos = token.end
             done_until = pos
-            out += [(post, c) for c in self._lookups(left + right, lo, bool(with_han[post]))]
+            cluster = left + right
+            found = self._lookups(cluster, lo, bool(with_han[post]))
+            if any(token.ruby for token in cluster):
+                # A reading right after its character may also be the next
+                # character of a term written in pinyin (天tian向上 for 天天向上);
+                # where both readings find a term, the one with ruby wins.
+                split = self._lookups(self._without_ruby(cluster, tokens_at), lo, bool(with_han[post]))
+                found += [c for c in split if not any(
+                    f.rule == c.rule and f.start < c.end and c.start < f.end for f in found)]
+            out += [(post, c) for c in found]
+        return out
+
+    @staticmethod
+    def _without_ruby(cluster: list[_Token], tokens_at: dict[int, tuple[str, int, bool]]) -> list[_Token]:
+        """``cluster`` with every ruby read as a word of its own."""
+        out = []
+        for token in cluster:
+            if not token.ruby:
+                out.append(token)
+                continue
+            word = tokens_at[token.start + 1][0]
+            out.append(_Token(token.letters, token.start, token.start + 1, token.char, False, False))
+            out.append(_Token(word, token.start + 1, token.end, "", False, True, True))
         return out
 
     @staticmethod
@@ -345,6 +370,8 @@ class PinyinPass:
             seeds.append(seeds[-1] + token.seed)
         out = []
         for i in range(len(cluster)):
+            if cluster[i].split:
+                continue  # its character is the term's: a run holds both or neither
             letters = ""
             for j in range(i, len(cluster)):
                 letters += cluster[j].letters

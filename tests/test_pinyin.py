@@ -33,6 +33,7 @@ LEXICON = {
     "services": "出售 ; mode=substring\n阿姨\n",
     "placeholder": "占位词\n",
     "greens": "绿茶\n",  # ü: lv or lu
+    "slogans": "天天向上\n",  # a repeated character
 }
 
 WRITTEN = [
@@ -65,6 +66,8 @@ WRITTEN = [
     ("ü written", "喝lǜ chá", [("绿茶", "lǜ chá", "pinyin")]),
     ("one-letter syllable", "请个a yi", [("阿姨", "a yi", "pinyin")]),
     ("one-letter ruby", "阿(ā)姨(yí)", [("阿姨", "阿(ā)姨(yí", "pinyin")]),
+    ("repeated character, the repeat in pinyin", "天tian向上", [("天天向上", "天tian向上", "pinyin")]),
+    ("repeated character with ruby", "天(tiān)天(tiān)向上", [("天天向上", "天(tiān)天(tiān)向上", "pinyin")]),
     ("two hits in one post", "dubo和dama", [("赌博", "dubo", "pinyin"), ("大麻", "dama", "pinyin")]),
 ]
 
