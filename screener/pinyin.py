@@ -60,7 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .charmap import TABLE_SIZE
+from .charmap import MARKUP, TABLE_SIZE
 from .lexicon import LexiconSet
 from .lexicon.pinyin import READING_LIMIT, SYLLABLE, CharTable, PinyinPatterns
 from .match import Candidate
@@ -188,7 +188,9 @@ class PinyinPass:
         words = self.words()
         code = letter[at]
         follows = np.zeros(len(at), dtype=bool)
-        follows[1:] = at[1:] == at[:-1] + 1
+        # One word: side by side, or with markup between (a decoded character
+        # reference, &#100;ubo, leaves its letter at the "&" and markup after it).
+        follows[1:] = (at[1:] == at[:-1] + 1) | ((points[at[:-1] + 1] == MARKUP) & (points[at[1:] - 1] == MARKUP))
         first = np.flatnonzero(~follows)
         last = np.concatenate((first[1:], [len(at)])) - 1
         length = last - first + 1

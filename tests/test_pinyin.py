@@ -68,6 +68,7 @@ WRITTEN = [
     ("one-letter ruby", "阿(ā)姨(yí)", [("阿姨", "阿(ā)姨(yí", "pinyin")]),
     ("repeated character, the repeat in pinyin", "天tian向上", [("天天向上", "天tian向上", "pinyin")]),
     ("repeated character with ruby", "天(tiān)天(tiān)向上", [("天天向上", "天(tiān)天(tiān)向上", "pinyin")]),
+    ("a letter as a character reference", "来&#100;ubo", [("赌博", "&#100;ubo", "pinyin")]),
     ("two hits in one post", "dubo和dama", [("赌博", "dubo", "pinyin"), ("大麻", "dama", "pinyin")]),
 ]
 
