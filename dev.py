@@ -10,6 +10,7 @@
     python3 dev.py bench-encoding # Hyperscan scan time by character numbering (benchmarks/README.md)
     python3 dev.py bench-startup  # start-up time of `screener scan`, cold and cached (benchmarks/README.md)
     python3 dev.py bench-evasion  # recall per evasion, false positives on clean posts (benchmarks/README.md)
+    python3 dev.py bench-pinyin   # the pinyin pass: its cost side by side and its recall (benchmarks/README.md)
 
 It creates .venv/ and installs the project into it (again only when
 pyproject.toml changes), then runs the command inside it.
@@ -51,6 +52,7 @@ COMMANDS = {
     "bench-encoding": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "hs_encoding.py"), *extra],
     "bench-startup": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "startup.py"), *extra],
     "bench-evasion": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "evasion.py"), *extra],
+    "bench-pinyin": lambda extra: [str(BIN / "python"), str(ROOT / "benchmarks" / "pinyin.py"), *extra],
 }
 
 

@@ -26,12 +26,15 @@ after another in the same run, so build time and peak RSS are its own. Contender
   events serialised to /dev/null), matcher ``auto``;
 * ``scan-numpy``: the same with ``SCREENER_COMPACT=numpy``, the fold in numpy
   passes instead of the compiled loop (``screener/compact.py``), so the
-  loop's effect is measured side by side in every run.
+  loop's effect is measured side by side in every run;
+* ``scan-no-pinyin``: ``scan`` with ``SCREENER_PINYIN=off``, without the
+  pinyin pass (``screener/pinyin.py``), so its cost is measured side by side
+  (``scan`` ÷ ``scan-no-pinyin``; the target is at least 0.7).
 
 Correctness gates (a fast wrong answer fails the run): the raw occurrence count
 of every matcher equals an independent oracle (set look-ups of every substring
 length), ``aho``, ``hyperscan``, ``scan`` and ``scan-numpy`` produce the same number of
-flagged/recalled posts, and ``scan`` dead-letters exactly the malformed lines.
+flagged/recalled posts (``scan-no-pinyin`` may flag fewer: it misses pinyin), and ``scan`` dead-letters exactly the malformed lines.
 Throughput is MB of post text (UTF-8) per second, median of the repetitions.
 """
 
@@ -60,7 +63,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import corpus as bench_corpus  # noqa: E402
 
-CONTENDERS = ("naive", "aho", "hyperscan", "scan", "scan-numpy")
+CONTENDERS = ("naive", "aho", "hyperscan", "scan", "scan-numpy", "scan-no-pinyin")
 REGIMES = ("generated", "dense", "user-text")
 #: What ``--quick`` runs in the regimes other than the first: enough to run
 #: their code paths and gates, few enough to keep the smoke run short.
@@ -212,8 +215,13 @@ def machine() -> dict:
 
 
 def run_child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
-    # scan-numpy: scan with the numpy fold instead of the compiled loop.
-    env = {**os.environ, "SCREENER_COMPACT": "numpy"} if contender == "scan-numpy" else None
+    # scan-numpy: scan with the numpy fold instead of the compiled loop;
+    # scan-no-pinyin: scan without the pinyin pass.
+    env = None
+    if contender == "scan-numpy":
+        env = {**os.environ, "SCREENER_COMPACT": "numpy"}
+    elif contender == "scan-no-pinyin":
+        env = {**os.environ, "SCREENER_PINYIN": "off"}
     proc = subprocess.run(
         [sys.executable, __file__, "--child", contender, "--posts-file", str(posts_file),
          "--lexdir", str(lexdir), "--reps", str(reps)], env=env,
@@ -342,7 +350,7 @@ def run_regime(regime: Regime, sizes: list[int], contenders: list[str], reps: in
                 ok = False
                 failures.append(f"{regime.name} {size} {contender}: {r['dead_lettered']} dead letters, "
                                 f"{len(regime.malformed)} malformed lines")
-            if "flagged_posts" in r:
+            if "flagged_posts" in r and contender != "scan-no-pinyin":
                 flagged[contender] = r["flagged_posts"]
             row = {
                 "regime": regime.name, "terms": size, "contender": contender,
@@ -376,16 +384,20 @@ def report(rows: list[dict], info: dict, sources: dict[str, tuple[str, float]], 
             "",
             f"### {regime}: {source}, {megabytes:.2f} MB of post text",
             "",
-            "| terms | contender | MB/s | posts/s | build s | peak RSS MB | occurrences (oracle) | flagged posts | × naive |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| terms | contender | MB/s | posts/s | build s | peak RSS MB | occurrences (oracle) | flagged posts | × naive "
+            "| ÷ no pinyin |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in (r for r in rows if r["regime"] == regime):
             naive = by.get((regime, r["terms"], "naive"))
             ratio = f"{r['mb_per_s'] / naive['mb_per_s']:.1f}" if naive else ""
+            without = by.get((regime, r["terms"], "scan-no-pinyin"))
+            pinyin = f"{r['mb_per_s'] / without['mb_per_s']:.2f}" if without and r["contender"] == "scan" else ""
             lines.append(
                 f"| {r['terms']} | {r['contender']} ({r['matcher']}{', ' + r['fold'] + ' fold' if r['fold'] else ''}) | "
                 f"{r['mb_per_s']} | {r['posts_per_s']} | {r['build_s']} | "
-                f"{r['peak_rss_mb']} | {r['occurrences']} ({r['expected_occurrences']}) | {r['flagged_posts']} | {ratio} |"
+                f"{r['peak_rss_mb']} | {r['occurrences']} ({r['expected_occurrences']}) | {r['flagged_posts']} | {ratio} "
+                f"| {pinyin} |"
             )
     table = "\n".join(lines)
     print(table)

@@ -280,6 +280,7 @@ def _fold_cache() -> "Cache":
 
 
 def cmd_lexicon_check(args: argparse.Namespace) -> int:
+    from .lexicon.pinyin import MAX_SPELLINGS
     from .policy import load_policy
 
     lexicons = load_lexicons(args.directory, _fold_cache())  # LexiconError (and PolicyError) → main prints problems
@@ -291,6 +292,10 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
     for line in lexicons.lookalikes.lines() if lexicons.lookalikes else ():
         print(f"    {line}")
+    pinyin = lexicons.pinyin
+    if pinyin is not None:
+        print(f"OK: pinyin: {len(pinyin)} spellings of {pinyin.terms} entries, "
+              f"{len(pinyin.capped)} capped at {MAX_SPELLINGS}")
     if policy is not None:
         print(f"OK: policy {policy.path}, {sum(map(len, policy.rules.values()))} rules, "
               f"{len(policy.warnings)} warnings, version {policy.version}")

@@ -9,7 +9,8 @@ file per lexicon version and matcher, plus one per fold configuration:
 * ``lexicon-*.entry``: a :class:`LexiconSet` (categories, warnings, rules
   and patterns encoded as ``screener/lexicon/tables.py`` does, so that rule
   objects are made only for the rules a post hits) and its matcher's state
-  (a serialised Hyperscan database, a pickled pyahocorasick automaton).
+  (a serialised Hyperscan database, a pickled pyahocorasick automaton), and
+  the set's pinyin spellings (``screener/lexicon/pinyin.py``).
 
 Every entry's key names everything its content depends on: the lexicon
 content hash and directory, the normalisation config, the matcher, screener's
@@ -39,6 +40,7 @@ from .cache import STATS, Cache
 from .charmap import TABLE_SIZE, FoldConfig, build_table
 from .errors import MatcherUnavailable
 from .lexicon.load import ENGINE_REVISION, LexiconSet, content_version
+from .lexicon.pinyin import PinyinPatterns
 from .lexicon.tables import PatternTable, RuleTable
 from .matchers import Matcher, matcher_from_state, resolve
 from .normalise import NormaliseConfig, Normaliser
@@ -48,7 +50,7 @@ log = logging.getLogger("screener.cache")
 #: Modules whose code shapes a compiled entry (hashed into every key).
 _COMPILING = (
     "cache.py", "compiled.py", "charmap.py", "normalise.py", "lexicon/load.py", "lexicon/parse.py",
-    "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "lexicon/lookalike.py",
+    "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "lexicon/lookalike.py", "lexicon/pinyin.py",
     "data/common_chars.txt", "data/chaizi.tsv", "data/shapes.txt", "matchers/__init__.py",
     "matchers/aho.py", "matchers/hyperscan_backend.py", "matchers/oracle.py",
 )
@@ -177,10 +179,11 @@ def _decode(sections: dict[str, memoryview], cache: Cache) -> tuple[LexiconSet, 
     meta = pickle.loads(sections["meta"])
     config: NormaliseConfig = meta["normalise"]
     normaliser = Normaliser(config, fold_table(config.fold, cache))
+    pinyin = PinyinPatterns.decode(meta["pinyin"], sections)
     lexicons = LexiconSet(
         meta["directory"], meta["version"], meta["categories"],
         RuleTable.decode(meta["rules"], sections), PatternTable.decode(meta["patterns"], sections),
-        normaliser, meta["warnings"], meta["scope"], meta.get("lookalikes"),
+        normaliser, meta["warnings"], meta["scope"], meta.get("lookalikes"), pinyin,
     )
     matcher = matcher_from_state(meta["matcher"], meta["matcher_state"], sections, normaliser.table)
     return lexicons, matcher
@@ -197,15 +200,18 @@ def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache) -> bool
             return False
         rules_meta, rule_sections = lexicons.rules.encode()
         matcher_meta, matcher_sections = matcher.state()
+        assert lexicons.pinyin is not None  # LexiconSet makes it
+        pinyin_meta, pinyin_sections = lexicons.pinyin.encode()
         meta = {
             "directory": lexicons.directory, "version": lexicons.version, "categories": dict(lexicons.categories),
             "warnings": lexicons.warnings, "scope": lexicons.scope, "normalise": lexicons.normaliser.config,
             "lookalikes": lexicons.lookalikes,
             "rules": rules_meta, "patterns": len(lexicons.patterns),
             "matcher": matcher.name, "matcher_state": matcher_meta,
+            "pinyin": pinyin_meta,
         }
         sections = {"meta": pickle.dumps(meta, protocol=5), **rule_sections, **lexicons.patterns.encode(),
-                    **matcher_sections}
+                    **matcher_sections, **pinyin_sections}
     except Exception as exc:  # noqa: BLE001 - the cache must never fail a start
         log.warning("screener: cannot cache lexicon %s (%s: %s)", lexicons.directory, type(exc).__name__, exc)
         return False

@@ -442,6 +442,11 @@ class EncodedBatch:
 
     codes: np.ndarray
     starts: np.ndarray
+    #: The code points that were folded (the HTML rule applied), joined with a
+    #: separator after each post at ``separators``: kept for the pinyin pass's
+    #: gate (``screener/pinyin.py``), which would otherwise encode the batch again.
+    points: np.ndarray | None = None
+    separators: np.ndarray | None = None
 
     def post_of(self, positions: np.ndarray) -> np.ndarray:
         """Index of the post that each code position belongs to."""
@@ -499,7 +504,7 @@ class Normaliser:
         separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
         points, _ = self.batch_points(texts, joined, separators)
         codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators)
-        return EncodedBatch(codes, starts)
+        return EncodedBatch(codes, starts, points, separators)
 
     def batch_points(self, texts: Sequence[str], joined: str,
                      separators: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

@@ -19,6 +19,7 @@ from .decide import Verdict, decide
 from .lexicon import LexiconSet
 from .match import find_candidates
 from .matchers import Matcher, build_matcher
+from .pinyin import PinyinPass
 from .verify import Decision, Hit, Verifier
 
 
@@ -47,6 +48,8 @@ class Screener:
         self.lexicons = lexicons
         self.matcher = compiled or build_matcher(matcher, lexicons.patterns.texts, lexicons.normaliser.table)
         self.verifier = Verifier(lexicons)
+        #: Terms written in pinyin: a second pass over posts with Latin letters.
+        self.pinyin = PinyinPass(lexicons)
         self._skip = lexicons.rules.indices_in(lexicons.out_of_scope)
         # The lexicon set lives until the process ends or a reload replaces
         # it, and nothing in it is cyclic garbage. Left to the collector, every
@@ -78,7 +81,9 @@ class Screener:
         The hot path of the front ends: work after matching is proportional to
         candidate posts, not to the batch.
         """
-        _, candidates = find_candidates(self.lexicons, self.matcher, texts)
+        batch, candidates = find_candidates(self.lexicons, self.matcher, texts)
+        for index, found in self.pinyin.find(texts, batch).items():
+            candidates.setdefault(index, []).extend(found)
         if self._skip:
             candidates = {i: kept for i, found in candidates.items() if (kept := [c for c in found if c.rule not in self._skip])}
         return {

@@ -30,7 +30,7 @@ severity = 4
 scope = "profile"
 """
 FILES = {**LEXICON, "officials": "示例官员名\n"}
-EXTRA_POSTS = ["示例官员名发帖", "代开发票找我", "参加微信群", "", "普通的一天"]
+EXTRA_POSTS = ["示例官员名发帖", "代开发票找我", "参加微信群", "", "普通的一天", "网上du博", "赌(dǔ)博(bó)", "dubois"]
 
 
 @pytest.fixture
@@ -102,6 +102,9 @@ def test_cached_engine_screens_like_a_fresh_one_on_every_backend(lexdir, tmp_pat
     assert cached.posts.lexicons.patterns == tuple(fresh.posts.lexicons.patterns)
     assert cached.posts.lexicons.warnings == fresh.posts.lexicons.warnings
     assert cached.posts.lexicons.categories == fresh.posts.lexicons.categories
+    # The pinyin spellings come from the entry.
+    assert cached.posts.lexicons.pinyin.texts == fresh.posts.lexicons.pinyin.texts
+    assert cached.posts.lexicons.pinyin.capped == fresh.posts.lexicons.pinyin.capped
 
 
 def test_the_shipped_set_and_policy_from_the_cache(tmp_path):

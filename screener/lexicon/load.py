@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Mapping
 from ..errors import LexiconError, Problem
 from ..normalise import NormaliseConfig, Normaliser
 from .model import Category, Pattern, Rule
+from .pinyin import PinyinPatterns, capped_warnings, compile_pinyin
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
 from .lookalike import DATA_FILES, PER_SET, PER_TERM, Generated, LookalikeKind, generate
@@ -39,7 +40,7 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
-ENGINE_REVISION = "2"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags)
+ENGINE_REVISION = "3"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags); 3: pinyin patterns
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,16 @@ class LexiconSet:
     scope: str = "post"
     #: What the opt-in look-alike variants added (``lexicon check`` prints it).
     lookalikes: "LookalikeSummary | None" = None
+    #: Every term's pinyin spellings (``screener/lexicon/pinyin.py``); made
+    #: from the rules when not given.
+    pinyin: PinyinPatterns | None = None
 
     def __post_init__(self) -> None:
         # Callers may pass plain tuples; screening asks the tables' questions.
         object.__setattr__(self, "rules", RuleTable.of(self.rules))
         object.__setattr__(self, "patterns", PatternTable.of(self.patterns))
+        if self.pinyin is None:
+            object.__setattr__(self, "pinyin", compile_pinyin(self.rules))
 
     @property
     def term_count(self) -> int:
@@ -172,9 +178,11 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns, summary, warned = _patterns(rules, kinds, normaliser)
     warnings += warned
+    pinyin = compile_pinyin(rules)
+    warnings += capped_warnings(pinyin, rules)
     return LexiconSet(
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
-        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary,
+        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary, pinyin=pinyin,
     )
 
 
