@@ -19,13 +19,18 @@ from .normalise import EncodedBatch
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One pattern occurrence in normalised coordinates of its post."""
+    """One pattern occurrence in normalised coordinates of its post.
+
+    ``runs``: the pattern's run lengths (empty: all one), which verification
+    holds the post's runs to (:attr:`screener.lexicon.model.Pattern.runs`).
+    """
 
     rule: int
     part: int
     start: int
     end: int
     variant: VariantKind
+    runs: tuple[int, ...] = ()
 
 
 def find_candidates(
@@ -47,5 +52,5 @@ def group_by_post(
     grouped: dict[int, list[Candidate]] = {}
     for post, pid, (start, end) in zip(posts[order].tolist(), matches[order, 0].tolist(), local[order].tolist()):
         p = patterns[pid]
-        grouped.setdefault(post, []).append(Candidate(p.rule, p.part, start, end, p.variant))
+        grouped.setdefault(post, []).append(Candidate(p.rule, p.part, start, end, p.variant, p.runs))
     return grouped

@@ -132,15 +132,19 @@ _markup_texts = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(text=_markup_texts)
 def test_markup_offsets_map_back(text):
-    """Each normalised character comes from one original character, or from one reference."""
+    """Each normalised character comes from one original character, from one
+    reference, or from a run of them (with noise or markup between)."""
     n = N.normalise(text)
-    assert len(n.starts) == len(n.text)
+    assert len(n.starts) == len(n.text) == len(n.runs)
     assert n.starts == sorted(set(n.starts))
     ends = n.ends
     for i, (start, end) in enumerate(zip(n.starts, ends)):
         assert i + 1 == len(n.starts) or end <= n.starts[i + 1]
         piece = text[start:end]
-        if end - start > 1:  # a decoded reference
+        if n.runs[i] > 1:  # a run: it folds to the one character, and has as many of it
+            assert N.fold_string(piece) == n.text[i]
+            assert N.fold_many([piece], collapse=False) == [n.text[i] * n.runs[i]]
+        elif end - start > 1:  # a decoded reference
             assert piece[0] == "&" and PLAIN.fold_string(html.unescape(piece)) == n.text[i]
         else:
             assert PLAIN.fold_string(piece) == n.text[i]

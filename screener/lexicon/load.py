@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from ..errors import LexiconError, Problem
-from ..normalise import NormaliseConfig, Normaliser
+from ..normalise import NormaliseConfig, Normaliser, collapse_runs
 from .model import Category, Pattern, Rule
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
@@ -36,7 +36,7 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
-ENGINE_REVISION = "2"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags)
+ENGINE_REVISION = "3"  # 3: runs of a repeated CJK character fold to one (issue 10); 2: HTML rule of issue 9
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class LexiconSet:
     warnings: tuple[Problem, ...]
     #: The kind of message this view screens (see :meth:`for_scope`).
     scope: str = "post"
+    #: What ``lexicon check`` reports without calling it a problem: every
+    #: term whose repeated characters collapse (时时彩 is matched as 时彩
+    #: with two 时 required).
+    notes: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
         # Callers may pass plain tuples; screening asks the tables' questions.
@@ -147,7 +151,7 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
     patterns = _patterns(rules, normaliser)
     return LexiconSet(
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
-        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))),
+        normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), notes=tuple(_collapse_notes(rules)),
     )
 
 
@@ -185,7 +189,9 @@ def _compile_rules(
     rules: list[Rule] = []
     in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
     first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
-    folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts]))  # one batch, not 100k calls
+    # One batch, not 100k calls; runs kept: a rule is the term as the lexicon
+    # spells it (时时彩), its patterns are collapsed (_patterns).
+    folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts], collapse=False))
     for key, entry in entries:
         parts = tuple(next(folded) for _ in entry.parts)
         rule, found, warned = _rule(key, entry, categories[key], parts)
@@ -272,12 +278,35 @@ def _allow_warnings(rules: list[Rule]) -> list[Problem]:
 
 def _patterns(rules: list[Rule], normaliser: Normaliser) -> list[Pattern]:
     parts = [(index, part_no, part) for index, rule in enumerate(rules) for part_no, part in enumerate(rule.parts)]
-    variants = regional_variants([p for _, _, p in parts], normaliser.fold_many)
+    variants = regional_variants([p for _, _, p in parts], lambda t: normaliser.fold_many(t, collapse=False))
     patterns: list[Pattern] = []
     for (index, part_no, part), alts in zip(parts, variants):
         patterns.append(Pattern(part, index, part_no))
         patterns += [Pattern(v, index, part_no, "regional") for v in alts]
-    return patterns
+    return [_collapsed(p) for p in patterns]
+
+
+def _collapsed(pattern: Pattern) -> Pattern:
+    """The pattern as the matcher sees post text: runs folded to one, their
+    lengths kept for verification (see :class:`Pattern`)."""
+    text, runs = collapse_runs(pattern.text)
+    if text == pattern.text:
+        return pattern
+    return Pattern(text, pattern.rule, pattern.part, pattern.variant, runs)
+
+
+def _collapse_notes(rules: list[Rule]) -> list[Problem]:
+    """``path:line`` of every term (part, allow entry) whose runs collapse."""
+    notes = []
+    for rule in rules:
+        for part in rule.parts:
+            text, runs = collapse_runs(part)
+            if text != part:
+                needs = ", ".join(f"{n} {ch}" for ch, n in zip(text, runs) if n > 1)
+                notes.append(Problem(rule.path, rule.line, (
+                    f"term {part!r} is matched as {text!r}: repeated characters fold to one; "
+                    f"a post must still repeat them ({needs})"), part))
+    return notes
 
 
 def content_version(root: Path) -> str:
