@@ -79,7 +79,7 @@ class RefoldedPost:
 
     def runs_of(self, start: int, end: int) -> list[int]:
         base = int(self._posts.nstart[self._p])
-        return self._posts.runs[base + start:base + end].tolist()  # type: ignore[no-any-return]
+        return self._posts.runs[base + start:base + end].tolist()
 
     def separated(self, start: int, end: int) -> bool:
         base = int(self._posts.nstart[self._p])

@@ -73,6 +73,23 @@ def test_runs_collapse_only_for_cjk(impl, which):
     assert starts.tolist() == [0, *np.cumsum([len(w) + 1 for w in want]).tolist()]
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("texts", [
+    [], [""], ["", ""], ["赌*博", "", "<b>赌</b>&#21338;", "ａ　ｂ"], ["&amp;&#x8D4C;<!-- x -->博"],
+    ["赌赌博", "博", "博博", "賭<b>赌</b>&#36172;博", "丁一丁丁", "11aa"],
+])
+def test_encode_batch_with_each_implementation(monkeypatch, impl, texts):
+    monkeypatch.setattr(normalise, "compact", impl)
+    for _, table, delete, separator in TABLES:
+        alphabet = normalise.Alphabet(table, delete, separator)
+        batch = N.encode_batch(texts, alphabet)
+        assert len(batch.starts) == len(texts) + 1
+        for i, text in enumerate(texts):
+            want = table.take(np.array([ord(c) for c in N.fold_string(text)], dtype=np.int64))
+            assert batch.codes[batch.starts[i]:batch.starts[i + 1] - 1].tolist() == want.tolist()
+            assert batch.codes[batch.starts[i + 1] - 1] == separator
+
+
 @needs_numba
 @pytest.mark.parametrize("table,separators", [
     (np.zeros(10, dtype=np.uint32), np.array([1])),  # not a full table: indices could overrun
