@@ -37,7 +37,7 @@ CASES = (
 )
 
 _NUMERALS = "Chinese numerals are not folded to digits: 一/二/三 are too common (一个, 一些) and folding them would corrupt jieba segmentation of every post"
-_REPEAT = "repeated characters are not collapsed: a moderation event must report the author's text, and collapsing would make 二二 or 哈哈 one-character terms"
+_REPEAT = "repeated Latin letters are not collapsed (CJK runs are): in Latin terms a doubled letter is spelling (qq, www, book), and a collapsed qq would be a one-letter pattern firing on every q"
 _OVERLAP = "screener reports every overlapping hit (the strictest decides); it has no shortest-first, leftmost-longest or non-overlapping masking mode"
 _ALNUM = "a letter next to a digit is a word boundary for screener (houbb: 1av2 hits av); ToolGood treats a whole alphanumeric run as one word"
 
