@@ -487,8 +487,9 @@ class Normalised:
         return self.starts[start], self.ends[end - 1]
 
     def runs_of(self, start: int, end: int) -> list[int]:
-        """Run lengths of normalised ``[start, end)``."""
-        return self.runs[start:end]
+        """Run lengths of normalised ``[start, end)``, or ``[]`` if each is one."""
+        runs = self.runs[start:end]
+        return runs if max(runs, default=1) > 1 else []
 
     def separated(self, start: int, end: int) -> bool:
         """Whether the author put a separator in every gap of normalised

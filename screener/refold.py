@@ -53,6 +53,17 @@ class Refolded:
     runs: np.ndarray  # int64
     gaps: np.ndarray  # bool
 
+    @property
+    def repeats(self) -> np.ndarray:
+        """Runs longer than one before each normalised character (one more
+        entry than characters): a span without any is answered in O(1)."""
+        cached = self.__dict__.get("_repeats")
+        if cached is None:
+            cached = np.zeros(len(self.runs) + 1, dtype=np.int64)
+            np.cumsum(self.runs > 1, out=cached[1:])
+            object.__setattr__(self, "_repeats", cached)
+        return cached
+
     def post_text(self, p: int) -> str:
         return self.text[self.nstart[p]:self.nstart[p + 1]]
 
@@ -78,8 +89,11 @@ class RefoldedPost:
         return self._posts.span(self._p, start, end)
 
     def runs_of(self, start: int, end: int) -> list[int]:
-        base = int(self._posts.nstart[self._p])
-        return self._posts.runs[base + start:base + end].tolist()
+        posts = self._posts
+        base = int(posts.nstart[self._p])
+        if posts.repeats[base + end] == posts.repeats[base + start]:
+            return []  # every run one: the common case, without a slice
+        return posts.runs[base + start:base + end].tolist()
 
     def separated(self, start: int, end: int) -> bool:
         base = int(self._posts.nstart[self._p])

@@ -89,7 +89,9 @@ class PostText(Protocol):
 
     def span(self, start: int, end: int) -> tuple[int, int]: ...
 
-    def runs_of(self, start: int, end: int) -> list[int]: ...
+    def runs_of(self, start: int, end: int) -> list[int]:
+        """Run lengths of normalised ``[start, end)``, or ``[]`` if each is one."""
+        ...
 
     def separated(self, start: int, end: int) -> bool: ...
 
@@ -331,8 +333,9 @@ def _as_written(post: PostText, candidates: Sequence[Candidate]) -> list[Candida
     out = []
     for c in candidates:
         runs = post.runs_of(c.start, c.end)
-        want = c.runs or (1,) * len(runs)
-        if max(runs) > 1 or c.runs:
+        if runs or c.runs:  # else: every run one, in the post and in the term
+            runs = runs or [1] * (c.end - c.start)
+            want = c.runs or (1,) * len(runs)
             if any(have < need for have, need in zip(runs, want)):
                 continue
             if c.variant == "literal" and runs != list(want):

@@ -231,7 +231,10 @@ def test_refold_reads_each_post_as_normalise_does(texts):
             norm.span(i, j) for i in range(n) for j in range(i + 1, min(n, i + 3) + 1)
         ]
         post = posts.post(p)
-        assert post.runs_of(0, n) == norm.runs
+        assert posts.runs[posts.nstart[p]:posts.nstart[p + 1]].tolist() == norm.runs
+        assert [post.runs_of(i, j) for i in range(n) for j in range(i + 1, n + 1)] == [
+            norm.runs_of(i, j) for i in range(n) for j in range(i + 1, n + 1)
+        ]
         assert [post.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)] == [
             norm.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)
         ]
