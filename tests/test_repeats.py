@@ -166,3 +166,12 @@ def test_collapse_runs_is_the_fold_loops_rule():
     for text in ["时时彩", "賭赌博博", "1100qq", "妈-妈", "ａａ赌赌", "哈哈哈哈"]:
         folded = n.fold_many([text], collapse=False)[0]
         assert collapse_runs(folded) == (n.fold_string(text), tuple(n.normalise(text).runs))
+
+
+def test_explain_says_a_hit_was_written_with_repeats(lexicons):
+    from screener.explain import explain, render
+    from screener.judge import Engine
+
+    report = explain(Engine.of(Screener(lexicons)), "有事加微微信")
+    assert [(c["term"], c["variant"], c["start"], c["end"]) for c in report["candidates"]] == [("加微信", "repeat", 2, 6)]
+    assert "[2,6) '加微微信' = '加微信' written as repeat" in render(report)
