@@ -139,12 +139,18 @@ class Verifier:
             return {i: self.verify(texts[i], c) for i, c in found.items()}
         order = list(found)
         posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
-        cuts = self._cuts(posts, [found[i] for i in order])
-        return {index: self._verify(posts.post(k), found[index], _cut_of(cuts, k)) for k, index in enumerate(order)}
+        # Runs first: an occurrence the post's runs do not honour (the 妈 of
+        # a 妈妈 pattern) is no candidate, and costs no word-boundary check.
+        written = _all_as_written(posts, [found[i] for i in order])
+        cuts = self._cuts(posts, written)
+        return {index: self._verify(posts.post(k), written[k], _cut_of(cuts, k), True) for k, index in enumerate(order)}
 
-    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut) -> tuple[list[Hit], list[Decision]]:
+    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut,
+                written: bool = False) -> tuple[list[Hit], list[Decision]]:
+        """``written``: the candidates are :func:`_as_written` already."""
         rules = self.lexicons.rules
-        candidates = _as_written(post, candidates)
+        if not written:
+            candidates = _as_written(post, candidates)
         allow = [c for c in candidates if rules[c.rule].kind == "allow"]
         proposed = self._terms(post, candidates) + self._combos(post, candidates, cut)
         decisions = [self._decide(post, hit, allow, cut) for hit in proposed]
@@ -341,6 +347,40 @@ def _as_written(post: PostText, candidates: Sequence[Candidate]) -> list[Candida
             if c.variant == "literal" and runs != list(want):
                 c = Candidate(c.rule, c.part, c.start, c.end, "repeat", c.runs)
         out.append(c)
+    return out
+
+
+def _all_as_written(posts: Refolded, found: Sequence[Sequence[Candidate]]) -> list[list[Candidate]]:
+    """:func:`_as_written` of every post of a refolded batch, in numpy passes:
+    a lexicon of ordinary words has hundreds of terms that spell a run (天天,
+    做做饭), whose patterns (天, 做饭) occur in most posts and fail here."""
+    flat = [c for cs in found for c in cs]
+    if not flat:
+        return [[] for _ in found]
+    post = np.repeat(np.arange(len(found)), [len(cs) for cs in found])
+    start = np.fromiter((c.start for c in flat), dtype=np.int64, count=len(flat))
+    end = np.fromiter((c.end for c in flat), dtype=np.int64, count=len(flat))
+    base = posts.nstart[post]
+    repeated = posts.repeats[base + end] > posts.repeats[base + start]  # some run longer than one
+    failed = np.zeros(len(flat), dtype=bool)
+    with_runs = np.fromiter((bool(c.runs) for c in flat), dtype=bool, count=len(flat))
+    if with_runs.any():  # every character against its required run
+        which = np.flatnonzero(with_runs)
+        lengths = end[which] - start[which]
+        owner = np.repeat(which, lengths)
+        offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        have = posts.runs[base[owner] + start[owner] + offset]
+        need = np.fromiter((r for q in which.tolist() for r in flat[q].runs), dtype=np.int64, count=len(owner))
+        failed[owner[have < need]] = True
+        repeated[which] = False
+        repeated[owner[have > need]] = True
+    out: list[list[Candidate]] = [[] for _ in found]
+    for c, k, bad, more in zip(flat, post.tolist(), failed.tolist(), repeated.tolist()):
+        if bad:
+            continue
+        if more and c.variant == "literal":
+            c = Candidate(c.rule, c.part, c.start, c.end, "repeat", c.runs)
+        out[k].append(c)
     return out
 
 
