@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screener import Screener, boundary, load_lexicons
-from screener.match import find_candidates
+from screener.match import find_candidates, group_by_post
 from screener.normalise import Normaliser
 from screener.refold import refold
 from screener.segment import DEFAULT_SEGMENTER
@@ -168,6 +168,26 @@ def test_verify_many_equals_verify_per_post(screeners, backend, texts):
     """Every hit, every decision and every reason, on every backend."""
     screener = screeners[backend]
     assert _bulk(screener, texts) == _per_post(screener, texts)
+
+
+def _unfiltered(screener: Screener, texts: list[str]) -> dict:
+    """Candidates as the matcher reports them, before ``drop_short_runs``."""
+    batch = screener.lexicons.normaliser.encode_batch(texts, screener.matcher.alphabet)
+    return group_by_post(screener.lexicons, batch, screener.matcher.scan(batch))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(texts=_BATCH)
+def test_runs_are_checked_alike_before_and_in_verification(screeners, backend, texts):
+    """Both verification paths hold raw candidates to their runs alike, and
+    dropping short runs before verification (``find_candidates``) changes
+    no answer, only the work."""
+    screener = screeners[backend]
+    raw = _unfiltered(screener, texts)
+    per_post = {i: screener.verifier.verify(texts[i], c) for i, c in raw.items()}
+    assert screener.verifier.verify_many(texts, raw) == per_post
+    decided = {i: answer for i, answer in per_post.items() if answer != ([], [])}
+    assert {i: answer for i, answer in _per_post(screener, texts).items() if answer != ([], [])} == decided
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -221,13 +221,14 @@ class _Rows:
 class PatternTable(_Table, Sequence[Pattern]):
     """A set's patterns; :attr:`texts` is what a matcher is built from."""
 
-    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant", "_runs")
+    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant", "_runs", "_run_columns")
 
     def __init__(self, n: int, items: Sequence[Pattern] | None = None) -> None:
         super().__init__(n, items)
         self._texts: list[str] | None = [p.text for p in items] if items is not None else None
         self._raw: memoryview | None = None
         self._offsets = self._rule = self._part = self._variant = self._runs = np.empty(0, dtype=np.int64)
+        self._run_columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of(cls, patterns: Sequence[Pattern]) -> "PatternTable":
@@ -250,6 +251,22 @@ class PatternTable(_Table, Sequence[Pattern]):
             self._texts = [text[a:b] for a, b in zip(self._offsets[:-1].tolist(), self._offsets[1:].tolist())]
             self._raw = None
         return self._texts
+
+    def run_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(spells_a_run, offsets, runs)``: per pattern whether it has runs,
+        and every pattern's run lengths one after the other (pattern ``i``:
+        ``runs[offsets[i]:offsets[i + 1]]``), for checks over many matches."""
+        if self._run_columns is None:
+            if self._texts is None and len(self._offsets):  # decoded from the cache: columns as stored
+                offsets = self._offsets
+                runs = self._runs if len(self._runs) else np.ones(int(offsets[-1]), dtype=np.uint16)
+            else:
+                items = list(self)
+                offsets = np.concatenate(([0], np.cumsum([len(p.text) for p in items], dtype=np.int64)))
+                runs = np.array([r for p in items for r in (p.runs or (1,) * len(p.text))], dtype=np.uint16)
+            spells = np.maximum.reduceat(runs, offsets[:-1]) > 1 if len(runs) else np.zeros(self._n, dtype=bool)
+            self._run_columns = (spells, offsets, runs)
+        return self._run_columns
 
     def _make(self, index: int) -> Pattern:
         runs: tuple[int, ...] = ()
