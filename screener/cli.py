@@ -288,6 +288,8 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
     warnings = [*lexicons.warnings, *(policy.warnings if policy else ())]
     for warning in warnings:
         print(f"{warning} [warning]", file=sys.stderr)
+    for note in lexicons.notes:  # not a problem: --strict does not fail on them
+        print(f"{note} [note]", file=sys.stderr)
     print(f"OK: {len(lexicons.categories)} categories, {lexicons.term_count} terms, "
           f"{len(lexicons.patterns)} patterns, {len(lexicons.warnings)} warnings, version {lexicons.version}")
     for line in lexicons.lookalikes.lines() if lexicons.lookalikes else ():

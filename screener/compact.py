@@ -22,6 +22,19 @@ until it has folded :data:`NUMBA_AFTER` code points, then loads numba for
 the rest: a ``scan`` of a few files never loads it, a ``scan`` of gigabytes
 does, and the worker, which runs for days, loads it at start-up
 (:func:`load`). ``SCREENER_COMPACT=numba`` loads it at the first batch.
+
+**Runs.** The same pass folds a run of one repeated character to one (加微微信
+reads 加微信): a character whose *folded* code (``keys``, the fold table) is
+the one before it, with nothing between them but deleted characters, is
+dropped like noise. Only folded code points from :data:`COLLAPSE_FROM` on
+(Han, kana, Hangul) collapse: in Latin letters and digits a doubled
+character is spelling, not evasion (110 is not 10, a QQ or phone number
+needs every digit, qq and www are what they say, book is not bok), and a
+collapsed Latin term would be a one-letter pattern (qq → q) firing on every
+q of every post. The run key is the fold code and not the matcher's code
+because Hyperscan's alphabet gives every character outside the lexicon the
+same code: runs over it would merge different characters, and offsets would
+no longer agree with :meth:`screener.normalise.Normaliser.normalise`.
 """
 
 from __future__ import annotations
@@ -36,14 +49,33 @@ from .charmap import TABLE_SIZE
 
 log = logging.getLogger(__name__)
 
+#: First folded code point that collapses in runs: U+2E80, where the CJK
+#: blocks start (the same line ``screener.verify`` draws between Latin and
+#: CJK edges). Everything below it (Latin and other alphabets, digits) never
+#: collapses; see the module docstring for why.
+COLLAPSE_FROM = 0x2E80
+
+
+def run_heads(keys: np.ndarray) -> np.ndarray:
+    """Which of the folded codes ``keys`` (deleted ones already dropped) start
+    a run: the first, and every one that differs from the one before it or
+    does not collapse. A post separator must carry a key below
+    :data:`COLLAPSE_FROM` (0), so that no run crosses it."""
+    head = np.ones(len(keys), dtype=bool)
+    if len(keys) > 1:
+        head[1:] = (keys[1:] != keys[:-1]) | (keys[1:] < COLLAPSE_FROM)
+    return head
+
 
 def compact_numpy(points: np.ndarray, table: np.ndarray, delete: int, separator: int,
-                  separators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  separators: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codes of ``points`` without deleted ones, and where each post starts.
 
     ``separators`` are the (increasing) positions in ``points`` that end a
     post; the last one ends ``points``. Post ``i`` is
     ``codes[starts[i]:starts[i + 1] - 1]`` followed by ``separator``.
+    With ``keys`` (the fold table), runs collapse (see the module docstring);
+    without, they stay (lexicon terms as they are spelled).
     """
     codes = table.take(points)  # take: half the time of fancy indexing
     codes[separators] = separator
@@ -54,7 +86,35 @@ def compact_numpy(points: np.ndarray, table: np.ndarray, delete: int, separator:
     # Posts are never empty here (each carries its separator), so reduceat's
     # index list is strictly increasing as it requires.
     kept = np.add.reduceat(keep, np.concatenate(([0], separators[:-1] + 1)), dtype=np.int64)
-    return compact, np.concatenate(([0], np.cumsum(kept)))
+    starts = np.concatenate(([0], np.cumsum(kept)))
+    if keys is not None:
+        compact, starts = _collapse(compact, starts, points, keep, table, keys)
+    return compact, starts
+
+
+def _collapse(compact: np.ndarray, starts: np.ndarray, points: np.ndarray, keep: np.ndarray,
+              table: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the repeats of runs from ``compact`` (numpy's version of the loop's test).
+
+    A repeat has the same code as the character before it in every alphabet,
+    so only those places (few) have their fold codes looked up; in the fold
+    alphabet the code is the fold code already. Twice the old numpy fold
+    where every position was looked up in ``keys`` (measured).
+    """
+    at = np.flatnonzero(compact[1:] == compact[:-1]) + 1
+    if not len(at):
+        return compact, starts
+    if keys is table:
+        here, before = compact[at], compact[at - 1]
+    else:
+        kept_points = points.compress(keep)
+        here, before = keys.take(kept_points[at]), keys.take(kept_points[at - 1])
+    ends = np.zeros(len(compact), dtype=bool)
+    ends[starts[1:] - 1] = True  # the separators: no run crosses a post
+    repeat = at[(here == before) & (here >= COLLAPSE_FROM) & ~ends[at] & ~ends[at - 1]]
+    if not len(repeat):
+        return compact, starts
+    return np.delete(compact, repeat), starts - np.searchsorted(repeat, starts)
 
 
 def _numba_loop() -> Callable[..., int] | None:
@@ -73,18 +133,34 @@ def _numba_loop() -> Callable[..., int] | None:
 
 
 def _compile(numba: Any) -> Callable[..., int]:
-    def loop(points, table, delete, separator, separators, out, starts):  # pragma: no cover - compiled
-        j = 0
-        first = 0
+    u = numba.uint64
+
+    def loop(points, table, keys, delete, separator, separators, out, starts):  # pragma: no cover - compiled
+        # Unsigned indices: with signed ones numba wraps negative indices
+        # around, three more instructions per array access, which made this
+        # loop 1.7x slower once the run test was added (measured). With them
+        # it runs as fast as the loop without runs did.
+        j = u(0)
+        first = u(0)
         for k in range(separators.shape[0]):
-            for i in range(first, separators[k]):
-                code = table[points[i]]
+            prev = keys[0] & 0  # the previous live character's fold code; 0: none (never collapses)
+            last = u(separators[k])
+            i = first
+            while i < last:
+                point = points[i]
+                code = table[point]
+                key = keys[point]
                 out[j] = code
-                j += code != delete  # branch-free: noise is overwritten by what follows
+                live = code != delete
+                # branch-free: noise, and the repeats of a CJK run, are
+                # overwritten by what follows
+                j += u(live & ((key != prev) | (key < 0x2E80)))
+                prev = key if live else prev
+                i += u(1)
             out[j] = separator
-            j += 1
+            j += u(1)
             starts[k + 1] = j
-            first = separators[k] + 1
+            first = last + u(1)
         return j
 
     # Every type the normaliser passes, compiled up front (and cached on
@@ -93,8 +169,8 @@ def _compile(numba: Any) -> Callable[..., int]:
     # uint16 (Hyperscan's dense alphabet). Anything else is a TypeError.
     t = numba.types
     signatures = [
-        t.intp(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(code, 1, "C"), t.int64, t.int64,
-               t.Array(t.int64, 1, "C"), t.Array(code, 1, "C"), t.Array(t.int64, 1, "C"))
+        t.uint64(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(code, 1, "C"), t.Array(t.uint32, 1, "C"),
+               t.int64, t.int64, t.Array(t.int64, 1, "C"), t.Array(code, 1, "C"), t.Array(t.int64, 1, "C"))
         for readonly in (True, False) for code in (t.uint32, t.uint16)
     ]
     try:
@@ -127,19 +203,20 @@ def load() -> str:
 
 
 def compact_numba(points: np.ndarray, table: np.ndarray, delete: int, separator: int,
-                  separators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`compact_numpy` as one compiled pass (same contract, same result)."""
+                  separators: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compact_numpy` as one compiled pass (same contract, same result),
+    always collapsing runs (``keys``: the fold table)."""
     if load() != "numba":
         raise RuntimeError("numba is not available")
     # The loop does not check bounds. Points index the table safely because
     # they come from UTF-32 text or are MARKUP; separators must rise strictly
     # and end the points.
-    if len(table) != TABLE_SIZE or (len(separators) and (
+    if len(table) != TABLE_SIZE or len(keys) != TABLE_SIZE or keys.dtype != np.uint32 or (len(separators) and (
             separators[-1] != len(points) - 1 or separators[0] < 0 or np.any(np.diff(separators) <= 0))):
         raise ValueError("table or separators do not fit the compiled loop")
     out = np.empty(len(points), dtype=table.dtype)
     starts = np.zeros(len(separators) + 1, dtype=np.int64)
-    n = _LOOP(points, table, delete, separator, separators, out, starts)  # type: ignore[misc]
+    n = int(_LOOP(points, table, keys, delete, separator, separators, out, starts))  # type: ignore[misc]
     return out[:n], starts
 
 
@@ -149,14 +226,14 @@ def current() -> str:
 
 
 def compact(points: np.ndarray, table: np.ndarray, delete: int, separator: int,
-            separators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            separators: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """numpy until :data:`NUMBA_AFTER` code points, then the chosen
-    implementation (:func:`load`)."""
+    implementation (:func:`load`); runs collapse (``keys``: the fold table)."""
     global _folded_without
     if _IMPLEMENTATION is None:
         _folded_without += len(points)
         if _folded_without <= NUMBA_AFTER and os.environ.get("SCREENER_COMPACT", "").lower() != "numba":
-            return compact_numpy(points, table, delete, separator, separators)
+            return compact_numpy(points, table, delete, separator, separators, keys)
     if load() == "numba":
-        return compact_numba(points, table, delete, separator, separators)
-    return compact_numpy(points, table, delete, separator, separators)
+        return compact_numba(points, table, delete, separator, separators, keys)
+    return compact_numpy(points, table, delete, separator, separators, keys)

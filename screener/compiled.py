@@ -49,7 +49,7 @@ log = logging.getLogger("screener.cache")
 
 #: Modules whose code shapes a compiled entry (hashed into every key).
 _COMPILING = (
-    "cache.py", "compiled.py", "charmap.py", "normalise.py", "lexicon/load.py", "lexicon/parse.py",
+    "cache.py", "compiled.py", "charmap.py", "compact.py", "normalise.py", "lexicon/load.py", "lexicon/parse.py",
     "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "lexicon/lookalike.py", "lexicon/pinyin.py",
     "data/common_chars.txt", "data/chaizi.tsv", "data/shapes.txt", "matchers/__init__.py",
     "matchers/aho.py", "matchers/hyperscan_backend.py", "matchers/oracle.py",

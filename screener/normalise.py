@@ -13,6 +13,15 @@ Two entry points share one definition of "normalised":
   :meth:`normalise` on them. Both paths apply the same table and the same
   HTML rule (:func:`html_edits`, run on each text that contains "<" or "&"),
   so a post's offsets agree between them (a property test checks it).
+
+Both also fold a run of one repeated CJK character to one (加微微信 reads
+加微信; :mod:`screener.compact` says which characters and why). A normalised
+character then stands for its whole run: it starts at the first character the
+author wrote and ends after the last, and :attr:`Normalised.runs` says how
+many there were, which verification compares with the lexicon term's own runs
+(时时彩 needs two 时). Each gap between two normalised characters also records
+whether the author put a separator there (:attr:`Normalised.gaps`): a term
+separated in every gap is not thrown away by the word-boundary check.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .charmap import DELETE, MARKUP, FoldConfig, build_table
-from .compact import compact, compact_numpy
+from .compact import COLLAPSE_FROM, compact, compact_numpy, run_heads
 
 # -- the HTML rule -----------------------------------------------------------------
 #
@@ -388,33 +397,104 @@ class NormaliseConfig:
     html: bool = True
 
 
+#: Deleted characters that are not evidence of an evasion when they separate
+#: the characters of a term: the marks that end a sentence or clause, and line
+#: breaks. Words never run across them, so a term split by one is more often
+#: two clauses (买了一张网。贷款很难) than a disguise; every other deleted
+#: character (spaces, 、, dots, dashes, symbols, emoji, zero-width characters,
+#: markup) between two characters of a term is the author taking it apart.
+CLAUSE_MARKS = "，。！？；：｡\n\r\u2028\u2029"
+_CLAUSE_POINTS = np.array(sorted(map(ord, CLAUSE_MARKS)), dtype=np.uint32)
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Joined texts folded, in flat arrays over their normalised characters.
+
+    ``codes``: folded code points (runs collapsed); ``starts``: original
+    position of each (the first character of its run); ``ends``: original end
+    (after the run's last character, or its decoded entity); ``runs``: how many
+    characters the run had; ``gaps``: whether an evidence separator (a deleted
+    character not in :data:`CLAUSE_MARKS`) lies between this character and the
+    next. All positions are in the joined points.
+    """
+
+    codes: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    runs: np.ndarray
+    gaps: np.ndarray
+
+
+def fold_points(table: np.ndarray, points: np.ndarray, extend: dict[int, int],
+                separators: np.ndarray | None = None) -> Folded:
+    """The one definition of a folded text with its map, for one text
+    (:meth:`Normaliser.normalise`) and for many joined at ``separators``
+    (:func:`screener.refold.refold`), so the two cannot disagree. The runs
+    follow the rule of the batch loop (:func:`screener.compact.run_heads`)."""
+    folded = table.take(points)
+    deleted = folded == DELETE
+    if separators is not None and len(separators):
+        folded[separators] = 0  # live, never collapsing: no run crosses a post
+        deleted[separators] = False
+    live = np.flatnonzero(~deleted)
+    keys = folded[live]
+    heads = np.flatnonzero(run_heads(keys))
+    nexts = np.append(heads[1:], len(live)) if len(heads) else heads
+    if separators is not None and len(separators):
+        real = ~np.isin(live[heads], separators, assume_unique=True)
+        heads, nexts = heads[real], nexts[real]
+    starts = live[heads]
+    lasts = live[nexts - 1]
+    ends = lasts + 1
+    if extend:
+        at = np.fromiter(extend, dtype=np.int64, count=len(extend))
+        where = np.searchsorted(lasts, at)
+        hit = where < len(lasts)
+        hit[hit] = lasts[where[hit]] == at[hit]
+        ends[where[hit]] = np.fromiter(extend.values(), dtype=np.int64, count=len(extend))[hit]
+    evidence = np.zeros(len(points) + 1, dtype=np.int64)
+    np.cumsum(deleted & ~np.isin(points, _CLAUSE_POINTS), out=evidence[1:])
+    gaps = np.zeros(len(starts), dtype=bool)
+    if len(starts) > 1:
+        gaps[:-1] = evidence[starts[1:]] > evidence[ends[:-1]]
+    return Folded(keys[heads], starts, ends, nexts - heads, gaps)
+
+
 @dataclass(frozen=True)
 class Normalised:
     """A folded text with its map back to the original.
 
-    ``starts[i]`` is the original index of normalised character ``i``; it ends
-    at ``starts[i] + 1`` except for a decoded entity, whose original end is in
-    ``extend``.
+    Normalised character ``i`` came from ``original[starts[i]:ends[i]]``: one
+    character, a decoded entity, or a run of ``runs[i]`` repeated ones (with
+    deleted characters between them, if the author put any). ``gaps[i]``:
+    whether a separator lies between it and the next (see :class:`Folded`).
 
-    >>> n = Normaliser().normalise("赌*博")
-    >>> n.text, n.span(0, 2)
-    ('赌博', (0, 3))
+    >>> n = Normaliser().normalise("赌*赌博")
+    >>> n.text, n.span(0, 2), n.runs
+    ('赌博', (0, 4), [2, 1])
     """
 
     original: str
     text: str
     starts: list[int]
-    extend: dict[int, int]
+    ends: list[int]
+    runs: list[int]
+    gaps: list[bool]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original ``[start, end)`` of normalised ``[start, end)``; end > start."""
-        last = self.starts[end - 1]
-        return self.starts[start], self.extend.get(last, last + 1)
+        return self.starts[start], self.ends[end - 1]
 
-    @property
-    def ends(self) -> list[int]:
-        """Original end of every normalised character (built on demand)."""
-        return [self.extend.get(i, i + 1) for i in self.starts]
+    def runs_of(self, start: int, end: int) -> list[int]:
+        """Run lengths of normalised ``[start, end)``, or ``[]`` if each is one."""
+        runs = self.runs[start:end]
+        return runs if max(runs, default=1) > 1 else []
+
+    def separated(self, start: int, end: int) -> bool:
+        """Whether the author put a separator in every gap of normalised
+        ``[start, end)`` (which has at least two characters)."""
+        return end - start > 1 and all(self.gaps[start:end - 1])
 
 
 @dataclass(frozen=True)
@@ -466,29 +546,33 @@ class Normaliser:
     # -- one text ---------------------------------------------------------
     def normalise(self, text: str) -> Normalised:
         points, extend = self._points(text)
-        codes = self.table.take(points)
-        kept = np.flatnonzero(codes != DELETE)
-        folded = codes[kept].astype("<u4").tobytes().decode("utf-32-le")
-        return Normalised(text, folded, kept.tolist(), extend)
+        f = fold_points(self.table, points, extend)
+        folded = f.codes.astype("<u4").tobytes().decode("utf-32-le")
+        return Normalised(text, folded, f.starts.tolist(), f.ends.tolist(), f.runs.tolist(), f.gaps.tolist())
 
     def fold_string(self, text: str) -> str:
         """Just the normalised text (lexicon terms, tests)."""
         return self.normalise(text).text
 
-    def fold_many(self, texts: Sequence[str]) -> list[str]:
+    def fold_many(self, texts: Sequence[str], collapse: bool = True) -> list[str]:
         """``[fold_string(t) for t in texts]`` in one batch pass (lexicon
         compilation folds every term and variant: 100k one-by-one calls took
         over a second). The HTML rule runs on each text alone
         (:meth:`batch_points`), so each folds as it would alone.
+        ``collapse=False`` keeps runs: a term as the lexicon spells it
+        (:func:`collapse_runs` then gives its pattern and its runs).
         """
         if not texts:
             return []
         if any("\x00" in t for t in texts):  # a NUL inside would be taken for a separator
-            return [self.fold_string(t) for t in texts]
+            folded = [self.fold_string(t) for t in texts] if collapse else [
+                "".join(chr(c) for c in self.table.take(self._points(t)[0]) if c != DELETE) for t in texts]
+            return folded
         joined = _SEP_CHAR.join([*texts, ""])
         separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
         points, _ = self.batch_points(texts, joined, separators)
-        codes, _ = compact_numpy(points, self.table, int(DELETE), 0, separators)  # numpy: no numba just for this
+        codes, _ = compact_numpy(points, self.table, int(DELETE), 0, separators,  # numpy: no numba just for this
+                                 self.table if collapse else None)
         folded = codes.astype("<u4", copy=False).tobytes().decode("utf-32-le").split(_SEP_CHAR)
         return folded[:-1]
 
@@ -503,7 +587,7 @@ class Normaliser:
         joined = _SEP_CHAR.join([*texts, ""])  # one copy of the batch, not two
         separators = np.cumsum(np.array(list(map(len, texts)), dtype=np.int64) + 1) - 1
         points, _ = self.batch_points(texts, joined, separators)
-        codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators)
+        codes, starts = compact(points, alphabet.table, alphabet.delete, alphabet.separator, separators, self.table)
         return EncodedBatch(codes, starts, points, separators)
 
     def batch_points(self, texts: Sequence[str], joined: str,
@@ -560,3 +644,18 @@ def _posts_with_markup(joined: str, separators: np.ndarray) -> list[int]:
             marked.add(k)
             pos = joined.find(char, int(separators[k]) + 1)
     return sorted(marked)
+
+
+def collapse_runs(folded: str) -> tuple[str, tuple[int, ...]]:
+    """A folded text (runs kept) as the matcher sees it, and its run lengths:
+    ``collapse_runs("时时彩") == ("时彩", (2, 1))``. The rule of the fold loop
+    (:data:`screener.compact.COLLAPSE_FROM`): only CJK characters collapse."""
+    text: list[str] = []
+    runs: list[int] = []
+    for ch in folded:
+        if text and ch == text[-1] and ord(ch) >= COLLAPSE_FROM:
+            runs[-1] += 1
+        else:
+            text.append(ch)
+            runs.append(1)
+    return "".join(text), tuple(runs)

@@ -24,8 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .charmap import DELETE
-from .normalise import Normaliser
+from .normalise import Normaliser, fold_points
 
 _SEP = "\x00"  # as encode_batch: no HTML construct may contain it
 
@@ -36,9 +35,11 @@ class Refolded:
 
     Original characters of post ``p``: ``raw[ostart[p]:ostart[p + 1] - 1]``;
     its normalised characters: flat indices ``nstart[p]:nstart[p + 1]``, each
-    with its folded code (``codes``), its original position (``kept``) and
-    the original end (``ends``: ``kept + 1`` but for decoded entities), all in
-    joined coordinates.
+    with its folded code (``codes``), its original position (``kept``: the
+    first character of its run) and the original end (``ends``: after the
+    run's last character, or its decoded entity), all in joined coordinates,
+    its run length (``runs``) and whether a separator follows it (``gaps``),
+    as :class:`screener.normalise.Normalised` has them.
     """
 
     originals: Sequence[str]
@@ -49,6 +50,19 @@ class Refolded:
     ends: np.ndarray  # int64
     ostart: np.ndarray  # int64, one per post and one past the end (and its separator)
     nstart: np.ndarray  # int64, one per post and one past the end
+    runs: np.ndarray  # int64
+    gaps: np.ndarray  # bool
+
+    @property
+    def repeats(self) -> np.ndarray:
+        """Runs longer than one before each normalised character (one more
+        entry than characters): a span without any is answered in O(1)."""
+        cached = self.__dict__.get("_repeats")
+        if cached is None:
+            cached = np.zeros(len(self.runs) + 1, dtype=np.int64)
+            np.cumsum(self.runs > 1, out=cached[1:])
+            object.__setattr__(self, "_repeats", cached)
+        return cached
 
     def post_text(self, p: int) -> str:
         return self.text[self.nstart[p]:self.nstart[p + 1]]
@@ -74,6 +88,17 @@ class RefoldedPost:
     def span(self, start: int, end: int) -> tuple[int, int]:
         return self._posts.span(self._p, start, end)
 
+    def runs_of(self, start: int, end: int) -> list[int]:
+        posts = self._posts
+        base = int(posts.nstart[self._p])
+        if posts.repeats[base + end] == posts.repeats[base + start]:
+            return []  # every run one: the common case, without a slice
+        return posts.runs[base + start:base + end].tolist()
+
+    def separated(self, start: int, end: int) -> bool:
+        base = int(self._posts.nstart[self._p])
+        return end - start > 1 and bool(self._posts.gaps[base + start:base + end - 1].all())
+
 
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     """Every text normalised, as one :class:`Refolded`.
@@ -88,17 +113,7 @@ def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     np.cumsum(lengths + 1, out=ostart[1:])
     raw = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
     points, extend = normaliser.batch_points(texts, joined, ostart[1:] - 1)
-    folded = normaliser.table.take(points)
-    folded[ostart[1:] - 1] = DELETE  # separators
-    kept = np.flatnonzero(folded != DELETE)
-    codes = folded[kept]
-    ends = kept + 1
-    if extend:
-        at = np.fromiter(extend, dtype=np.int64, count=len(extend))
-        where = np.searchsorted(kept, at)
-        hit = where < len(kept)
-        hit[hit] = kept[where[hit]] == at[hit]
-        ends[where[hit]] = np.fromiter(extend.values(), dtype=np.int64, count=len(extend))[hit]
-    nstart = np.searchsorted(kept, ostart)
-    text = codes.astype("<u4").tobytes().decode("utf-32-le")
-    return Refolded(texts, text, raw, codes, kept, ends, ostart, nstart)
+    f = fold_points(normaliser.table, points, extend, ostart[1:] - 1)
+    nstart = np.searchsorted(f.starts, ostart)
+    text = f.codes.astype("<u4").tobytes().decode("utf-32-le")
+    return Refolded(texts, text, raw, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps)

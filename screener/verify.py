@@ -9,6 +9,17 @@ Applied per post that has candidates, in this order:
    original neighbour decides (av in "have" is inside a Latin word, but av in
    "测av试" or "AV网址" is not). Neighbours are read in the original text
    because normalisation removes spaces: "I have" would otherwise read "ihave".
+   A term whose every gap holds a separator (网、贷-秒|批) skips the CJK edge
+   check: jieba reads the text without the separators and would glue the term
+   to its neighbour (价格网/贷), but the separators are the evasion. Latin
+   edges keep theirs: it already reads the original, and a letter touching a
+   separated term makes it part of a word (a v in "a very").
+
+Before any of it, each occurrence is held to its pattern's runs: a term that
+spells a repeat (时时彩) needs the post to repeat the character as often (its
+pattern is 时彩, which also occurs in plain 时彩). An occurrence where the post
+repeats a character more often than the term (加微微信 for 加微信) is a hit
+of variant ``repeat``.
 
 Every decision is recorded, which is what ``screener explain`` prints.
 
@@ -78,6 +89,12 @@ class PostText(Protocol):
 
     def span(self, start: int, end: int) -> tuple[int, int]: ...
 
+    def runs_of(self, start: int, end: int) -> list[int]:
+        """Run lengths of normalised ``[start, end)``, or ``[]`` if each is one."""
+        ...
+
+    def separated(self, start: int, end: int) -> bool: ...
+
 
 _KINDS = ("other", "latin", "digit", "cjk")
 
@@ -122,14 +139,21 @@ class Verifier:
             return {i: self.verify(texts[i], c) for i, c in found.items()}
         order = list(found)
         posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
-        cuts = self._cuts(posts, [found[i] for i in order])
-        return {index: self._verify(posts.post(k), found[index], _cut_of(cuts, k)) for k, index in enumerate(order)}
+        # Runs first: an occurrence the post's runs do not honour (the 妈 of
+        # a 妈妈 pattern) is no candidate, and costs no word-boundary check.
+        written = _all_as_written(posts, [found[i] for i in order])
+        cuts = self._cuts(posts, written)
+        return {index: self._verify(posts.post(k), written[k], _cut_of(cuts, k), True) for k, index in enumerate(order)}
 
-    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut) -> tuple[list[Hit], list[Decision]]:
+    def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut,
+                written: bool = False) -> tuple[list[Hit], list[Decision]]:
+        """``written``: the candidates are :func:`_as_written` already."""
         rules = self.lexicons.rules
+        if not written:
+            candidates = _as_written(post, candidates)
         allow = [c for c in candidates if rules[c.rule].kind == "allow"]
         proposed = self._terms(post, candidates) + self._combos(post, candidates, cut)
-        decisions = [self._decide(hit, allow, cut) for hit in proposed]
+        decisions = [self._decide(post, hit, allow, cut) for hit in proposed]
         decisions.sort(key=lambda d: (d.hit.start, d.hit.end, d.hit.rule.id))
         return [d.hit for d in decisions if d.kept], decisions
 
@@ -176,16 +200,20 @@ class Verifier:
         return hits
 
     # -- judging hits ---------------------------------------------------------
-    def _decide(self, hit: Hit, allow: Sequence[Candidate], cut: Cut) -> Decision:
+    def _decide(self, post: PostText, hit: Hit, allow: Sequence[Candidate], cut: Cut) -> Decision:
         for a in allow:
             if a.start <= hit.norm_start and hit.norm_end <= a.end:
                 entry = self.lexicons.rules[a.rule]
                 return Decision(hit, False, f"inside allow entry {entry.label!r} ({entry.path}:{entry.line})")
-        if hit.rule.mode == "word" and hit.rule.kind == "term":
+        if hit.rule.mode == "substring":
+            return Decision(hit, True, "kept")
+        if hit.rule.kind == "term":
             why = cut(hit.norm_start, hit.norm_end)
             if why is not None:
                 return Decision(hit, False, why)
-        return Decision(hit, True, "kept" if hit.rule.mode == "substring" else "kept: on word boundaries")
+            if post.separated(hit.norm_start, hit.norm_end):
+                return Decision(hit, True, "kept: a separator in every gap (CJK edges not checked)")
+        return Decision(hit, True, "kept: on word boundaries")
 
     def _cut(self, norm: Normalised, start: int, end: int) -> str | None:
         """Why ``[start, end)`` cuts through a word, or None if it does not."""
@@ -199,7 +227,10 @@ class Verifier:
                 return f"inside a {what} (next to {norm.original[index]!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
         # word boundary already, and so is one that no dictionary word spans;
-        # only the rest needs jieba (the costly part of verification).
+        # only the rest needs jieba (the costly part of verification). A term
+        # separated in every gap is not checked there at all (module docstring).
+        if norm.separated(start, end):
+            return None
         check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
         check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
         if check_start or check_end:
@@ -230,9 +261,13 @@ class Verifier:
             index, kind = (o_start[q] - 1, k_first[q]) if at_start[q] else (o_end[q], k_last[q])
             out[asked[q]] = f"inside a {'Latin word' if kind == 1 else 'number'} (next to {chr(posts.raw[index])!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
-        # word boundary already; the others go to the pre-filter and jieba.
+        # word boundary already, and a term separated in every gap is not
+        # checked there; the others go to the pre-filter and jieba.
         need = ((k_first == 3) & (before != DELETE)) * 1 + ((k_last == 3) & (after != DELETE)) * 2
-        ask = np.flatnonzero(need * ~latin)
+        separated = np.zeros(len(posts.gaps) + 1, dtype=np.int64)
+        np.cumsum(posts.gaps, out=separated[1:])
+        apart = (ge - gs > 1) & (separated[ge - 1] - separated[gs] == ge - 1 - gs)
+        ask = np.flatnonzero(need * ~latin * ~apart)
         if len(ask):
             segment = not boundary.jieba_only()
             answers = boundary.check_edges(self.segmenter.trie(), posts.codes, posts.nstart[post[ask]],
@@ -289,6 +324,64 @@ def _cut_by(tokens: Sequence[tuple[str, int, int]], start: int, end: int, check_
 
 def _cut_reason(word: str, words: Sequence[str]) -> str:
     return f"cuts through the word {word!r} ({' / '.join(words)})"
+
+
+def _as_written(post: PostText, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates whose runs the post honours, a repeat marked as such.
+
+    A post's run must be at least as long as the pattern's for every
+    character (妈 alone is not 妈妈); where it is longer somewhere (加微微信),
+    the author repeated a character, and a literal pattern's occurrence
+    becomes a ``repeat`` (a pattern's own kind, regional and the evasions, is
+    stronger). Nothing is recorded for an occurrence that fails: like a
+    pattern that did not match, it is no hit at all.
+    """
+    out = []
+    for c in candidates:
+        runs = post.runs_of(c.start, c.end)
+        if runs or c.runs:  # else: every run one, in the post and in the term
+            runs = runs or [1] * (c.end - c.start)
+            want = c.runs or (1,) * len(runs)
+            if any(have < need for have, need in zip(runs, want)):
+                continue
+            if c.variant == "literal" and runs != list(want):
+                c = Candidate(c.rule, c.part, c.start, c.end, "repeat", c.runs)
+        out.append(c)
+    return out
+
+
+def _all_as_written(posts: Refolded, found: Sequence[Sequence[Candidate]]) -> list[list[Candidate]]:
+    """:func:`_as_written` of every post of a refolded batch, in numpy passes:
+    a lexicon of ordinary words has hundreds of terms that spell a run (天天,
+    做做饭), whose patterns (天, 做饭) occur in most posts and fail here."""
+    flat = [c for cs in found for c in cs]
+    if not flat:
+        return [[] for _ in found]
+    post = np.repeat(np.arange(len(found)), [len(cs) for cs in found])
+    start = np.fromiter((c.start for c in flat), dtype=np.int64, count=len(flat))
+    end = np.fromiter((c.end for c in flat), dtype=np.int64, count=len(flat))
+    base = posts.nstart[post]
+    repeated = posts.repeats[base + end] > posts.repeats[base + start]  # some run longer than one
+    failed = np.zeros(len(flat), dtype=bool)
+    with_runs = np.fromiter((bool(c.runs) for c in flat), dtype=bool, count=len(flat))
+    if with_runs.any():  # every character against its required run
+        which = np.flatnonzero(with_runs)
+        lengths = end[which] - start[which]
+        owner = np.repeat(which, lengths)
+        offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        have = posts.runs[base[owner] + start[owner] + offset]
+        need = np.fromiter((r for q in which.tolist() for r in flat[q].runs), dtype=np.int64, count=len(owner))
+        failed[owner[have < need]] = True
+        repeated[which] = False
+        repeated[owner[have > need]] = True
+    out: list[list[Candidate]] = [[] for _ in found]
+    for c, k, bad, more in zip(flat, post.tolist(), failed.tolist(), repeated.tolist()):
+        if bad:
+            continue
+        if more and c.variant == "literal":
+            c = Candidate(c.rule, c.part, c.start, c.end, "repeat", c.runs)
+        out[k].append(c)
+    return out
 
 
 def _combo_variant(found: Sequence[Candidate], start: int, end: int) -> VariantKind:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screener import Screener, boundary, load_lexicons
-from screener.match import find_candidates
+from screener.match import find_candidates, group_by_post
 from screener.normalise import Normaliser
 from screener.refold import refold
 from screener.segment import DEFAULT_SEGMENTER
@@ -64,6 +64,12 @@ LEXICON = {
         8888
         加微信 ; mode=substring
         中国 ; mode=substring
+        时时彩
+        妈妈
+        操你妈
+        网贷秒批
+        网贷
+        110 ; mode=substring
         代开 + 发票 ; within=10 ; action=recall
         发展 + 经济 ; within=6
         人民 + 政府 ; within=12 ; mode=substring
@@ -85,7 +91,10 @@ _NOISE = ["*", " ", "\u200b", "😀", "👍🏻", "<b>", "</b>", "&nbsp;", "&#36
 _LATIN = ["av", "AV", "have", "sb", "SB", "Middlesb", "fuck", "ＦＵＣＫ", "ok", "T恤", "b超", "qq123", "QQ1234"]
 _DIGITS = ["1", "8888", "88888", "2026", "１２", "3.5", "٣"]
 _TERM_PARTS = ["大麻", "赌博", "冰毒", "加微信", "参加微信", "代开", "发票", "打赌博", "中国人民", "经济发展", "麻烦",
-               "这是个大麻烦", "我打赌博士明天会来", "人民政府", "發展經濟", "賭博"]
+               "这是个大麻烦", "我打赌博士明天会来", "人民政府", "發展經濟", "賭博",
+               # repeats and separators (issue 10): terms that spell a run, their
+               # collapsed forms, and text that glues to a term (价格网/贷)
+               "时时彩", "时彩", "妈妈", "妈", "操你妈", "网贷秒批", "价格网贷", "网贷款", "1110", "110"]
 
 
 @st.composite
@@ -94,10 +103,7 @@ def _piece(draw: st.DrawFn) -> str:
     if kind == "word":
         return draw(st.sampled_from(COMMON))
     if kind == "term":
-        term = draw(st.sampled_from(_TERM_PARTS))
-        if draw(st.booleans()):  # noise between its characters, as evaders write
-            term = draw(st.sampled_from(_NOISE)).join(term)
-        return term
+        return draw(_written(draw(st.sampled_from(_TERM_PARTS))))
     if kind == "dense":
         return draw(st.sampled_from(DENSE_TERMS))
     if kind == "long":
@@ -113,6 +119,24 @@ def _piece(draw: st.DrawFn) -> str:
     line = draw(st.sampled_from(SENTENCES))
     a = draw(st.integers(0, len(line)))
     return line[a:a + draw(st.integers(1, 60))]
+
+
+@st.composite
+def _written(draw: st.DrawFn, term: str) -> str:
+    """A term as evaders write it: as it is, with noise in every gap, in some
+    gaps only, or with a character repeated (noise between the repeats or not)."""
+    how = draw(st.sampled_from(["plain", "every gap", "some gaps", "repeat"]))
+    noise = draw(st.sampled_from(_NOISE))
+    if how == "every gap":
+        return noise.join(term)
+    if how == "some gaps" and len(term) > 2:
+        i = draw(st.integers(1, len(term) - 1))
+        return term[:i] + noise + term[i:]
+    if how == "repeat":
+        i = draw(st.integers(0, len(term) - 1))
+        between = draw(st.sampled_from(["", noise]))
+        return term[:i] + between.join(term[i] * draw(st.integers(2, 4))) + term[i + 1:]
+    return term
 
 
 _POST = st.lists(_piece(), min_size=0, max_size=12).map("".join)
@@ -144,6 +168,26 @@ def test_verify_many_equals_verify_per_post(screeners, backend, texts):
     """Every hit, every decision and every reason, on every backend."""
     screener = screeners[backend]
     assert _bulk(screener, texts) == _per_post(screener, texts)
+
+
+def _unfiltered(screener: Screener, texts: list[str]) -> dict:
+    """Candidates as the matcher reports them, before ``drop_short_runs``."""
+    batch = screener.lexicons.normaliser.encode_batch(texts, screener.matcher.alphabet)
+    return group_by_post(screener.lexicons, batch, screener.matcher.scan(batch))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(texts=_BATCH)
+def test_runs_are_checked_alike_before_and_in_verification(screeners, backend, texts):
+    """Both verification paths hold raw candidates to their runs alike, and
+    dropping short runs before verification (``find_candidates``) changes
+    no answer, only the work."""
+    screener = screeners[backend]
+    raw = _unfiltered(screener, texts)
+    per_post = {i: screener.verifier.verify(texts[i], c) for i, c in raw.items()}
+    assert screener.verifier.verify_many(texts, raw) == per_post
+    decided = {i: answer for i, answer in per_post.items() if answer != ([], [])}
+    assert {i: answer for i, answer in _per_post(screener, texts).items() if answer != ([], [])} == decided
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -190,7 +234,8 @@ def test_compiled_segmentation_is_jiebas_on_news():
 
 
 # -- the batch's normalised form is each post's --------------------------------------------
-_RAW = st.lists(st.one_of(st.sampled_from(_NOISE + _LATIN + _TERM_PARTS), st.text(max_size=5)), max_size=8).map("".join)
+_RAW = st.lists(st.one_of(st.sampled_from(_NOISE + _LATIN + _TERM_PARTS), st.text(max_size=5),
+                          st.sampled_from(_TERM_PARTS).flatmap(_written)), max_size=8).map("".join)
 
 
 @settings(max_examples=500, deadline=None)
@@ -204,4 +249,12 @@ def test_refold_reads_each_post_as_normalise_does(texts):
         n = len(norm.text)
         assert [posts.span(p, i, j) for i in range(n) for j in range(i + 1, min(n, i + 3) + 1)] == [
             norm.span(i, j) for i in range(n) for j in range(i + 1, min(n, i + 3) + 1)
+        ]
+        post = posts.post(p)
+        assert posts.runs[posts.nstart[p]:posts.nstart[p + 1]].tolist() == norm.runs
+        assert [post.runs_of(i, j) for i in range(n) for j in range(i + 1, n + 1)] == [
+            norm.runs_of(i, j) for i in range(n) for j in range(i + 1, n + 1)
+        ]
+        assert [post.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)] == [
+            norm.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)
         ]

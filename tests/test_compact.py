@@ -34,8 +34,12 @@ def _tables() -> list[tuple[str, np.ndarray, int, int]]:
 
 TABLES = _tables()
 # Code points that fold, vanish (noise), are markup, or stay: CJK, full-width,
-# astral, zero-width, punctuation, NUL.
-_POINTS = st.sampled_from([0x8D4C, 0x535A, 0xFF41, 0x41, 0x20000, 0x200B, 0xFF0C, 0x2A, 0x0, 0x1F600, MARKUP])
+# astral, zero-width, punctuation, NUL; 賭 (folds to 赌, so 賭赌 is a run),
+# a digit and its full-width form (never a run), characters outside the
+# Hyperscan alphabet (all one code there, but runs only of the same one).
+# Drawn from few, so that runs are frequent.
+_POINTS = st.sampled_from([0x8D4C, 0x8CED, 0x535A, 0xFF41, 0x41, 0x20000, 0x200B, 0xFF0C, 0x2A, 0x0, 0x1F600,
+                           MARKUP, 0x31, 0xFF11, 0x4E00, 0x4E01])
 
 
 @needs_numba
@@ -45,16 +49,34 @@ def test_numba_equals_numpy(posts, which):
     _, table, delete, separator = TABLES[which]
     points = np.array([p for post in posts for p in [*post, 0]], dtype=np.uint32)
     separators = np.cumsum(np.array([len(p) + 1 for p in posts], dtype=np.int64)) - 1
-    want_codes, want_starts = C.compact_numpy(points.copy(), table, delete, separator, separators)
-    got_codes, got_starts = C.compact_numba(points, table, delete, separator, separators)
+    want_codes, want_starts = C.compact_numpy(points.copy(), table, delete, separator, separators, N.table)
+    got_codes, got_starts = C.compact_numba(points, table, delete, separator, separators, N.table)
     assert got_codes.dtype == want_codes.dtype == table.dtype
     assert got_codes.tolist() == want_codes.tolist()
     assert got_starts.tolist() == want_starts.tolist()
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("which", range(len(TABLES)), ids=[t[0] for t in TABLES])
+def test_runs_collapse_only_for_cjk(impl, which):
+    """賭*赌 is one run of 赌; 11, aa and a run across a post's end are not;
+    丁一 in the Hyperscan alphabet (both "other") stay two characters."""
+    _, table, delete, separator = TABLES[which]
+    posts = ["賭*赌赌博", "11１", "aa", "博", "博", "丁一丁丁"]
+    points = np.frombuffer("".join(p + "\x00" for p in posts).encode("utf-32-le"), dtype="<u4")
+    separators = np.cumsum(np.array([len(p) + 1 for p in posts], dtype=np.int64)) - 1
+    codes, starts = impl(points, table, delete, separator, separators, N.table)
+    want = ["赌博", "111", "aa", "博", "博", "丁一丁"]
+    expected = table.take(np.frombuffer("".join(w + "\x00" for w in want).encode("utf-32-le"), dtype="<u4"))
+    expected[np.cumsum([len(w) + 1 for w in want]) - 1] = separator
+    assert codes.tolist() == expected.tolist()
+    assert starts.tolist() == [0, *np.cumsum([len(w) + 1 for w in want]).tolist()]
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("texts", [
     [], [""], ["", ""], ["赌*博", "", "<b>赌</b>&#21338;", "ａ　ｂ"], ["&amp;&#x8D4C;<!-- x -->博"],
+    ["赌赌博", "博", "博博", "賭<b>赌</b>&#36172;博", "丁一丁丁", "11aa"],
 ])
 def test_encode_batch_with_each_implementation(monkeypatch, impl, texts):
     monkeypatch.setattr(normalise, "compact", impl)
@@ -76,7 +98,7 @@ def test_encode_batch_with_each_implementation(monkeypatch, impl, texts):
 ])
 def test_numba_refuses_what_could_overrun(table, separators):
     with pytest.raises(ValueError):
-        C.compact_numba(np.zeros(2, dtype=np.uint32), table, 1, 0, separators.astype(np.int64))
+        C.compact_numba(np.zeros(2, dtype=np.uint32), table, 1, 0, separators.astype(np.int64), N.table)
 
 
 def test_numpy_can_be_forced():

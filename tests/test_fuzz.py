@@ -25,7 +25,7 @@ from screener.settings import Settings, shipped_policy
 
 from .conftest import LEXICONS
 
-TERMS = ["赌博", "加微信", "傻逼", "冰毒", "代开发票"]
+TERMS = ["赌博", "加微信", "傻逼", "冰毒", "代开发票", "加微微信", "赌赌-博", "时时彩", "时彩", "网、贷"]
 NOISE = ["<b>", "</i>", "<!--", "-->", "&#36172;", "&amp;", "&", "<", "<script>", "</script>", "\u200b", "*", " ",
          "<![CDATA[", "]]>", "<?x", "?>", "\x00", "\ud800", "😀", "Ａ", "賭"]
 

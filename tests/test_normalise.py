@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from screener import normalise
 from screener.charmap import FoldConfig
-from screener.normalise import NormaliseConfig, Normaliser, html_edits
+from screener.normalise import collapse_runs, NormaliseConfig, Normaliser, html_edits
 
 N = Normaliser()
 PLAIN = Normaliser(NormaliseConfig(html=False))
@@ -62,7 +62,7 @@ def test_map_back_example():
 
 
 # -- properties -----------------------------------------------------------------
-_ALPHABET = "赌博網站ａＡa1① ，*<>/&#;bp\u200b😀\ufe0f𠀀"
+_ALPHABET = "赌博賭網站ａＡa1１① ，*<>/&#;bp\u200b😀\ufe0f𠀀"
 _texts = st.text(alphabet=_ALPHABET, max_size=30)
 
 
@@ -78,6 +78,15 @@ def test_offsets_map_back(text, data):
     j = data.draw(st.integers(i + 1, len(n.text)))
     start, end = n.span(i, j)
     assert N.fold_string(text[start:end]) == n.text[i:j]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_texts)
+def test_runs_are_the_lexicons_collapse(text):
+    """Posts (the fold) and lexicon terms (collapse_runs of the spelled fold)
+    collapse the same runs, and count them the same."""
+    n = N.normalise(text)
+    assert collapse_runs(N.fold_many([text], collapse=False)[0]) == (n.text, tuple(n.runs))
 
 
 @settings(max_examples=200, deadline=None)
@@ -132,15 +141,19 @@ _markup_texts = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(text=_markup_texts)
 def test_markup_offsets_map_back(text):
-    """Each normalised character comes from one original character, or from one reference."""
+    """Each normalised character comes from one original character, from one
+    reference, or from a run of them (with noise or markup between)."""
     n = N.normalise(text)
-    assert len(n.starts) == len(n.text)
+    assert len(n.starts) == len(n.text) == len(n.runs)
     assert n.starts == sorted(set(n.starts))
     ends = n.ends
     for i, (start, end) in enumerate(zip(n.starts, ends)):
         assert i + 1 == len(n.starts) or end <= n.starts[i + 1]
         piece = text[start:end]
-        if end - start > 1:  # a decoded reference
+        if n.runs[i] > 1:  # a run: it folds to the one character, and has as many of it
+            assert N.fold_string(piece) == n.text[i]
+            assert N.fold_many([piece], collapse=False) == [n.text[i] * n.runs[i]]
+        elif end - start > 1:  # a decoded reference
             assert piece[0] == "&" and PLAIN.fold_string(html.unescape(piece)) == n.text[i]
         else:
             assert PLAIN.fold_string(piece) == n.text[i]

@@ -98,7 +98,9 @@ ALLOWLIST = [
 COMBINATIONS = [
     ("parts within window", "代开各类发票", [("代开+发票", "代开各类发票")]),
     ("parts in either order", "发票可以代开", [("代开+发票", "发票可以代开")]),
-    ("parts too far apart", "代开" + "很" * 20 + "发票", []),
+    ("parts too far apart", "代开" + "这是一段很长的文字说明了很多无关的事情" + "发票", []),
+    # a run counts as one character: 20 repeats of 很 are one normalised 很
+    ("a run inside the window", "代开" + "很" * 20 + "发票", [("代开+发票", "代开" + "很" * 20 + "发票")]),
     ("one part only", "代开", []),
     ("noise inside parts", "代*开各类发#票", [("代开+发票", "代*开各类发#票")]),
 ]

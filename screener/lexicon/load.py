@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from ..errors import LexiconError, Problem
-from ..normalise import NormaliseConfig, Normaliser
+from ..normalise import NormaliseConfig, Normaliser, collapse_runs
 from .model import Category, Pattern, Rule
 from .pinyin import PinyinPatterns, capped_warnings, compile_pinyin
 from .tables import PatternTable, RuleTable
@@ -40,7 +40,7 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
-ENGINE_REVISION = "3"  # 2: HTML rule of issue 9 (quoted attributes, script/style, any-length tags); 3: pinyin patterns
+ENGINE_REVISION = "4"  # 4: runs of a repeated CJK character fold to one, pinyin patterns (issue 10); 2: HTML rule of issue 9
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,10 @@ class LexiconSet:
     #: Every term's pinyin spellings (``screener/lexicon/pinyin.py``); made
     #: from the rules when not given.
     pinyin: PinyinPatterns | None = None
+    #: What ``lexicon check`` reports without calling it a problem: every
+    #: term whose repeated characters collapse (时时彩 is matched as 时彩
+    #: with two 时 required).
+    notes: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
         # Callers may pass plain tuples; screening asks the tables' questions.
@@ -183,6 +187,7 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
     return LexiconSet(
         str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary, pinyin=pinyin,
+        notes=tuple(_collapse_notes(rules)),
     )
 
 
@@ -232,7 +237,9 @@ def _compile_rules(
     kinds_of: dict[str, frozenset[str]] = {}  # rule id → kinds, for the conflict check
     in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
     first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
-    folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts]))  # one batch, not 100k calls
+    # One batch, not 100k calls; runs kept: a rule is the term as the lexicon
+    # spells it (时时彩), its patterns are collapsed (_patterns).
+    folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts], collapse=False))
     for key, entry in entries:
         parts = tuple(next(folded) for _ in entry.parts)
         rule, found, warned = _rule(key, entry, categories[key], parts)
@@ -333,14 +340,14 @@ def _patterns(
     """Each part, its regional aliases and, where opted in, its look-alike
     spellings; every one a pattern of the part's rule."""
     parts = [(index, part_no, part) for index, rule in enumerate(rules) for part_no, part in enumerate(rule.parts)]
-    variants = regional_variants([p for _, _, p in parts], normaliser.fold_many)
+    variants = regional_variants([p for _, _, p in parts], lambda t: normaliser.fold_many(t, collapse=False))
     lookalikes, summary, warnings = _lookalikes(rules, kinds, parts, normaliser)
     patterns: list[Pattern] = []
     for (index, part_no, part), alts, looks in zip(parts, variants, lookalikes):
         patterns.append(Pattern(part, index, part_no))
         patterns += [Pattern(v, index, part_no, "regional") for v in alts]
         patterns += [Pattern(v, index, part_no, kind) for v, kind in looks if v not in alts]
-    return patterns, summary, warnings
+    return [_collapsed(p) for p in patterns], summary, warnings
 
 
 def _lookalikes(
@@ -354,7 +361,8 @@ def _lookalikes(
 
     generated: Generated = generate([(part, kinds[index]) for index, _, part in parts], DEFAULT_SEGMENTER.is_word)
     flat = [(i, text, kind) for i, found in enumerate(generated.variants) for text, kind in found]
-    folded = normaliser.fold_many([text for _, text, _ in flat])  # as a post would be: 赌博 folds 賭 too
+    # As a post would be (赌博 folds 賭 too), runs kept: _collapsed folds them.
+    folded = normaliser.fold_many([text for _, text, _ in flat], collapse=False)
     out: list[list[tuple[str, LookalikeKind]]] = [[] for _ in parts]
     seen: list[set[str]] = [{part} for _, _, part in parts]
     counts: dict[str, int] = {}
@@ -377,6 +385,29 @@ def _lookalikes(
             f"look-alike variants reached the cap of {generated.per_set} for the set here: "
             f"this and later terms get fewer or none"), rule.label))
     return out, LookalikeSummary(counts, capped, generated.share, generated.per_set), warnings
+
+
+def _collapsed(pattern: Pattern) -> Pattern:
+    """The pattern as the matcher sees post text: runs folded to one, their
+    lengths kept for verification (see :class:`Pattern`)."""
+    text, runs = collapse_runs(pattern.text)
+    if text == pattern.text:
+        return pattern
+    return Pattern(text, pattern.rule, pattern.part, pattern.variant, runs)
+
+
+def _collapse_notes(rules: list[Rule]) -> list[Problem]:
+    """``path:line`` of every term (part, allow entry) whose runs collapse."""
+    notes = []
+    for rule in rules:
+        for part in rule.parts:
+            text, runs = collapse_runs(part)
+            if text != part:
+                needs = ", ".join(f"{n} {ch}" for ch, n in zip(text, runs) if n > 1)
+                notes.append(Problem(rule.path, rule.line, (
+                    f"term {part!r} is matched as {text!r}: repeated characters fold to one; "
+                    f"a post must still repeat them ({needs})"), part))
+    return notes
 
 
 def content_version(root: Path) -> str:

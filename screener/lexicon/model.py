@@ -74,9 +74,15 @@ class Pattern:
     A rule has one pattern per part (``variant`` "literal"), plus variants of
     each part (regional wording, and the opt-in kinds) that report as the
     same rule; ``variant`` says which kind made the pattern.
+
+    ``text`` is folded with runs collapsed, as post text is (时时彩 is 时彩);
+    ``runs`` says how many of each character the term spells (``(2, 1)``),
+    or is empty when every run is one. A post must repeat each character at
+    least as often (verification checks it): 时彩 alone is not 时时彩.
     """
 
     text: str
     rule: int
     part: int
     variant: VariantKind = "literal"
+    runs: tuple[int, ...] = ()

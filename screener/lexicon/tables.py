@@ -221,13 +221,14 @@ class _Rows:
 class PatternTable(_Table, Sequence[Pattern]):
     """A set's patterns; :attr:`texts` is what a matcher is built from."""
 
-    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant")
+    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant", "_runs", "_run_columns")
 
     def __init__(self, n: int, items: Sequence[Pattern] | None = None) -> None:
         super().__init__(n, items)
         self._texts: list[str] | None = [p.text for p in items] if items is not None else None
         self._raw: memoryview | None = None
-        self._offsets = self._rule = self._part = self._variant = np.empty(0, dtype=np.int64)
+        self._offsets = self._rule = self._part = self._variant = self._runs = np.empty(0, dtype=np.int64)
+        self._run_columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of(cls, patterns: Sequence[Pattern]) -> "PatternTable":
@@ -251,14 +252,41 @@ class PatternTable(_Table, Sequence[Pattern]):
             self._raw = None
         return self._texts
 
+    def run_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(spells_a_run, offsets, runs)``: per pattern whether it has runs,
+        and every pattern's run lengths one after the other (pattern ``i``:
+        ``runs[offsets[i]:offsets[i + 1]]``), for checks over many matches."""
+        if self._run_columns is None:
+            if self._texts is None and len(self._offsets):  # decoded from the cache: columns as stored
+                offsets = self._offsets
+                runs = self._runs if len(self._runs) else np.ones(int(offsets[-1]), dtype=np.uint16)
+            else:
+                items = list(self)
+                offsets = np.concatenate(([0], np.cumsum([len(p.text) for p in items], dtype=np.int64)))
+                runs = np.array([r for p in items for r in (p.runs or (1,) * len(p.text))], dtype=np.uint16)
+            spells = np.maximum.reduceat(runs, offsets[:-1]) > 1 if len(runs) else np.zeros(self._n, dtype=bool)
+            self._run_columns = (spells, offsets, runs)
+        return self._run_columns
+
     def _make(self, index: int) -> Pattern:
-        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]), VARIANT_KINDS[int(self._variant[index])])
+        runs: tuple[int, ...] = ()
+        if len(self._runs):  # stored only when some pattern has a run
+            lo, hi = int(self._offsets[index]), int(self._offsets[index + 1])
+            if self._runs[lo:hi].max(initial=1) > 1:
+                runs = tuple(self._runs[lo:hi].tolist())
+        return Pattern(self.texts[index], int(self._rule[index]), int(self._part[index]),
+                       VARIANT_KINDS[int(self._variant[index])], runs)
 
     def encode(self) -> dict[str, Any]:
         items = list(self)
         texts = [p.text for p in items]
         n = len(items)
+        runs: dict[str, Any] = {}
+        if any(p.runs for p in items):  # one count per character, aligned with the texts
+            runs["patterns.runs"] = np.array(
+                [r for p in items for r in (p.runs or (1,) * len(p.text))], dtype=np.uint16)
         return {
+            **runs,
             "patterns.text": "".join(texts).encode("utf-8"),
             "patterns.offsets": np.concatenate(([0], np.cumsum([len(t) for t in texts], dtype=np.int64))),
             "patterns.rule": np.fromiter((p.rule for p in items), dtype=np.int64, count=n),
@@ -274,4 +302,6 @@ class PatternTable(_Table, Sequence[Pattern]):
         table._rule = np.frombuffer(sections["patterns.rule"], dtype=np.int64)
         table._part = np.frombuffer(sections["patterns.part"], dtype=np.int64)
         table._variant = np.frombuffer(sections["patterns.variant"], dtype=np.int8)
+        if "patterns.runs" in sections:
+            table._runs = np.frombuffer(sections["patterns.runs"], dtype=np.uint16)
         return table
