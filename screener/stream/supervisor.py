@@ -24,6 +24,16 @@ from ..settings import Settings
 log = logging.getLogger("screener.supervisor")
 
 
+def start(settings: Settings) -> int:
+    """``screener run``: one worker process, or N under this supervisor."""
+    from .run import configure_logging, run_worker
+
+    if settings.workers > 1:
+        configure_logging()
+        return run_supervised(settings)
+    return run_worker(settings)
+
+
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: (dict(v) if f.name.startswith("kafka") else v)
             for f in fields(settings) for v in [getattr(settings, f.name)]}
