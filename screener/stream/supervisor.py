@@ -17,7 +17,7 @@ import signal
 import tempfile
 import time
 from dataclasses import fields
-from typing import Any
+from typing import Any, Mapping
 
 from ..settings import Settings
 
@@ -35,7 +35,7 @@ def start(settings: Settings) -> int:
 
 
 def _settings_dict(settings: Settings) -> dict[str, Any]:
-    return {f.name: (dict(v) if f.name.startswith("kafka") else v)
+    return {f.name: (dict(v) if isinstance(v, Mapping) else v)  # the [kafka*] tables: picklable
             for f in fields(settings) for v in [getattr(settings, f.name)]}
 
 
