@@ -122,7 +122,7 @@ def raw_consume(client: str, bootstrap: str, topic: str, partitions: int, count:
                                       "max.partition.fetch.bytes": 4 << 20, "fetch.wait.max.ms": 50})
         c.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in range(partitions)])
         while seen < count:
-            messages = c.consume(batch, 0.5)
+            messages = c.consume(batch, 0) or c.consume(1, 0.5)  # as the worker polls (clients.py)
             if messages:
                 first = first or time.perf_counter()
                 seen += len(messages)
@@ -143,10 +143,18 @@ def raw_consume(client: str, bootstrap: str, topic: str, partitions: int, count:
     return seen / (time.perf_counter() - first)
 
 
+#: --baseline DIR: a checkout of screener whose worker runs as one more contender ("baseline", its own client).
+BASELINE: dict[str, str] = {}
+
+
 def start_worker(env: dict[str, str], client: str, topic: str, group: str, log: Path, profile: Path | None
                  ) -> subprocess.Popen:
     command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), "-m", "screener", "run",
-               "--input-topic", topic, "--group-id", group, "--kafka-client", client]
+               "--input-topic", topic, "--group-id", group]
+    if client == "baseline":
+        env = {**env, "PYTHONPATH": BASELINE["dir"]}
+    else:
+        command += ["--kafka-client", client]
     # Each run has its own changelog: a worker restores no other run's offender state.
     env = {**env, "SCREENER_OFFENDERS_TOPIC": f"offenders-{group}"}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
@@ -234,9 +242,14 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the full-speed workers (results/ gets .pstats)")
     parser.add_argument("--no-accounts", action="store_true",
                         help="no policy, no offender state, no audit trail (the screening-only worker, for comparison)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the worker of this screener checkout (e.g. the main branch) as contender 'baseline'")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if args.baseline:
+        BASELINE["dir"] = str(Path(args.baseline).resolve())
+        clients.append("baseline")
     rates = [float(r) for r in args.rates.split(",")]
 
     import orjson
@@ -289,6 +302,8 @@ def main() -> int:
 
         batch = Settings().poll_max_records
         for client in clients:
+            if client == "baseline":
+                continue
             raw[client] = raw_consume(client, bootstrap, topic_of[rates[0]], args.partitions, args.posts, batch)
             print(f"raw consume, {client}: {raw[client]:.0f} records/s", file=sys.stderr)
 
@@ -330,9 +345,11 @@ def main() -> int:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         client = str(row["client"])
-        lines.append(f"| {client} | {float(row['violating']):.0%} | {row['posts_per_s']} | "  # type: ignore[arg-type]
-                     f"{float(row['posts_per_s']) / raw[client]:.0%} | {row.get('paced_per_s', '-')} | "  # type: ignore[arg-type]
-                     f"{row.get('p50_ms', '-')} | {row.get('p99_ms', '-')} |")
+        base = raw.get("kafka-python" if client == "baseline" else client)
+        share = f"{float(row['posts_per_s']) / base:.0%}" if base else "-"  # type: ignore[arg-type]
+        name = f"baseline ({BASELINE['dir']})" if client == "baseline" else client
+        lines.append(f"| {name} | {float(row['violating']):.0%} | {row['posts_per_s']} | {share} | "  # type: ignore[arg-type]
+                     f"{row.get('paced_per_s', '-')} | {row.get('p50_ms', '-')} | {row.get('p99_ms', '-')} |")
     table = "\n".join(lines)
     print(table)
     (args.out / "stream.md").write_text(table + "\n")

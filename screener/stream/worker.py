@@ -20,6 +20,7 @@ is revoked.
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left
 import logging
 import signal
 import threading
@@ -178,9 +179,8 @@ class Worker:
             self.abandoned = True  # redone after restart; the exit code says so
             return
         self._count(result)
-        now = time.time()
-        for record in batch:
-            metrics.LATENCY.observe(max(0.0, now - record.timestamp / 1000))
+        now_ms = time.time() * 1000
+        _observe_all(metrics.LATENCY, [max(0.0, now_ms - r.timestamp) / 1000 for r in batch])
         for tp, next_offset in offsets.items():
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -192,10 +192,14 @@ class Worker:
         for outcome in ("passed", "flagged", "recalled", "dead_lettered"):
             metrics.POSTS.labels(outcome=outcome).inc(getattr(counts, outcome))
         metrics.POSTS_CONSUMED.inc(counts.posts)
+        hits: dict[str, int] = {}  # one increment per category, not per hit
         for e in result.emitted:
             if e.judged is not None:
                 for hit in e.judged.counted:
-                    metrics.HITS.labels(category=hit.hit.rule.category).inc()
+                    category = hit.hit.rule.category
+                    hits[category] = hits.get(category, 0) + 1
+        for category, n in hits.items():
+            metrics.HITS.labels(category=category).inc(n)
 
     def _changelog(self) -> list[Outgoing]:
         out = []
@@ -210,8 +214,8 @@ class Worker:
 
     def _send(self, item: Outgoing) -> Delivery:
         assert self.producer is not None
-        delivery = self.producer.send(item.topic, item.key, item.value, item.headers or None, item.partition)
-        if delivery.failed and delivery.error:
+        delivery = self.producer.send(item.topic, item.key, item.value, item.headers, item.partition)
+        if delivery.failed:
             self._not_ready(f"send failed: {delivery.error}")
         return delivery
 
@@ -222,24 +226,32 @@ class Worker:
         event ids make a duplicate harmless) until they succeed or the shutdown
         deadline passes.
         """
-        assert self.producer is not None
-        in_flight = [(item, self._send(item)) for item in outgoing]
+        producer = self.producer
+        assert producer is not None
+        send = producer.send
+        # One call per record and nothing else per record: at 50% violating
+        # posts a batch sends three records per post.
+        in_flight = [(item, send(item.topic, item.key, item.value, item.headers, item.partition)) for item in outgoing]
         backoff = 0.2
         while in_flight:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 return False
-            self.producer.flush(1.0)
+            producer.flush(1.0)
             waiting = []
+            acknowledged: dict[str, int] = {}
             for item, delivery in in_flight:
                 if delivery.failed:
                     metrics.PRODUCE_FAILURES.inc()
                     waiting.append((item, self._send(item)))
                 elif not delivery.done:
                     waiting.append((item, delivery))
-                elif item.action == "audit":
-                    metrics.AUDIT_RECORDS.inc()
-                elif item.action not in ("dead_letter", "state"):
-                    metrics.EVENTS.labels(action=item.action).inc()
+                else:
+                    acknowledged[item.action] = acknowledged.get(item.action, 0) + 1
+            for action, n in acknowledged.items():
+                if action == "audit":
+                    metrics.AUDIT_RECORDS.inc(n)
+                elif action not in ("dead_letter", "state"):
+                    metrics.EVENTS.labels(action=action).inc(n)
             in_flight = waiting
             self.health.beat()  # waiting for a broker is alive, not stalled
             if in_flight:
@@ -396,6 +408,27 @@ class _PartitionAccounts:
         records = self.records
         return tracker.finish(shard_clocks(objects, lambda i: _tp(records[rows[i]]),
                                            lambda i: records[rows[i]].timestamp / 1000))
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one increment per bucket:
+    per record, observe() cost ~1.5 us, a sixth of a record's budget at 100k
+    posts/s. Uses prometheus-client's bucket list (non-cumulative, as
+    observe() fills it); falls back to observe() if its shape changes."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    counts: dict[int, int] = {}
+    for v in values:
+        i = bisect_left(bounds, v)  # the first bound >= v, as observe() picks it
+        counts[i] = counts.get(i, 0) + 1
+    for i, n in counts.items():
+        buckets[i].inc(n)
+    total.inc(sum(values))
 
 
 def _tp(record: Record) -> TP:
