@@ -76,6 +76,10 @@ class Delivery:
     def failed(self) -> bool:
         return self.done and self.error is not None
 
+    def __call__(self, error: Any, _message: Any = None) -> None:
+        """librdkafka's delivery report (the object itself is the callback: no closure per record)."""
+        self.done, self.error = True, (None if error is None else str(error))
+
 
 Batch = dict[TP, list[Record]]
 OnPartitions = Callable[[set[TP]], None]
@@ -448,19 +452,15 @@ class _ConfluentProducer:
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
              partition: int | None = None) -> Delivery:
         delivery = Delivery()
-
-        def settled(error: Any, _message: Any) -> None:
-            delivery.done, delivery.error = True, (None if error is None else str(error))
-
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        if headers:
-            extra["headers"] = headers
         try:
-            self._p.produce(topic, value, key, on_delivery=settled, **extra)
+            if partition is None and not headers:
+                self._p.produce(topic, value, key, on_delivery=delivery)
+            else:
+                self._produce_with(topic, value, key, delivery, headers, partition)
         except BufferError:  # the local queue is full: let librdkafka drain it, then try once more
             self._p.poll(0.5)
             try:
-                self._p.produce(topic, value, key, on_delivery=settled, **extra)
+                self._produce_with(topic, value, key, delivery, headers, partition)
             except BufferError:
                 return Delivery(True, "local queue full")
         except self._ck.KafkaException as exc:
@@ -470,6 +470,13 @@ class _ConfluentProducer:
             self._p.poll(0)
             self._unserved = 0
         return delivery
+
+    def _produce_with(self, topic: str, value: bytes | None, key: bytes | None, delivery: Delivery,
+                      headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if headers:
+            extra["headers"] = headers
+        self._p.produce(topic, value, key, on_delivery=delivery, **extra)
 
     def flush(self, timeout_s: float) -> None:
         self._p.flush(timeout_s)
