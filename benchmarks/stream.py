@@ -151,13 +151,14 @@ def start_worker(env: dict[str, str], client: str, topic: str, group: str, log: 
                  ) -> subprocess.Popen:
     command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), "-m", "screener", "run",
                "--input-topic", topic, "--group-id", group]
-    if client == "baseline":
-        env = {**env, "PYTHONPATH": BASELINE["dir"]}
+    cwd = None
+    if client == "baseline":  # `python -m` puts the working directory first on sys.path
+        env, cwd = {**env, "PYTHONPATH": BASELINE["dir"]}, BASELINE["dir"]
     else:
         command += ["--kafka-client", client]
     # Each run has its own changelog: a worker restores no other run's offender state.
     env = {**env, "SCREENER_OFFENDERS_TOPIC": f"offenders-{group}"}
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
 
 
 def wait_ready(port: int, worker: subprocess.Popen, log: Path) -> None:

@@ -103,6 +103,7 @@ class Consumer(Protocol):
     def watermarks(self, tp: TP) -> tuple[int, int]: ...
     def offset_for_time(self, tp: TP, ms: int) -> int | None: ...
     def pause(self, tp: TP) -> None: ...
+    def position(self, tp: TP) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -206,7 +207,9 @@ def read_range(consumer: Consumer, topic: str, start: Start, batch: int, positio
                 records += kept
                 at[tp.partition] = kept[-1].offset + 1
         if not polled:
-            done |= {tp for tp in tps if at[tp.partition] >= marks[tp][1]}
+            # The consumer's position, not the last record's offset + 1: a
+            # transaction's commit marker takes an offset no record has.
+            done |= {tp for tp in tps if max(at[tp.partition], consumer.position(tp) or 0) >= marks[tp][1]}
         if records:
             yield records, dict(at)
 
@@ -432,6 +435,13 @@ class _ConfluentConsumer:
     def pause(self, tp: TP) -> None:
         self._c.pause([self._ck.TopicPartition(tp.topic, tp.partition)])
 
+    def position(self, tp: TP) -> int | None:
+        try:
+            [found] = self._c.position([self._ck.TopicPartition(tp.topic, tp.partition)])
+        except self._ck.KafkaException as exc:
+            raise BrokerFailure(str(exc)) from None
+        return found.offset if found.offset >= 0 else None
+
     def close(self) -> None:
         try:
             self._c.close()  # leaves the group at once
@@ -634,6 +644,11 @@ class _PyConsumer:
 
     def pause(self, tp: TP) -> None:
         self._c.pause(self._tp(tp))
+
+    def position(self, tp: TP) -> int | None:
+        with _translated:
+            found = self._c.position(self._tp(tp))
+        return None if found is None else int(found)
 
     def close(self) -> None:
         with _translated:
