@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
     _limits(run)
     _client(run)
+    run.add_argument("--guarantee", choices=("at-least-once", "exactly-once"),
+                     help="at-least-once (default) or exactly-once: each batch in a Kafka transaction (confluent client)")
     run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
                      help="Kafka client option for consumer and producer, in the client's spelling (repeatable), "
                           "e.g. security.protocol=SASL_SSL (confluent) or security_protocol=SASL_SSL (kafka-python)")

@@ -133,6 +133,9 @@ class Settings:
     shutdown_timeout_s: int = 10
     #: How often the lexicon directory is checked for a new version, in s (SCREENER_RELOAD_INTERVAL_S).
     reload_interval_s: int = 2
+    #: at-least-once | exactly-once (SCREENER_GUARANTEE): exactly-once screens
+    #: each batch inside a Kafka transaction (confluent client only; README).
+    guarantee: str = "at-least-once"
     #: Kafka client library: auto | confluent | kafka-python (SCREENER_KAFKA_CLIENT);
     #: auto is confluent-kafka (librdkafka) where its wheel imports.
     kafka_client: str = "auto"
@@ -164,7 +167,8 @@ class Settings:
         if not self.worker_id:
             object.__setattr__(self, "worker_id", f"{socket.gethostname()}:{os.getpid()}")
         for name, choices in (("matcher", ("auto", "aho", "hyperscan")), ("progress", ("auto", "on", "off")),
-                              ("kafka_client", ("auto", "confluent", "kafka-python"))):
+                              ("kafka_client", ("auto", "confluent", "kafka-python")),
+                              ("guarantee", ("at-least-once", "exactly-once"))):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}: must be {', '.join(choices[:-1])} or {choices[-1]}, not {getattr(self, name)!r}")
         for name, least in _MINIMUM.items():

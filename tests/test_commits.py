@@ -207,3 +207,108 @@ def test_the_simulation_commits_and_crashes_with_state_owed():
     assert sum(1 for broker, _ in runs if broker.committed) > 100
     owed = sum(1 for broker, made in runs if made - {o.key for o in broker.acked if o.action == "state"})
     assert owed > 50
+
+
+# -- exactly-once: one transaction per batch ----------------------------------------------------
+
+from screener.stream.clients import BrokerFailure, Delivery, TransactionAborted  # noqa: E402
+from screener.stream.commits import Transactions  # noqa: E402
+
+
+class FakeTransactions:
+    """A transactional producer: what is sent becomes visible, with the
+    offsets, only when the transaction commits."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.visible: list[Outgoing] = []
+        self.committed: dict[TP, int] = {}
+        self.staged: list[Outgoing] = []
+        self.offsets: dict[TP, int] = {}
+        self.open = False
+        self.aborts = 0
+        self.fail: str | None = None  # "commit", "commit-aborted", "offsets"
+        self.rng = rng
+
+    def begin(self) -> None:
+        assert not self.open, "a transaction is already open"
+        self.open, self.staged, self.offsets = True, [], {}
+
+    def send(self, topic, key, value, headers=None, partition=None) -> Delivery:
+        assert self.open, "sent outside a transaction"
+        self.staged.append(Outgoing(topic, key, value, headers or [], "state" if topic == "offenders" else "flag", partition))
+        return Delivery(True)
+
+    def send_offsets(self, offsets, consumer) -> None:
+        if self.fail == "offsets":
+            raise BrokerFailure("coordinator gone")
+        self.offsets = dict(offsets)
+
+    def commit(self) -> None:
+        fail = self.fail
+        if self.rng is not None:
+            fail = self.rng.choice([None, None, None, "commit", "commit-aborted"])
+        if fail == "commit":
+            raise BrokerFailure("request timed out")
+        if fail == "commit-aborted":
+            self.abort()
+            raise TransactionAborted("aborted by the broker")
+        self.visible += self.staged
+        for tp, o in self.offsets.items():
+            assert o >= self.committed.get(tp, 0)
+            self.committed[tp] = o
+        self.open = False
+
+    def abort(self) -> None:
+        self.aborts += 1
+        self.open, self.staged, self.offsets = False, [], {}
+
+    def flush(self, timeout_s) -> None:
+        pass
+
+    def close(self, timeout_s) -> None:
+        pass
+
+
+def test_a_transaction_carries_the_batch_and_its_offsets():
+    producer, sent = FakeTransactions(), []
+    tx = Transactions(producer, None, sent.extend)  # type: ignore[arg-type]
+    assert tx.batch({A: 10}, Sends([audit("a1")], [event("e1")]), [state("s1", 0)])
+    assert [o.key for o in producer.visible] == [b"a1", b"e1", b"s1"] and producer.committed == {A: 10}
+    assert [o.key for o in sent] == [b"a1", b"e1", b"s1"] and tx.settled and tx.finish()
+
+
+@pytest.mark.parametrize("fail", ["commit", "commit-aborted", "offsets"])
+def test_a_failed_transaction_shows_nothing_and_its_state_goes_with_the_next(fail):
+    producer, sent = FakeTransactions(), []
+    tx = Transactions(producer, None, sent.extend)  # type: ignore[arg-type]
+    producer.fail = fail
+    assert not tx.batch({A: 10}, Sends([], [event("e1")]), [state("s1", 0)])
+    assert producer.visible == [] and producer.committed == {} and sent == [] and not producer.open
+    assert producer.aborts == 1 and not tx.settled
+    producer.fail = None
+    # the batch comes again: its violations are counted already, so no new state changes
+    assert tx.batch({A: 10}, Sends([], [event("e1")]), [])
+    assert [o.key for o in producer.visible] == [b"e1", b"s1"] and producer.committed == {A: 10} and tx.settled
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_exactly_once_whatever_fails(seed):
+    """Batches retried until their transaction commits: every record's event
+    is visible exactly once, the offsets are the end, the state is there."""
+    rng = random.Random(seed)
+    producer = FakeTransactions(rng)
+    tx = Transactions(producer, None, lambda items: None)  # type: ignore[arg-type]
+    position = 0
+    changed = set()
+    while position < 60:
+        size = rng.randint(1, 5)
+        names = [f"0:{n}" for n in range(position, min(60, position + size))]
+        changes = [state(n, 0) for n in names if rng.random() < 0.4 and n not in changed]
+        changed |= {o.key for o in changes}
+        while not tx.batch({A: position + len(names)}, Sends([], [event(n) for n in names]), changes):
+            changes = []  # screened again: the counts are in memory already
+        position += len(names)
+    keys = [o.key for o in producer.visible if o.action == "flag"]
+    assert sorted(keys) == sorted(f"0:{n}".encode() for n in range(60)) and len(keys) == len(set(keys))
+    assert producer.committed == {A: 60}
+    assert {o.key for o in producer.visible if o.action == "state"} == changed

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple, Protocol, Sequence
 
-from ..errors import ConfigError
+from ..errors import BrokerError, ConfigError
 from ..settings import Settings
 
 log = logging.getLogger("screener.clients")
@@ -114,6 +114,19 @@ class Producer(Protocol):
     def close(self, timeout_s: float) -> None: ...
 
 
+class TransactionAborted(BrokerFailure):
+    """The broker aborted (or we had to abort) a transaction: nothing of it is visible; redo the batch."""
+
+
+class Transactional(Producer, Protocol):
+    """A transactional producer (``--guarantee exactly-once``)."""
+
+    def begin(self) -> None: ...
+    def send_offsets(self, offsets: dict[TP, int], consumer: Consumer) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 def available() -> list[str]:
     """The clients whose library imports here, default first."""
     found = []
@@ -152,6 +165,14 @@ def producer(settings: Settings) -> Producer:
     if chosen(settings) == "confluent":
         return _ConfluentProducer(settings)
     return _PyProducer(settings)
+
+
+def transactional_producer(settings: Settings, transactional_id: str) -> Transactional:
+    """A producer whose sends commit together with input offsets (confluent-kafka only)."""
+    if chosen(settings) != "confluent":
+        raise ConfigError("guarantee: exactly-once needs the confluent client (kafka_client = \"confluent\"); "
+                          "kafka-python's transactions are not supported here")
+    return _ConfluentTransactional(settings, transactional_id)
 
 
 def quiet_logs() -> None:
@@ -223,6 +244,7 @@ def read_range(consumer: Consumer, topic: str, start: Start, batch: int, positio
 # reported failed and sent again (librdkafka's default waits 5 minutes).
 CONFLUENT_CONSUMER: dict[str, Any] = {
     "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",  # librdkafka's default too: aborted transactions stay unseen
     "max.partition.fetch.bytes": 4 << 20, "fetch.wait.max.ms": 50, "enable.auto.commit": False,
     "enable.auto.offset.store": False, "statistics.interval.ms": 1000,
 }
@@ -230,6 +252,12 @@ BOOTSTRAP_TIMEOUT_S = 2.0
 CONFLUENT_PRODUCER: dict[str, Any] = {
     "acks": "all", "linger.ms": 5, "enable.idempotence": True, "message.timeout.ms": 30000,
 }
+# A transaction left open by a process that died is aborted by the broker
+# after transaction.timeout.ms (at once when a process with the same
+# transactional.id starts): until then read_committed consumers wait at it.
+CONFLUENT_TRANSACTIONAL: dict[str, Any] = {**CONFLUENT_PRODUCER, "transaction.timeout.ms": 10000,
+                                           "message.timeout.ms": 10000}  # librdkafka: at most the transaction's
+TRANSACTION_TIMEOUT_S = 30.0
 
 
 def _dotted(options: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +392,9 @@ class _ConfluentConsumer:
     def assignment(self) -> set[TP]:
         return set(self._assigned)
 
+    def group_metadata(self) -> Any:
+        return self._c.consumer_group_metadata()
+
     def seek(self, tp: TP, offset: int) -> None:
         try:
             self._c.seek(self._ck.TopicPartition(tp.topic, tp.partition, offset))
@@ -493,6 +524,61 @@ class _ConfluentProducer:
 
     def close(self, timeout_s: float) -> None:
         self._p.flush(timeout_s)
+
+
+class _ConfluentTransactional(_ConfluentProducer):
+    def __init__(self, settings: Settings, transactional_id: str) -> None:
+        ck = _ck()
+        self._ck = ck
+        config = _confluent_config(settings, CONFLUENT_TRANSACTIONAL, settings.kafka_producer)
+        config["transactional.id"] = self._id = transactional_id
+        try:
+            self._p = ck.Producer(config)
+        except ck.KafkaException as exc:
+            raise _confluent_failure(exc) from None
+        self._unserved = 0
+        try:
+            # Fences an earlier process with this id and aborts what it left open.
+            self._p.init_transactions(BOOTSTRAP_TIMEOUT_S * 5)
+        except ck.KafkaException as exc:
+            raise BrokerFailure(f"init_transactions: {exc}") from None
+
+    def _call(self, what: str, *args: Any) -> None:
+        """One transaction step; retried while librdkafka says it may be, an
+        abort when it says the transaction cannot go on."""
+        deadline = time.monotonic() + TRANSACTION_TIMEOUT_S
+        while True:
+            try:
+                getattr(self._p, what)(*args)
+                return
+            except self._ck.KafkaException as exc:
+                error = exc.args[0]
+                if error.txn_requires_abort():
+                    self.abort()
+                    raise TransactionAborted(f"{what}: {error.str()}") from None
+                if error.retriable() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                if error.fatal():  # fenced by a newer process with our id: this one must stop
+                    raise BrokerError(f"transactional producer {self._id}: {what}: {error.str()} "
+                                      "(another process uses the same worker_id?)") from None
+                raise BrokerFailure(f"{what}: {error.str()}") from None
+
+    def begin(self) -> None:
+        self._call("begin_transaction")
+
+    def send_offsets(self, offsets: dict[TP, int], consumer: Consumer) -> None:
+        parts = [self._ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        self._call("send_offsets_to_transaction", parts, consumer.group_metadata(), TRANSACTION_TIMEOUT_S)  # type: ignore[attr-defined]
+
+    def commit(self) -> None:
+        self._call("commit_transaction", TRANSACTION_TIMEOUT_S)
+
+    def abort(self) -> None:
+        try:
+            self._p.abort_transaction(TRANSACTION_TIMEOUT_S)
+        except self._ck.KafkaException as exc:
+            log.warning("abort_transaction: %s", exc)
 
 
 # -- kafka-python --------------------------------------------------------------------------------
@@ -695,9 +781,11 @@ def client_of(settings: Settings) -> str:
     """For logs: which client, and its library version."""
     name = chosen(settings)
     if name == "confluent":
-        return f"confluent-kafka {_ck().version()[0]} (librdkafka {_ck().libversion()[0]})"
+        version = _ck().version()
+        return f"confluent-kafka {version if isinstance(version, str) else version[0]} (librdkafka {_ck().libversion()[0]})"
     return f"kafka-python {_kp().__version__}"
 
 
-__all__ = ["CLIENTS", "BrokerFailure", "Consumer", "Delivery", "Producer", "Record", "TP", "available", "chosen",
-           "client_of", "consumer", "producer", "quiet_logs", "read_range"]
+__all__ = ["CLIENTS", "BrokerFailure", "Consumer", "Delivery", "Producer", "Record", "TP", "Transactional",
+           "TransactionAborted", "available", "chosen", "client_of", "consumer", "producer", "quiet_logs", "read_range",
+           "transactional_producer"]

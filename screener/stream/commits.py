@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Callable, Collection
 
-from .clients import TP
+from .clients import TP, BrokerFailure, Consumer, Transactional, TransactionAborted
 from .outgoing import Outgoing, Sends
 
 #: Send records and wait until the broker acknowledged every one (False: gave up).
@@ -116,3 +116,68 @@ class CommitProtocol:
     @property
     def settled(self) -> bool:
         return not self.uncommitted and not self.awaiting
+
+
+class Transactions:
+    """``--guarantee exactly-once``: each batch is one Kafka transaction.
+
+    Its dead letters, audit records, events and changelog records, and the
+    input offsets after it, are written in one transaction: a
+    ``read_committed`` consumer sees all of them or none, and the offsets
+    move on only with them. A crash before the commit leaves an open
+    transaction that the broker aborts (at once when a process with the same
+    transactional id starts, else after ``transaction.timeout.ms``); the batch
+    is consumed again from the last committed offsets and screened again.
+    Nothing waits for a next batch, so nothing rides along and nothing is
+    committed outside a transaction.
+
+    An aborted transaction's changelog records are kept and go out with the
+    next transaction: the offender state in memory already holds the
+    batch's changes, and screening the batch again changes nothing more
+    (violations are keyed by post id), so they would be lost otherwise.
+    """
+
+    def __init__(self, producer: Transactional, consumer: Consumer, sent: Callable[[list[Outgoing]], None]) -> None:
+        self.producer, self.consumer, self._sent = producer, consumer, sent
+        self.riders: list[Outgoing] = []  # changelog records of aborted transactions
+        self.awaiting: dict[TP, int] = {}
+        self.uncommitted: dict[TP, int] = {}
+
+    def batch(self, offsets: dict[TP, int], sends: Sends, changelog: list[Outgoing]) -> bool:
+        items = sends.first + sends.then + self.riders + changelog
+        producer = self.producer
+        try:
+            producer.begin()
+            for o in items:
+                producer.send(o.topic, o.key, o.value, o.headers, o.partition)
+            producer.send_offsets(offsets, self.consumer)
+            producer.commit()  # flushes; a send that failed fails the commit (librdkafka)
+        except TransactionAborted:  # aborted already
+            self.riders = self.riders + changelog
+            return False
+        except BrokerFailure:
+            producer.abort()
+            self.riders = self.riders + changelog
+            return False
+        self.riders = []
+        self._sent(items)
+        return True
+
+    def flush_state(self) -> bool:
+        return True
+
+    def commit(self, only: Collection[TP] | None = None, sync: bool = True) -> None:
+        return None  # offsets are committed inside each batch's transaction
+
+    def committed(self, offsets: dict[TP, int], error: Exception | None) -> None:
+        return None
+
+    def revoke(self, tps: Collection[TP]) -> bool:
+        return True  # every finished batch is committed already
+
+    def finish(self) -> bool:
+        return not self.riders
+
+    @property
+    def settled(self) -> bool:
+        return not self.riders

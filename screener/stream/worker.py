@@ -34,7 +34,7 @@ from ..offenders import OffenderTracker, Offenders, event_time, shard_clocks
 from ..settings import Settings
 from . import clients, metrics
 from .clients import TP, BrokerFailure, Delivery, Record
-from .commits import CommitProtocol
+from .commits import CommitProtocol, Transactions
 from .outgoing import Outgoing, audit_record, sends_of, source_of
 from .reload import LexiconReloader
 
@@ -52,7 +52,7 @@ class Worker:
         self.offenders = Offenders(engine.policy.offenders)
         self.step = Step.of(settings, engine, bool(settings.audit_topic))
         self.pending_audit: list[dict[str, Any]] = []
-        self.commits = CommitProtocol(self._deliver, self._commit)
+        self.commits: CommitProtocol | Transactions = CommitProtocol(self._deliver, self._commit)
         self.rescan: threading.Thread | None = None
         self.abandoned = False
         # Both set by _connect before use.
@@ -102,6 +102,8 @@ class Worker:
         backoff = 0.5
         while not self.stop_requested.is_set():
             try:
+                if self.settings.guarantee == "exactly-once":
+                    return self._connect_transactional()
                 self.producer = self.producer or clients.producer(self.settings)
                 self.consumer = clients.consumer(self.settings)
                 return True
@@ -111,6 +113,16 @@ class Worker:
                 self.stop_requested.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
         return False
+
+    def _connect_transactional(self) -> bool:
+        # A stable worker_id gives a restarted process the same transactional
+        # id, so that what the dead one left open is aborted at once (README).
+        producer = clients.transactional_producer(self.settings,
+                                                  f"screener-{self.settings.group_id}-{self.settings.worker_id}")
+        self.producer = producer
+        self.consumer = clients.consumer(self.settings)
+        self.commits = Transactions(producer, self.consumer, self._count_sent)
+        return True
 
     def _check_topics(self) -> None:
         """Say clearly, once, which output topics do not exist: sends to them
@@ -238,7 +250,7 @@ class Worker:
                 return False
             producer.flush(1.0)
             waiting = []
-            acknowledged: dict[str, int] = {}
+            acknowledged = []
             for item, delivery in in_flight:
                 if delivery.failed:
                     metrics.PRODUCE_FAILURES.inc()
@@ -246,12 +258,8 @@ class Worker:
                 elif not delivery.done:
                     waiting.append((item, delivery))
                 else:
-                    acknowledged[item.action] = acknowledged.get(item.action, 0) + 1
-            for action, n in acknowledged.items():
-                if action == "audit":
-                    metrics.AUDIT_RECORDS.inc(n)
-                elif action not in ("dead_letter", "state"):
-                    metrics.EVENTS.labels(action=action).inc(n)
+                    acknowledged.append(item)
+            self._count_sent(acknowledged)
             in_flight = waiting
             self.health.beat()  # waiting for a broker is alive, not stalled
             if in_flight:
@@ -259,6 +267,18 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         return True
+
+    @staticmethod
+    def _count_sent(items: list[Outgoing]) -> None:
+        """Count acknowledged records, one increment per kind."""
+        by_action: dict[str, int] = {}
+        for item in items:
+            by_action[item.action] = by_action.get(item.action, 0) + 1
+        for action, n in by_action.items():
+            if action == "audit":
+                metrics.AUDIT_RECORDS.inc(n)
+            elif action not in ("dead_letter", "state"):
+                metrics.EVENTS.labels(action=action).inc(n)
 
     def _commit(self, offsets: dict[TP, int], sync: bool) -> None:
         """Commit for the commit protocol; per batch asynchronously (see commits.py)."""
@@ -347,11 +367,13 @@ class Worker:
         from .rescan_topic import rescan_topic
 
         since_ms = int((time.time() - self.settings.rescan_window_s) * 1000)
+        # A transactional producer sends only inside the loop's transactions.
+        shared = None if isinstance(self.commits, Transactions) else self.producer
 
         def run() -> None:
             try:
                 summary = rescan_topic(self.settings, engine, self.settings.input_topic, ("timestamp", since_ms),
-                                       stop=self.stop_requested, producer=self.producer)
+                                       stop=self.stop_requested, producer=shared)
                 metrics.RESCANS.labels(outcome="finished").inc()
                 log.info("rescan after reload: %s", summary.line(engine))
             except Exception as exc:  # noqa: BLE001 - a failed rescan must not stop screening
