@@ -68,3 +68,23 @@ def test_no_broker_is_a_broker_failure_not_a_hang(client):
     settings = Settings(bootstrap_servers="127.0.0.1:1", kafka_client=client)
     with pytest.raises(clients.BrokerFailure):
         clients.consumer(settings)
+
+
+def test_supervised_children_get_the_same_settings():
+    """The supervisor pickles the settings for its children: tables become
+    dicts, everything else (kafka_client, guarantee) is passed as it is."""
+    import pickle
+
+    from screener.stream.supervisor import _settings_dict
+
+    settings = Settings(kafka_client="kafka-python", guarantee="exactly-once", kafka={"client_id": "x"})
+    again = Settings(**pickle.loads(pickle.dumps(_settings_dict(settings))))
+    assert (again.kafka_client, again.guarantee, dict(again.kafka)) == ("kafka-python", "exactly-once", {"client_id": "x"})
+
+
+def test_exactly_once_needs_the_confluent_client():
+    settings = Settings(bootstrap_servers="127.0.0.1:1", kafka_client="kafka-python") if "kafka-python" in HAVE else None
+    if settings is None:
+        pytest.skip("kafka-python does not import here")
+    with pytest.raises(ConfigError, match="exactly-once needs the confluent client"):
+        clients.transactional_producer(settings, "t")
