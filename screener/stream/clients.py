@@ -127,28 +127,32 @@ class Transactional(Producer, Protocol):
     def abort(self) -> None: ...
 
 
+_MODULES = {"confluent": "confluent_kafka", "kafka-python": "kafka"}
+
+
+def _imports(name: str) -> bool:
+    try:
+        __import__(_MODULES[name])
+    except ImportError:
+        return False
+    return True
+
+
 def available() -> list[str]:
     """The clients whose library imports here, default first."""
-    found = []
-    for name, module in (("confluent", "confluent_kafka"), ("kafka-python", "kafka")):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
+    return [name for name in CLIENTS if _imports(name)]
 
 
 def chosen(settings: Settings) -> str:
     """The client ``settings.kafka_client`` names; ``auto`` is confluent where it imports."""
     name = settings.kafka_client
-    have = available()
     if name == "auto":
-        if not have:
+        first = next((n for n in CLIENTS if _imports(n)), None)  # kafka-python is imported only if needed
+        if first is None:
             raise ConfigError("kafka_client: neither confluent-kafka nor kafka-python is installed "
                               "(pip install 'screener[stream]')")
-        return have[0]
-    if name not in have:
+        return first
+    if not _imports(name):
         module = "confluent-kafka" if name == "confluent" else "kafka-python"
         raise ConfigError(f"kafka_client: {name} needs the {module} package, which does not import here")
     return name
