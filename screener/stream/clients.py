@@ -261,7 +261,9 @@ CONFLUENT_PRODUCER: dict[str, Any] = {
 # transactional.id starts): until then read_committed consumers wait at it.
 CONFLUENT_TRANSACTIONAL: dict[str, Any] = {**CONFLUENT_PRODUCER, "transaction.timeout.ms": 10000,
                                            "message.timeout.ms": 10000}  # librdkafka: at most the transaction's
-TRANSACTION_TIMEOUT_S = 30.0
+# How long one transaction step may retry: well inside the liveness probe's
+# 60 s, and as long as the broker keeps an abandoned transaction open.
+TRANSACTION_TIMEOUT_S = 10.0
 
 
 def _dotted(options: dict[str, Any]) -> dict[str, Any]:
