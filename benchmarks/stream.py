@@ -347,7 +347,7 @@ def main() -> int:
 
     result = {"posts": args.posts, "mean_chars": round(chars, 1), "partitions": args.partitions,
               "accounts": not args.no_accounts, "raw_consume_per_s": {c: round(r) for c, r in raw.items()},
-              "workers": rows, "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+              "workers": rows, "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stream.json").write_text(json.dumps(result, indent=2))
     lines = [f"{args.posts} posts per topic, {chars:.0f} characters on average, {args.partitions} partitions; "
