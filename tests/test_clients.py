@@ -88,3 +88,23 @@ def test_exactly_once_needs_the_confluent_client():
         pytest.skip("kafka-python does not import here")
     with pytest.raises(ConfigError, match="exactly-once needs the confluent client"):
         clients.transactional_producer(settings, "t")
+
+
+def test_the_deployments_sasl_options_are_librdkafka_options():
+    """deploy/k8s/deployment.yaml configures SASL_SSL through SCREENER_KAFKA_*
+    for the default client: librdkafka must accept every option."""
+    if "confluent" not in HAVE:
+        pytest.skip("confluent-kafka does not import here")
+    from pathlib import Path
+
+    import confluent_kafka
+    import yaml
+
+    deployment = yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "deployment.yaml").read_text())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", "secret") for e in container["env"] if e["name"].startswith("SCREENER_KAFKA_")}
+    assert {"SCREENER_KAFKA_SECURITY_PROTOCOL", "SCREENER_KAFKA_SASL_USERNAME"} <= set(env)
+    env["SCREENER_KAFKA_SSL_CA_LOCATION"] = "probe"  # the name is checked; the file exists only in the pod
+    settings = load_settings({}, env={**env, "SCREENER_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    config = clients._confluent_config(settings, clients.CONFLUENT_PRODUCER, settings.kafka_producer)
+    confluent_kafka.Producer(config).flush(0)  # raises on an option librdkafka does not know
