@@ -89,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--broker-timeout-s", type=int, metavar="S",
                      help="/readyz answers 503 once the broker has not answered for S seconds (default 10)")
     _limits(run)
+    _client(run)
+    run.add_argument("--guarantee", choices=("at-least-once", "exactly-once"),
+                     help="at-least-once (default) or exactly-once: each batch in a Kafka transaction (confluent client)")
     run.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
-                     help="kafka-python option for consumer and producer (repeatable), e.g. security_protocol=SASL_SSL")
+                     help="Kafka client option for consumer and producer, in the client's spelling (repeatable), "
+                          "e.g. security.protocol=SASL_SSL (confluent) or security_protocol=SASL_SSL (kafka-python)")
 
     res = sub.add_parser("rescan", help="re-screen published posts; events only for verdicts that became stricter")
     _common(res)
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--audit-topic", metavar="TOPIC", help="with --topic: the audit trail (default screener.audit)")
     res.add_argument("--dead-letter-topic", metavar="TOPIC",
                      help="with --topic: malformed records (default screener.dead-letter)")
+    _client(res)
 
     aud = sub.add_parser("audit", help="what was decided about a post or an account, when, under which versions, why")
     who = aud.add_mutually_exclusive_group(required=True)
@@ -122,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="audit JSONL file(s) of scan/rescan (repeatable)")
     aud.add_argument("--audit-topic", metavar="TOPIC", help="read the Kafka audit topic instead (default screener.audit)")
     aud.add_argument("--bootstrap-servers", metavar="HOSTS", help="brokers, with --audit-topic")
+    _client(aud)
     aud.add_argument("--config", metavar="TOML", help="settings file (also SCREENER_CONFIG)")
     aud.add_argument("--json", action="store_true", help="the records as JSON lines")
 
@@ -132,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="warnings fail too")
     check.add_argument("--policy", metavar="FILE", help="also check this policy file against the lexicon set")
     return parser
+
+
+def _client(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kafka-client", choices=("auto", "confluent", "kafka-python"),
+                        help="Kafka client library (default auto: confluent-kafka where it imports, else kafka-python)")
 
 
 _NOT_SETTINGS = ("command", "files", "text", "json", "config", "account", "blacklisted", "profile", "bio", "post",
@@ -201,9 +212,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .stream.run import run
+    from .stream.supervisor import start
 
-    return run(_settings(args))
+    return start(_settings(args))
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
@@ -212,14 +223,13 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = _engine(settings)
     if args.topic:
-        from kafka.errors import KafkaError
-
+        from .stream.clients import BrokerFailure
         from .stream.rescan_topic import rescan_topic, start_from
 
         try:
             summary = rescan_topic(settings, engine, args.topic, start_from(args.from_offset, args.from_timestamp),
                                    args.previous_topic or None, args.checkpoint)
-        except KafkaError as exc:
+        except BrokerFailure as exc:
             raise BrokerError(f"rescan of {args.topic} on {settings.bootstrap_servers}: {exc} "
                               "(run it again with the same --checkpoint to resume)") from None
     else:
@@ -248,15 +258,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise InputError(f"cannot read --audit {path}: {exc.strerror or exc}") from None
     else:
-        from kafka.errors import KafkaError
-
+        from .stream.clients import BrokerFailure
         from .stream.rescan_topic import read_topic_records
 
         settings = _settings(args)
         topic = args.audit_topic or settings.audit_topic
         try:
             records = list(read_topic_records(settings, topic))
-        except KafkaError as exc:
+        except BrokerFailure as exc:
             raise BrokerError(f"reading {topic} from {settings.bootstrap_servers}: {exc}") from None
     found = audit.select(records, post=args.post, account=args.account)
     found.sort(key=lambda r: r.get("at") or "")

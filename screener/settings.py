@@ -137,9 +137,16 @@ class Settings:
     shutdown_timeout_s: int = 10
     #: How often the lexicon directory is checked for a new version, in s (SCREENER_RELOAD_INTERVAL_S).
     reload_interval_s: int = 2
-    #: Raw kafka-python options for consumer and producer (security_protocol,
-    #: sasl_mechanism, ssl_cafile, ...): TOML table [kafka], env
-    #: SCREENER_KAFKA_<OPTION>, CLI --kafka-option KEY=VALUE.
+    #: at-least-once | exactly-once (SCREENER_GUARANTEE): exactly-once screens
+    #: each batch inside a Kafka transaction (confluent client only; README).
+    guarantee: str = "at-least-once"
+    #: Kafka client library: auto | confluent | kafka-python (SCREENER_KAFKA_CLIENT);
+    #: auto is confluent-kafka (librdkafka) where its wheel imports.
+    kafka_client: str = "auto"
+    #: Raw options of that client for consumer and producer, in its own
+    #: spelling (confluent: security.protocol, sasl.mechanisms, ...;
+    #: kafka-python: security_protocol, sasl_mechanism, ssl_cafile, ...): TOML
+    #: table [kafka], env SCREENER_KAFKA_<OPTION>, CLI --kafka-option KEY=VALUE.
     kafka: Mapping[str, Any] = field(default_factory=dict)
     #: Options for only the consumer / only the producer (TOML [kafka_consumer], [kafka_producer]).
     kafka_consumer: Mapping[str, Any] = field(default_factory=dict)
@@ -163,7 +170,9 @@ class Settings:
             object.__setattr__(self, "policy", shipped_policy())
         if not self.worker_id:
             object.__setattr__(self, "worker_id", f"{socket.gethostname()}:{os.getpid()}")
-        for name, choices in (("matcher", ("auto", "aho", "hyperscan")), ("progress", ("auto", "on", "off"))):
+        for name, choices in (("matcher", ("auto", "aho", "hyperscan")), ("progress", ("auto", "on", "off")),
+                              ("kafka_client", ("auto", "confluent", "kafka-python")),
+                              ("guarantee", ("at-least-once", "exactly-once"))):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}: must be {', '.join(choices[:-1])} or {choices[-1]}, not {getattr(self, name)!r}")
         for name, least in _MINIMUM.items():
@@ -264,6 +273,8 @@ def load_settings(
             merged[name] = from_text(name, env[variable], kind, variable)
     kafka_prefix = ENV_PREFIX + "KAFKA_"
     for key, value in env.items():
+        if key == kafka_prefix + "CLIENT":  # the kafka_client setting, not a client option
+            continue
         if key.startswith(kafka_prefix) and not key.startswith((kafka_prefix + "CONSUMER", kafka_prefix + "PRODUCER")):
             merged["kafka"][key[len(kafka_prefix):].lower()] = kafka_value(value)
     cli = dict(cli or {})

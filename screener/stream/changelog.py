@@ -14,17 +14,16 @@ import logging
 from typing import Sequence
 
 from ..settings import Settings
+from . import clients
 
 log = logging.getLogger("screener.changelog")
 
 
 def restore(settings: Settings, partitions: Sequence[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
     """(key, value) records of each changelog partition, oldest first."""
-    from .rescan_topic import consumer_for, read_range
-
-    consumer = consumer_for(settings)
+    consumer = clients.consumer(settings, group=False)
     try:
-        known = consumer.partitions_for_topic(settings.offenders_topic) or set()
+        known = consumer.partitions(settings.offenders_topic)
         missing = sorted(set(partitions) - known)
         if missing:
             log.error("changelog topic %s has no partition(s) %s: offender state of those partitions starts "
@@ -34,7 +33,7 @@ def restore(settings: Settings, partitions: Sequence[int]) -> dict[int, list[tup
         present = [p for p in partitions if p in known]
         if not present:
             return out
-        for records, _ in read_range(consumer, settings.offenders_topic, ("offset", 0), 10000, partitions=present):
+        for records, _ in clients.read_range(consumer, settings.offenders_topic, ("offset", 0), 10000, partitions=present):
             for r in records:
                 if r.key is not None:
                     out[r.partition].append((r.key, r.value))

@@ -20,8 +20,6 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from .. import audit, jsonio
 from ..batch import Batch, Step, screen_batch
 from ..errors import ConfigError
@@ -30,11 +28,10 @@ from ..rescan import Checkpoint, Previous, RescanSummary
 from .outgoing import sends_of, source_of
 from ..scan import Progress
 from ..settings import Settings
+from . import clients
+from .clients import Record, Start, read_range
 
 log = logging.getLogger("screener.rescan")
-
-Start = tuple[str, int]  # ("offset", n) | ("timestamp", epoch ms)
-
 
 def start_from(offset: int | None, timestamp: str | None) -> Start:
     if timestamp:
@@ -48,69 +45,13 @@ def start_from(offset: int | None, timestamp: str | None) -> Start:
     return ("offset", offset or 0)
 
 
-def consumer_for(settings: Settings) -> Any:
-    """A consumer outside any consumer group (it assigns partitions itself)."""
-    from .worker import CONSUMER_DEFAULTS
-
-    options = {k: v for k, v in CONSUMER_DEFAULTS.items() if k not in ("session_timeout_ms", "heartbeat_interval_ms")}
-    return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                         **{**options, **settings.kafka, **settings.kafka_consumer})
-
-
-def read_range(consumer: Any, topic: str, start: Start, batch: int, positions: dict[int, int] | None = None,
-               stop: threading.Event | None = None, partitions: Sequence[int] | None = None,
-               until_ms: int | None = None) -> Iterator[tuple[list[Any], dict[int, int]]]:
-    """Batches of records from ``start`` up to the topic's end as of now, each
-    with the next position of every partition after it.
-
-    "The end as of now" is two conditions, because a broker's end offsets
-    cannot be trusted alone (Tansu reports the high watermark of a
-    multi-record batch as its base offset + 1; measured in the tests): a
-    partition is finished when a record newer than ``until_ms`` (default:
-    the start of the read) turns up, or when it is at or past its end offset
-    and a poll brings nothing more.
-    """
-    known = consumer.partitions_for_topic(topic)
-    if not known:
-        raise ConfigError(f"topic {topic!r} not found")
-    tps = [TopicPartition(topic, p) for p in sorted(known) if partitions is None or p in partitions]
-    until = until_ms if until_ms is not None else int(time.time() * 1000)
-    consumer.assign(tps)
-    end = consumer.end_offsets(tps)
-    first = consumer.beginning_offsets(tps)
-    if start[0] == "timestamp":
-        found = consumer.offsets_for_times({tp: start[1] for tp in tps})
-        begin = {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in tps}
-    else:
-        begin = {tp: max(start[1], first[tp]) for tp in tps}
-    at = {tp.partition: (positions or {}).get(tp.partition, begin[tp]) for tp in tps}
-    for tp in tps:
-        consumer.seek(tp, at[tp.partition])
-    done: set[TopicPartition] = set()
-    while len(done) < len(tps) and not (stop and stop.is_set()):
-        polled = consumer.poll(timeout_ms=300, max_records=batch)
-        records = []
-        for tp, rs in polled.items():
-            kept = [r for r in rs if r.timestamp <= until]
-            if len(kept) < len(rs):
-                done.add(tp)
-                consumer.pause(tp)
-            if kept:
-                records += kept
-                at[tp.partition] = kept[-1].offset + 1
-        if not polled:
-            done |= {tp for tp in tps if consumer.position(tp) >= end[tp]}
-        if records:
-            yield records, dict(at)
-
-
 def read_previous(settings: Settings, topics: Sequence[str], start: Start) -> Previous:
     """Verdicts from earlier events / audit records on ``topics`` (events come
     after their posts, so reading from the same time is enough)."""
     previous = Previous()
     begin: Start = start if start[0] == "timestamp" else ("offset", 0)
     for topic in dict.fromkeys(topics):
-        consumer = consumer_for(settings)
+        consumer = clients.consumer(settings, group=False)
         try:
             for records, _ in read_range(consumer, topic, begin, 4096):
                 previous.load(r.value for r in records if r.value)
@@ -128,7 +69,7 @@ def default_previous_topics(settings: Settings) -> list[str]:
 
 def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
                  previous_topics: Sequence[str] | None = None, checkpoint_path: str | None = None,
-                 stop: threading.Event | None = None, producer: Any = None) -> RescanSummary:
+                 stop: threading.Event | None = None, producer: clients.Producer | None = None) -> RescanSummary:
     checkpoint = Checkpoint(checkpoint_path, {"topic": topic, "start": list(start)}, engine)
     summary = checkpoint.summary()
     if checkpoint.done:
@@ -138,12 +79,9 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     previous.restore_noted(noted)
     step = Step.of(settings, engine, bool(settings.audit_topic))
     own_producer = producer is None
-    if own_producer:
-        from .worker import PRODUCER_DEFAULTS
-
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                 **{**PRODUCER_DEFAULTS, **settings.kafka, **settings.kafka_producer})
-    consumer = consumer_for(settings)
+    if producer is None:
+        producer = clients.producer(settings)
+    consumer = clients.consumer(settings, group=False)
     positions = {int(p): o for p, o in checkpoint.state.get("positions", {}).items()}
     # Posts published after the rescan started are the live workers' (with the
     # version this rescan uses); a resumed rescan keeps its original bound.
@@ -165,10 +103,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
             result = screen_batch(step, Batch([r.value or b"" for r in records], _origins(records)), review=previous)
             sends = sends_of(result, records, settings)
             for part in (sends.first, sends.then):  # audit records and dead letters before events
-                futures = [producer.send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in part]
-                producer.flush()
-                for future in futures:
-                    future.get(timeout=30)  # raises if not acknowledged: the checkpoint stays behind
+                _acknowledged(producer, [producer.send(o.topic, o.key, o.value, o.headers or None) for o in part])
             summary.posts += len(records)
             summary.rescreened += result.counts.posts - result.counts.dead_lettered
             summary.stricter += len(result.emitted)
@@ -182,28 +117,41 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
         summary.seconds = time.perf_counter() - started
         if not (stop and stop.is_set()):
             checkpoint.save({"done": True, "summary": asdict(summary)})
-        _audit(producer, settings, [audit.rescan(settings.worker_id, engine, "finish", asdict(summary))])
-        producer.flush()
+        _acknowledged(producer, _audit(producer, settings,
+                                       [audit.rescan(settings.worker_id, engine, "finish", asdict(summary))]))
     finally:
         consumer.close()
         if own_producer:
-            producer.close()
+            producer.close(30.0)
     return summary
 
 
-def _origins(records: Sequence[Any]) -> Any:
+def _origins(records: Sequence[Record]) -> Any:
     return lambda i: source_of(records[i])
 
 
-def _audit(producer: Any, settings: Settings, records: list[dict[str, Any]]) -> list[Any]:
+def _acknowledged(producer: clients.Producer, deliveries: list[clients.Delivery], timeout_s: float = 30.0) -> None:
+    """Wait until the broker acknowledged every send; raise if it refused one
+    or did not answer in time (then the checkpoint stays behind)."""
+    deadline = time.monotonic() + timeout_s
+    while not all(d.done for d in deliveries):
+        if time.monotonic() > deadline:
+            raise clients.BrokerFailure(f"{sum(not d.done for d in deliveries)} sends not acknowledged in {timeout_s:.0f} s")
+        producer.flush(1.0)
+    failed = [d.error for d in deliveries if d.failed]
+    if failed:
+        raise clients.BrokerFailure(f"{len(failed)} sends refused: {failed[0]}")
+
+
+def _audit(producer: clients.Producer, settings: Settings, records: list[dict[str, Any]]) -> list[clients.Delivery]:
     if not settings.audit_topic:
         return []
-    return [producer.send(settings.audit_topic, key=audit.key_of(r), value=jsonio.dumps(r)) for r in records]
+    return [producer.send(settings.audit_topic, audit.key_of(r), jsonio.dumps(r)) for r in records]
 
 
 def read_topic_records(settings: Settings, topic: str) -> Iterator[dict[str, Any]]:
     """Every record of a topic as JSON (``screener audit`` on Kafka)."""
-    consumer = consumer_for(settings)
+    consumer = clients.consumer(settings, group=False)
     try:
         for records, _ in read_range(consumer, topic, ("offset", 0), 4096):
             for r in records:

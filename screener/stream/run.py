@@ -1,4 +1,9 @@
-"""Composition root of ``screener run``: settings → screener → worker (+ metrics)."""
+"""Composition root of one ``screener run`` process: settings → screener → worker (+ metrics).
+
+Whether one process runs or a supervisor of N is decided in
+:func:`screener.stream.supervisor.start`, which imports this module (never
+the other way round).
+"""
 
 from __future__ import annotations
 
@@ -20,22 +25,23 @@ def configure_logging() -> None:
         stream=sys.stderr, level=logging.INFO,
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
-    # kafka-python logs every failed reconnect (10 per second while a broker is
-    # down); the worker reports connection state itself, once per change.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    from .clients import quiet_logs
+
+    quiet_logs()
 
 
 def run_worker(settings: Settings, worker_id: str = "") -> int:
     """One worker process; serves metrics itself unless it is a supervised child."""
     configure_logging()
     from . import metrics
-    from .liveness import BrokerWatch, kafka_python_probe
+    from .clients import client_of, probe
+    from .liveness import BrokerWatch
     from .worker import Worker
 
     engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher, settings.cache_dir)
     compact.load()  # a worker folds for days: numba now, not in the first batch (screener/compact.py)
-    log.info("worker %s: matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
-             worker_id or settings.worker_id, engine.matcher_name, settings.lexicons, engine.lexicon_version,
+    log.info("worker %s: %s, matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
+             worker_id or settings.worker_id, client_of(settings), engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
              settings.input_topic, settings.group_id)
     for warning in engine.policy.warnings:
@@ -51,9 +57,9 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     if settings.metrics_port:
         serve_metrics(settings, lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
                       health.readiness)
-    # Evidence that the broker answers while the worker idles; the client
-    # seam may offer a probe on its own connection instead (liveness.Probe).
-    watch = BrokerWatch(health, kafka_python_probe(settings.bootstrap_servers, settings.kafka)).start()
+    # Evidence that the broker answers while the worker idles, asked on a
+    # connection of its own in the chosen client (liveness.Probe).
+    watch = BrokerWatch(health, probe(settings)).start()
     try:
         return worker.run()
     finally:
@@ -72,12 +78,3 @@ def serve_metrics(settings: Settings, alive: Callable[[], tuple[bool, str]],
         raise ConfigError(f"metrics_port: cannot serve on {settings.metrics_host}:{settings.metrics_port}: "
                           f"{exc.strerror or exc} (another process? --metrics-port 0 turns it off)") from None
     log.info("metrics on %s:%d", *server.server_address[:2])
-
-
-def run(settings: Settings) -> int:
-    if settings.workers > 1:
-        configure_logging()
-        from .supervisor import run_supervised
-
-        return run_supervised(settings)
-    return run_worker(settings)

@@ -17,15 +17,25 @@ import signal
 import tempfile
 import time
 from dataclasses import fields
-from typing import Any
+from typing import Any, Mapping
 
 from ..settings import Settings
 
 log = logging.getLogger("screener.supervisor")
 
 
+def start(settings: Settings) -> int:
+    """``screener run``: one worker process, or N under this supervisor."""
+    from .run import configure_logging, run_worker
+
+    if settings.workers > 1:
+        configure_logging()
+        return run_supervised(settings)
+    return run_worker(settings)
+
+
 def _settings_dict(settings: Settings) -> dict[str, Any]:
-    return {f.name: (dict(v) if f.name.startswith("kafka") else v)
+    return {f.name: (dict(v) if isinstance(v, Mapping) else v)  # the [kafka*] tables: picklable
             for f in fields(settings) for v in [getattr(settings, f.name)]}
 
 

@@ -158,7 +158,8 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int = 3) -> di
 class WorkerProcess:
     """``screener run`` in a subprocess, with its own metrics port and log."""
 
-    def __init__(self, topics: Topics, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, topics: Topics, tmp: Path, *extra: str, env: dict[str, str] | None = None,
+                 client: str = "auto") -> None:
         self.metrics_port = free_port()
         self.log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.args = [
@@ -167,7 +168,7 @@ class WorkerProcess:
             "--audit-topic", topics.audit, "--offenders-topic", topics.offenders,
             "--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1", *extra,
         ]
-        self.env = {**os.environ, "SCREENER_RELOAD_INTERVAL_S": "1", **(env or {})}
+        self.env = {**os.environ, "SCREENER_RELOAD_INTERVAL_S": "1", "SCREENER_KAFKA_CLIENT": client, **(env or {})}
         self.process: subprocess.Popen | None = None
 
     def start(self, wait_ready: bool = True) -> "WorkerProcess":
@@ -234,12 +235,29 @@ class WorkerProcess:
             self.process.wait()
 
 
+def _client_params() -> list:
+    """Every worker test runs on both Kafka clients (screener/stream/clients.py)."""
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        confluent = pytest.param("confluent", marks=pytest.mark.skip(reason="confluent-kafka does not import here"))
+    else:
+        confluent = "confluent"
+    return [confluent, "kafka-python"]
+
+
+@pytest.fixture(params=_client_params())
+def kafka_client(request) -> str:
+    """The client the worker (and the screener commands a test runs) use."""
+    return request.param
+
+
 @pytest.fixture
-def workers(tmp_path):
+def workers(tmp_path, kafka_client):
     started: list[WorkerProcess] = []
 
     def make(topics: Topics, *extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        w = WorkerProcess(topics, tmp_path, *extra, env=env)
+        w = WorkerProcess(topics, tmp_path, *extra, env=env, client=kafka_client)
         started.append(w)
         return w
 

@@ -101,7 +101,7 @@ def test_offender_state_moves_with_its_partition_on_rebalance(topics, workers, t
     assert first.terminate() == 0 and second.terminate() == 0
 
 
-def test_audit_topic_and_the_audit_command(topics, workers, tmp_path):
+def test_audit_topic_and_the_audit_command(topics, workers, tmp_path, kafka_client):
     lexicons = tmp_path / "lexicons"
     shutil.copytree(ROOT / "lexicons", lexicons)
     worker = workers(topics, "--lexicons", str(lexicons)).start()
@@ -125,15 +125,15 @@ def test_audit_topic_and_the_audit_command(topics, workers, tmp_path):
     assert worker.terminate() == 0
 
     out = subprocess.run([*SCREENER, "audit", "--bootstrap-servers", topics.bootstrap, "--audit-topic", topics.audit,
-                          "--post", "1"], capture_output=True, text=True, timeout=60)
+                          "--post", "1", "--kafka-client", kafka_client], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "post 1 of account 'x': FLAG" in out.stdout and "(abuse, rule abuse/" in out.stdout
     out = subprocess.run([*SCREENER, "audit", "--bootstrap-servers", topics.bootstrap, "--audit-topic", topics.audit,
-                          "--account", "x", "--json"], capture_output=True, text=True, timeout=60)
+                          "--account", "x", "--json", "--kafka-client", kafka_client], capture_output=True, text=True, timeout=60)
     assert sorted(orjson.loads(line)["subject"] for line in out.stdout.splitlines()) == ["post", "profile"]
 
 
-def test_rescan_topic_recalls_only_what_became_stricter(topics, workers, tmp_path):
+def test_rescan_topic_recalls_only_what_became_stricter(topics, workers, tmp_path, kafka_client):
     placeholder = "测试占位词丙"  # neutral: a term added by the update
     lexicons = tmp_path / "lexicons"
     shutil.copytree(ROOT / "lexicons", lexicons)
@@ -150,7 +150,7 @@ def test_rescan_topic_recalls_only_what_became_stricter(topics, workers, tmp_pat
     checkpoint = tmp_path / "rescan.checkpoint"
     args = [*SCREENER, "rescan", "--lexicons", str(lexicons), "--bootstrap-servers", topics.bootstrap,
             "--topic", topics.input, "--from-offset", "0", "--events-topic", topics.events,
-            "--audit-topic", topics.audit, "--checkpoint", str(checkpoint)]
+            "--audit-topic", topics.audit, "--checkpoint", str(checkpoint), "--kafka-client", kafka_client]
     out = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "posts=4" in out.stderr and "stricter=2" in out.stderr
