@@ -21,7 +21,7 @@ import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KEDA_API = "keda.sh/v1alpha1"
-#: The worker's sasl_mechanism (Kafka's spelling) in the Kafka scaler's spelling.
+#: The worker's sasl.mechanisms (librdkafka's spelling, the default client's) in the Kafka scaler's spelling.
 KEDA_SASL = {"": "none", "PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512",
              "OAUTHBEARER": "oauthbearer", "GSSAPI": "gssapi"}
 
@@ -125,7 +125,7 @@ def _worker(deployment: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str],
 
 
 def autoscaling_problems(deployment: dict[str, Any], scaled: dict[str, Any], auth: dict[str, Any]) -> list[str]:
-    from screener.stream.worker import CONSUMER_DEFAULTS
+    from screener.stream.clients import CONFLUENT_CONSUMER
 
     container, env, workers = _worker(deployment)
     spec = scaled["spec"]
@@ -148,22 +148,22 @@ def autoscaling_problems(deployment: dict[str, Any], scaled: dict[str, Any], aut
     expected = {"bootstrapServers": env.get("SCREENER_BOOTSTRAP_SERVERS"),
                 "consumerGroup": env.get("SCREENER_GROUP_ID", "screener"),
                 "topic": env.get("SCREENER_INPUT_TOPIC"),
-                "offsetResetPolicy": CONSUMER_DEFAULTS["auto_offset_reset"]}
+                "offsetResetPolicy": CONFLUENT_CONSUMER["auto.offset.reset"]}
     problems += [f"{key} {meta.get(key)!r} is not the worker's {value!r}" for key, value in expected.items()
                  if meta.get(key) != value]
     protocol = env.get("SCREENER_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     if (meta.get("tls") == "enable") != protocol.endswith("SSL"):
-        problems.append(f"tls {meta.get('tls')!r} does not match security_protocol {protocol}")
-    mechanism = env.get("SCREENER_KAFKA_SASL_MECHANISM", "")
+        problems.append(f"tls {meta.get('tls')!r} does not match security.protocol {protocol}")
+    mechanism = env.get("SCREENER_KAFKA_SASL_MECHANISMS", "")
     if meta.get("sasl", "none") != KEDA_SASL.get(mechanism, f"(no KEDA mode for {mechanism!r})"):
-        problems.append(f"sasl {meta.get('sasl')!r} does not match sasl_mechanism {mechanism!r}")
+        problems.append(f"sasl {meta.get('sasl')!r} does not match sasl.mechanisms {mechanism!r}")
     if trigger.get("authenticationRef", {}).get("name") != auth["metadata"]["name"]:
         problems.append("the trigger does not use the TriggerAuthentication")
     secrets = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"]): e["name"]
                for e in container.get("env", []) if "valueFrom" in e}
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-    for parameter, variable in (("username", "SCREENER_KAFKA_SASL_PLAIN_USERNAME"),
-                                ("password", "SCREENER_KAFKA_SASL_PLAIN_PASSWORD")):
+    for parameter, variable in (("username", "SCREENER_KAFKA_SASL_USERNAME"),
+                                ("password", "SCREENER_KAFKA_SASL_PASSWORD")):
         if secrets.get(refs.get(parameter)) != variable:
             problems.append(f"{parameter} is not the secret the worker reads into {variable}")
     tls_volumes = {v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
