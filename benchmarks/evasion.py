@@ -353,13 +353,24 @@ def shipped_terms(lexicons: LexiconSet) -> list[str]:
 
 
 # -- planting and scoring ---------------------------------------------------------------
+def _alnum(ch: str) -> bool:
+    """A Latin letter or digit, in any width (ｆ is f)."""
+    return bool(ch) and unicodedata.normalize("NFKC", ch)[:1].isascii() and unicodedata.normalize("NFKC", ch)[:1].isalnum()
+
+
 def plant(host: str, planted: Planted, rng: random.Random, tokenizer) -> tuple[str, int, int]:
-    """(post, start, end of the term's characters) with the plant between two words."""
+    """(post, start, end of the term's characters) with the plant between two words.
+
+    A plant that begins or ends with a Latin letter or digit is not put next
+    to one of the host's (ｆＵｃｋ in "iPhoneｆＵｃｋ" is inside a Latin
+    word, which a word-mode term must not hit: that is no evasion to find)."""
     text, lead, trail = planted
     bounds = [0]
     for word in tokenizer.cut(host, HMM=False):
         bounds.append(bounds[-1] + len(word))
-    at = rng.choice(bounds)
+    fair = [at for at in bounds if not (_alnum(text[:1]) and at and _alnum(host[at - 1]))
+            and not (_alnum(text[-1:]) and at < len(host) and _alnum(host[at]))]
+    at = rng.choice(fair or [0])
     return host[:at] + text + host[at:], at + lead, at + len(text) - trail
 
 

@@ -160,6 +160,8 @@ class Verifier:
     # -- proposing hits -------------------------------------------------------
     def _hit(self, post: PostText, rule: Rule, start: int, end: int, variant: VariantKind = "literal") -> Hit:
         o_start, o_end = post.span(start, end)
+        if variant == "pinyin":
+            o_end = _close_ruby(post.original, o_start, o_end)
         matched = post.original[o_start:o_end]
         if variant == "literal" and self._traditional(matched):
             variant = "traditional"
@@ -382,6 +384,19 @@ def _all_as_written(posts: Refolded, found: Sequence[Sequence[Candidate]]) -> li
             c = Candidate(c.rule, c.part, c.start, c.end, "repeat", c.runs)
         out[k].append(c)
     return out
+
+
+_CLOSERS = {"(": ")", "（": "）", "[": "]", "【": "】", "〔": "〕"}
+
+
+def _close_ruby(original: str, start: int, end: int) -> int:
+    """End of a pinyin hit with the bracket that closes its last ruby: the
+    author wrote 赌(dǔ)博(bó), and the span covers all of it, not 赌(dǔ)博(bó."""
+    text = original[start:end]
+    for opener, closer in _CLOSERS.items():
+        if text.count(opener) > text.count(closer) and original.startswith(closer, end):
+            return end + 1
+    return end
 
 
 def _combo_variant(found: Sequence[Candidate], start: int, end: int) -> VariantKind:

@@ -37,7 +37,7 @@ LEXICON = {
 }
 
 WRITTEN = [
-    ("ruby in brackets", "赌(dǔ)博(bó)", [("赌博", "赌(dǔ)博(bó", "pinyin")]),
+    ("ruby in brackets", "赌(dǔ)博(bó)", [("赌博", "赌(dǔ)博(bó)", "pinyin")]),
     ("ruby after each character", "赌dǔ博bó", [("赌博", "赌dǔ博bó", "pinyin")]),
     ("ruby, one character", "来赌(du)博吧", [("赌博", "赌(du)博", "pinyin")]),
     ("ruby, spaced", "赌 du 博 bo", [("赌博", "赌 du 博 bo", "pinyin")]),
@@ -65,7 +65,9 @@ WRITTEN = [
     ("ü as u", "喝lucha", [("绿茶", "lucha", "pinyin")]),
     ("ü written", "喝lǜ chá", [("绿茶", "lǜ chá", "pinyin")]),
     ("one-letter syllable", "请个a yi", [("阿姨", "a yi", "pinyin")]),
-    ("one-letter ruby", "阿(ā)姨(yí)", [("阿姨", "阿(ā)姨(yí", "pinyin")]),
+    ("one-letter ruby", "阿(ā)姨(yí)", [("阿姨", "阿(ā)姨(yí)", "pinyin")]),
+    ("full-width brackets", "赌（dǔ）博（bó）了", [("赌博", "赌（dǔ）博（bó）", "pinyin")]),
+    ("a bracket the span did not open stays out", "(赌dǔ博bó)", [("赌博", "赌dǔ博bó", "pinyin")]),
     ("repeated character, the repeat in pinyin", "天tian向上", [("天天向上", "天tian向上", "pinyin")]),
     ("repeated character with ruby", "天(tiān)天(tiān)向上", [("天天向上", "天(tiān)天(tiān)向上", "pinyin")]),
     ("a letter as a character reference", "来&#100;ubo", [("赌博", "&#100;ubo", "pinyin")]),
@@ -132,7 +134,7 @@ def test_word_check_applies_at_a_cjk_edge(screeners):
 def test_many_posts_in_one_batch_keep_their_own_offsets(screeners, backend):
     texts = ["普通的一天", "来dubo", "iPhone很好用", "网上du博", "", "赌(dǔ)博(bó)", "OK lol wifi", "dubo"]
     results = screeners[backend].screen(texts)
-    assert [[h.matched for h in r.hits] for r in results] == [[], ["dubo"], [], ["du博"], [], ["赌(dǔ)博(bó"], [], []]
+    assert [[h.matched for h in r.hits] for r in results] == [[], ["dubo"], [], ["du博"], [], ["赌(dǔ)博(bó)"], [], []]
 
 
 def test_bulk_and_per_post_verification_agree(screeners):
@@ -172,7 +174,7 @@ def test_scan_reports_pinyin_hits(tmp_path, capsys, screeners):
     assert main(["scan", "--progress", "off", "--policy", "none", "--lexicons", root, str(posts)]) == 0
     events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["post_id"], [(h["term"], h["matched"], h["variant"]) for h in e["hits"]]) for e in events] == [
-        (0, [("赌博", "dubo", "pinyin")]), (2, [("赌博", "赌(dǔ)博(bó", "pinyin")])]
+        (0, [("赌博", "dubo", "pinyin")]), (2, [("赌博", "赌(dǔ)博(bó)", "pinyin")])]
 
 
 # -- compiling spellings ------------------------------------------------------------
