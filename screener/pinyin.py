@@ -60,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import compact
 from .charmap import MARKUP, TABLE_SIZE
 from .lexicon import LexiconSet
 from .lexicon.pinyin import READING_LIMIT, SYLLABLE, CharTable, PinyinPatterns
@@ -181,12 +182,12 @@ class PinyinPass:
             joined = "\x00".join([*texts, ""])
             points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
             separators = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1) - 1
-        letter = self.letters_of().take(points)
-        at = _nonzero(letter)
+        gate = self.letters_of()
+        at = compact.marked(points, gate)
         if not len(at):
             return []
         words = self.words()
-        code = letter[at]
+        code = gate.take(points[at])
         follows = np.zeros(len(at), dtype=bool)
         # One word: side by side, or with markup between (a decoded character
         # reference, &#100;ubo, leaves its letter at the "&" and markup after it).
@@ -412,20 +413,6 @@ class PinyinPass:
         if not with_han and not any(token.char for token in run):
             return None  # all letters, in a post of only Latin text: rule 4
         return Candidate(rule, part, run[0].start - base, run[-1].end - base, "pinyin")
-
-
-def _nonzero(values: np.ndarray) -> np.ndarray:
-    """``np.flatnonzero`` of a uint8 array, eight bytes at a time: letters are
-    rare in Chinese text, and this is 5-7 times faster there (measured on the
-    news corpus: 0.1 vs 0.7 ms per 4096 posts)."""
-    n = len(values)
-    padded = np.zeros((n + 7) // 8 * 8, dtype=np.uint8)
-    padded[:n] = values
-    blocks = np.flatnonzero(padded.view(np.uint64))
-    if not len(blocks):
-        return blocks
-    candidates = (blocks[:, None] * 8 + np.arange(8)).ravel()
-    return candidates[padded[candidates] != 0]
 
 
 @functools.lru_cache(maxsize=65536)

@@ -106,3 +106,31 @@ def test_numpy_can_be_forced():
     out = subprocess.run([sys.executable, "-c", "import screener.compact as c; print(c.load())"],
                          env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "numpy"
+
+
+@given(st.lists(st.integers(0, 255) | st.just(0), max_size=70))
+def test_the_fast_nonzero_is_flatnonzero(values):
+    array = np.array(values, dtype=np.uint8)
+    assert C._nonzero(array).tolist() == np.flatnonzero(array).tolist()
+
+
+@given(st.lists(st.sampled_from([0x41, 0x61, 0x7A, 0x4E2D, 0xFF41, 0x10FFFF, 0x20, 0]), max_size=200),
+       st.sets(st.sampled_from([0x41, 0x61, 0x7A, 0x4E2D, 0xFF41, 0x10FFFF]), max_size=4))
+def test_marked_is_where_the_table_marks(points, marks):
+    """Both paths of :func:`compact.marked` (compiled once numba is loaded,
+    numpy before) equal np.flatnonzero of the looked-up marks."""
+    table = np.zeros(C.TABLE_SIZE, dtype=np.uint8)
+    table[sorted(marks)] = 7
+    array = np.array(points, dtype=np.uint32)
+    want = np.flatnonzero(table[array]).tolist()
+    assert C._nonzero(table.take(array)).tolist() == want
+    assert C.marked(array, table).tolist() == want  # numba where it loads (IMPLEMENTATIONS above loaded it)
+    readonly = np.frombuffer(array.tobytes(), dtype=np.uint32)
+    assert C.marked(readonly, table).tolist() == want
+
+
+def test_marked_refuses_what_could_overrun():
+    with pytest.raises(ValueError):
+        C.marked(np.zeros(3, dtype=np.uint32), np.zeros(10, dtype=np.uint8))
+    with pytest.raises(ValueError):
+        C.marked(np.zeros(3, dtype=np.int64), np.zeros(C.TABLE_SIZE, dtype=np.uint8))

@@ -180,9 +180,12 @@ def test_batch_applies_the_html_rule_only_to_posts_with_markup(monkeypatch):
         return html_edits(text)
 
     monkeypatch.setattr(normalise, "html_edits", spy)
-    texts = ["<b>赌</b>博", "赌博", "", "x&amp;", "<", "a>b", "&", "赌<!--", "--> no opener here"]
+    texts = ["<b>赌</b>博", "赌博", "", "x&amp;", "<", "a>b", "&", "赌<!--", "--> no opener here", "I <3 u &lt;3",
+             "R&D&#36172;</b", "&amp;<?x>", "a<b &amp; c>d", "a<b &amp; c<d"]
     batch = N.encode_batch(texts, N.alphabet)
-    assert seen == ["<b>赌</b>博", "x&amp;", "<", "&", "赌<!--"]
+    # Only posts that may hold a tag or comment run the rule on their own;
+    # references elsewhere are decoded in one pass over the batch.
+    assert seen == ["<b>赌</b>博", "&amp;<?x>", "a<b &amp; c>d"]
     decoded = batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00")
     assert decoded == [N.fold_string(t) for t in texts] + [""]
 
@@ -193,3 +196,18 @@ def test_markup_cannot_reach_across_posts():
     batch = N.encode_batch(texts, N.alphabet)
     decoded = batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00")[:-1]
     assert decoded == ["赌", "博", "ax", "y", "", "z"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(_markup_texts, min_size=1, max_size=6))
+def test_batch_markup_maps_back_as_each_post_alone(texts):
+    """References of posts without a tag are decoded in one pass over the
+    batch, tags post by post (``_batch_markup``): either way every post
+    normalises, and maps back, as it does alone."""
+    from screener.refold import refold
+
+    posts = refold(N, texts)
+    for i, text in enumerate(texts):
+        n = N.normalise(text)
+        assert posts.post_text(i) == n.text
+        assert [posts.span(i, j, j + 1) for j in range(len(n.text))] == [n.span(j, j + 1) for j in range(len(n.text))]

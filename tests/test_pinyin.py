@@ -256,13 +256,3 @@ def test_batches_and_verification_agree_on_pinyin(screeners, texts):
     for i, candidates in found.items():
         assert screener.verifier.verify(texts[i], candidates) == bulk[i]
         assert all(h.matched == texts[i][h.start:h.end] for h in bulk[i][0])
-
-
-@given(st.lists(st.integers(0, 255) | st.just(0), max_size=70))
-def test_the_fast_nonzero_is_flatnonzero(values):
-    import numpy as np
-
-    from screener.pinyin import _nonzero
-
-    array = np.array(values, dtype=np.uint8)
-    assert _nonzero(array).tolist() == np.flatnonzero(array).tolist()
