@@ -31,6 +31,7 @@ import functools
 import html
 import html.entities
 import re
+from itertools import compress
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Sequence
 
@@ -113,10 +114,6 @@ _OPENERS = (
     re.compile(_ENTITY_START),
 )
 _ANY, _NO_COMMENT, _ENTITIES_ONLY = 0, 1, 2
-#: Where a tag, comment or bogus comment can start (the "<" half of
-#: ``_OPENERS[_ANY]``). A post without one can only hold references, which
-#: a batch decodes in one pass (:func:`_batch_markup`).
-_TAG_OPENER = re.compile(r"<(?=[A-Za-z!?]|/[A-Za-z])")
 #: A start or end tag, as the tokenizer reads it once its name (a letter, then
 #: letters, digits, "-", "_", ".", ":") ends at whitespace, "/" or ">": then
 #: separators (whitespace, or a "/" that a ">" does not follow) and attributes. An
@@ -618,7 +615,7 @@ class Normaliser:
         points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
         extend: dict[int, int] = {}
         if self.config.html:
-            tagged, references = _batch_markup(joined, separators)
+            tagged, references = _batch_markup(joined, points, separators)
             if tagged or references is not None:
                 points = points.copy()
             for k in tagged:
@@ -649,40 +646,41 @@ class Normaliser:
         return points, edits.extend
 
 
-def _posts_with(joined: str, separators: np.ndarray, find: Callable[[int], int]) -> list[int]:
-    """Indices of the posts of a joined batch where ``find(pos)`` (the next
-    hit at or after ``pos``, or -1) hits: one search per such post, each
-    skipping to the next post, far cheaper than a test per post when few
-    posts have one."""
-    found = []
-    pos = find(0)
-    while pos >= 0:
-        k = int(separators.searchsorted(pos))  # the post whose separator is the first at or after pos
-        found.append(k)
-        pos = find(int(separators[k]) + 1)
-    return found
+def _tag_posts(points: np.ndarray, separators: np.ndarray) -> list[int]:
+    """Indices of the posts of joined ``points`` that may hold a tag or
+    comment: a "<" that may open one (followed by a letter, "!", "?" or "/"
+    and a letter: the "<" half of ``_OPENERS[_ANY]``) with a ">" after it in its
+    post (every such construct ends with one; without, the rule reads the
+    rest of the post as text and references, as :class:`_HtmlScanner` does
+    when ``gt`` finds none). ``a<b`` and ``I <3 u`` in running text are not.
+    Numpy passes: user text has a "<" in many posts."""
+    opens = np.flatnonzero(points == 0x3C)
+    if not len(opens):
+        return []
+    closes = np.flatnonzero(points == 0x3E)
+    if not len(closes):
+        return []
+    # The last point is a separator, so o + 2 may read past it only where
+    # o + 1 is that separator, and then the first test is false already.
+    after = points[opens + 1]
+    letter = _ASCII_LETTER.take(np.minimum(after, 0x80))
+    slash = after == 0x2F
+    later = points[np.minimum(opens[slash] + 2, len(points) - 1)]
+    letter[slash] = _ASCII_LETTER.take(np.minimum(later, 0x80))
+    opens = opens[letter | (after == 0x21) | (after == 0x3F)]
+    post = separators.searchsorted(opens)
+    closing = closes.searchsorted(opens)
+    ok = closing < len(closes)
+    ok[ok] = closes[closing[ok]] < separators[post[ok]]
+    return np.unique(post[ok]).tolist()
 
 
-def _next_tag_opener(joined: str, separators: np.ndarray) -> Callable[[int], int]:
-    """The next "<" that can start a tag or comment: a tag opener with a ">"
-    after it in its post (every such construct ends with one; without, the
-    rule reads the rest of the post as text and references, as
-    :class:`_HtmlScanner` does when ``gt`` finds none). ``a<b`` in running
-    text is not one."""
-    def find(pos: int) -> int:
-        # str.find first (a "<" is rare and far faster to find than a pattern)
-        while (pos := joined.find("<", pos)) >= 0:
-            if _TAG_OPENER.match(joined, pos):
-                end = int(separators[separators.searchsorted(pos)])
-                if joined.find(">", pos, end) >= 0:
-                    return pos
-                pos = end  # no "<" of this post can close
-            pos += 1
-        return -1
-    return find
+#: Whether an ASCII code (or 0x80: anything else) is a letter.
+_ASCII_LETTER = np.zeros(0x81, dtype=bool)
+_ASCII_LETTER[[*range(0x41, 0x5B), *range(0x61, 0x7B)]] = True
 
 
-def _batch_markup(joined: str, separators: np.ndarray) -> tuple[list[int], HtmlEdits | None]:
+def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tuple[list[int], HtmlEdits | None]:
     """The HTML rule over a joined batch: the posts that may hold a tag or
     comment (each then runs the whole rule on its own, :func:`html_edits`),
     and the edits of every other post's character references, in ``joined``
@@ -698,22 +696,46 @@ def _batch_markup(joined: str, separators: np.ndarray) -> tuple[list[int], HtmlE
     opener). References cannot run from one post into the next: the
     separator ends any name or number.
     """
-    tagged = _posts_with(joined, separators, _next_tag_opener(joined, separators))
+    tagged = _tag_posts(points, separators)
     if joined.find("&") < 0:
         return tagged, None
-    skip = set(tagged)
-    scanner = _HtmlScanner(joined)
-    pos = 0
-    entity = _OPENERS[_ENTITIES_ONLY]
-    while (m := entity.search(joined, pos)) is not None:
-        at = m.start()
-        k = int(separators.searchsorted(at))
-        if k in skip:
-            pos = int(separators[k]) + 1  # its own pass decodes it
+    found = [(m.start(), m.group()) for m in _REFERENCE.finditer(joined)]
+    if tagged and found:  # their own pass decodes them
+        at = np.fromiter((a for a, _ in found), dtype=np.int64, count=len(found))
+        own = np.zeros(len(separators), dtype=bool)
+        own[tagged] = True
+        found = list(compress(found, (~own[separators.searchsorted(at)]).tolist()))
+    edits = HtmlEdits([], {}, {})
+    for at, token in found:
+        char, length = _reference(token)
+        if not length:
+            continue
+        if char:
+            edits.chars[at] = char
+            edits.extend[at] = at + length
+            edits.markup.append((at + 1, at + length))
         else:
-            pos = scanner.entity(at)  # where html_edits would go on, too
-    edits = scanner.edits
+            edits.markup.append((at, at + length))
     return tagged, edits if edits.markup else None
+
+
+#: A reference as :meth:`_HtmlScanner.entity` reads it at an opener: the
+#: opener, then the longest numeric reference or name that it may decode
+#: (with its ";"). Names and numbers hold no "&", so references never
+#: overlap and each decodes as it would in a left-to-right scan.
+_REFERENCE = re.compile(_ENTITY_START + r"(?:" + _NUMERIC.pattern + r"|" + _NAME.pattern + r";?)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference(token: str) -> tuple[int, int]:
+    """(code point or 0 if deleted, characters consumed; 0: not a reference)
+    of a :data:`_REFERENCE` match: what :meth:`_HtmlScanner.entity` does with
+    it, asked of the scanner itself so that the two cannot disagree."""
+    scanner = _HtmlScanner(token)
+    end = scanner.entity(0)
+    if not scanner.edits.markup:
+        return 0, 0
+    return scanner.edits.chars.get(0, 0), end
 
 
 def collapse_runs(folded: str) -> tuple[str, tuple[int, ...]]:
