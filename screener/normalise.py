@@ -33,7 +33,7 @@ import html.entities
 import re
 from itertools import compress
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
