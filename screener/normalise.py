@@ -701,10 +701,10 @@ def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tu
         return tagged, None
     found = [(m.start(), m.group()) for m in _REFERENCE.finditer(joined)]
     if tagged and found:  # their own pass decodes them
-        at = np.fromiter((a for a, _ in found), dtype=np.int64, count=len(found))
+        starts = np.fromiter((a for a, _ in found), dtype=np.int64, count=len(found))
         own = np.zeros(len(separators), dtype=bool)
         own[tagged] = True
-        found = list(compress(found, (~own[separators.searchsorted(at)]).tolist()))
+        found = list(compress(found, (~own[separators.searchsorted(starts)]).tolist()))
     edits = HtmlEdits([], {}, {})
     for at, token in found:
         char, length = _reference(token)
