@@ -696,7 +696,7 @@ def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tu
     opener). References cannot run from one post into the next: the
     separator ends any name or number.
     """
-    tagged = _tag_posts(points, separators)
+    tagged = _tag_posts(points, separators) if joined.find("<") >= 0 else []  # str.find: the cheap test first
     if joined.find("&") < 0:
         return tagged, None
     found = [(m.start(), m.group()) for m in _REFERENCE.finditer(joined)]

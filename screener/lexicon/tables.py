@@ -59,6 +59,14 @@ class _Table:
         return item
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # the hot path (verification asks per candidate): one list look-up
+            try:
+                item = self._memo[index]
+            except IndexError:
+                raise IndexError(f"{type(self).__name__} index out of range") from None
+            if item is None:
+                item = self._memo[index] = self._make(index % self._n)
+            return item
         if isinstance(index, slice):
             return tuple(self._item(i) for i in range(*index.indices(self._n)))
         index = operator.index(index)
@@ -107,7 +115,7 @@ class RuleTable(_Table, Sequence[Rule]):
     @overload
     def __getitem__(self, index: slice) -> tuple[Rule, ...]: ...
     def __getitem__(self, index: Any) -> Any:
-        return super().__getitem__(index)
+        return _Table.__getitem__(self, index)
 
     def _make(self, index: int) -> Rule:
         if self._base is not None:
@@ -241,7 +249,7 @@ class PatternTable(_Table, Sequence[Pattern]):
     @overload
     def __getitem__(self, index: slice) -> tuple[Pattern, ...]: ...
     def __getitem__(self, index: Any) -> Any:
-        return super().__getitem__(index)
+        return _Table.__getitem__(self, index)
 
     @property
     def texts(self) -> list[str]:
