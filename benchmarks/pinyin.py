@@ -24,6 +24,7 @@ bracket of ruby, which a span never includes: it ends at the last letter).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -151,6 +152,7 @@ def main() -> int:
     started = time.process_time()
     screener = Screener(load_lexicons(work / "lexicon"), "auto")
     build = time.process_time() - started
+    gc.freeze()  # as the front ends do with what lives as long as the process (screener/cli.py)
     started = time.process_time()
     screener.lexicons.pinyin.lookup()  # made on the first post with pinyin otherwise
     lookup = time.process_time() - started

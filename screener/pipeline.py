@@ -11,7 +11,6 @@ Kafka worker): it takes texts and knows nothing of where they came from.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,14 +50,10 @@ class Screener:
         #: Terms written in pinyin: a second pass over posts with Latin letters.
         self.pinyin = PinyinPass(lexicons)
         self._skip = lexicons.rules.indices_in(lexicons.out_of_scope)
-        # The lexicon set lives until the process ends or a reload replaces
-        # it, and nothing in it is cyclic garbage. Left to the collector, every
-        # full collection walks it again; the objects each batch creates set
-        # one off every few batches, which cost 40% of `scan` on the dense
-        # benchmark. Frozen, they are out of its sight (refcounting still
-        # frees them after a reload). The fold and boundary loops load lazily
-        # (compact.load, boundary.load), so a short run does not pay numba.
-        gc.freeze()
+        # Front ends that keep a screener for the life of the process freeze
+        # it out of the cyclic GC's sight (screener.cli, stream.run, the
+        # reload path): a process-wide act, not one for a constructor that
+        # tests and explain call many times.
 
     @property
     def matcher_name(self) -> str:

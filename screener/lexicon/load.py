@@ -21,7 +21,7 @@ from .model import Category, Pattern, Rule
 from .pinyin import PinyinPatterns, capped_warnings, compile_pinyin
 from .tables import PatternTable, RuleTable
 from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
-from .lookalike import DATA_FILES, PER_SET, PER_TERM, Generated, LookalikeKind, generate
+from .lookalike import DATA_FILES, Generated, LookalikeKind, LookalikeSummary, generate
 from .variants import regional_variants
 
 if TYPE_CHECKING:
@@ -44,27 +44,6 @@ ENGINE_REVISION = "4"  # 4: runs of a repeated CJK character fold to one, pinyin
 
 
 @dataclass(frozen=True)
-class LookalikeSummary:
-    """Homophone, shape and split patterns of a set, for ``lexicon check``."""
-
-    #: Patterns added per kind (after folding and removing duplicates).
-    counts: Mapping[str, int]
-    #: Terms (``path:line term``) whose variants stopped at ``per_term``.
-    capped: tuple[str, ...]
-    #: The cap each term had (:data:`PER_TERM`, or its share of :data:`PER_SET`).
-    per_term: int = PER_TERM
-    per_set: int = PER_SET
-
-    def lines(self) -> list[str]:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items())) or "none"
-        out = [f"look-alike variants: {kinds} (cap {self.per_term} a term, {self.per_set} a set)"]
-        if self.capped:
-            shown = "; ".join(self.capped[:10]) + (f"; and {len(self.capped) - 10} more" if len(self.capped) > 10 else "")
-            out.append(f"{len(self.capped)} terms reached the cap of {self.per_term} variants: {shown}")
-        return out
-
-
-@dataclass(frozen=True)
 class LexiconSet:
     """A complete, validated, compiled lexicon set. Immutable once built."""
 
@@ -80,7 +59,7 @@ class LexiconSet:
     #: The kind of message this view screens (see :meth:`for_scope`).
     scope: str = "post"
     #: What the opt-in look-alike variants added (``lexicon check`` prints it).
-    lookalikes: "LookalikeSummary | None" = None
+    lookalikes: LookalikeSummary | None = None
     #: Every term's pinyin spellings (``screener/lexicon/pinyin.py``); made
     #: from the rules when not given.
     pinyin: PinyinPatterns | None = None

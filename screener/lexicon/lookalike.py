@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Mapping
 
 LookalikeKind = Literal["homophone", "shape", "split"]
 #: The shipped tables (``screener/data/``); the lexicon version hashes them.
@@ -48,6 +48,27 @@ PER_TERM = 32
 #: (measured, benchmarks/evasion.py): 200k lets 6,250 opted-in terms have
 #: the full 32 and shares out equally beyond that (split and shape first).
 PER_SET = 200_000
+
+
+@dataclass(frozen=True)
+class LookalikeSummary:
+    """Homophone, shape and split patterns of a set, for ``lexicon check``."""
+
+    #: Patterns added per kind (after folding and removing duplicates).
+    counts: Mapping[str, int]
+    #: Terms (``path:line term``) whose variants stopped at ``per_term``.
+    capped: tuple[str, ...]
+    #: The cap each term had (:data:`PER_TERM`, or its share of :data:`PER_SET`).
+    per_term: int = PER_TERM
+    per_set: int = PER_SET
+
+    def lines(self) -> list[str]:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items())) or "none"
+        out = [f"look-alike variants: {kinds} (cap {self.per_term} a term, {self.per_set} a set)"]
+        if self.capped:
+            shown = "; ".join(self.capped[:10]) + (f"; and {len(self.capped) - 10} more" if len(self.capped) > 10 else "")
+            out.append(f"{len(self.capped)} terms reached the cap of {self.per_term} variants: {shown}")
+        return out
 
 
 def _lines(name: str) -> Iterator[str]:
