@@ -13,10 +13,11 @@ post of the batch; the closing benchmark reports the cost of both.
 
 from __future__ import annotations
 
+import threading
 from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .cache import Cache
 from .compiled import load_compiled, store_compiled
@@ -93,6 +94,38 @@ class Tracker:
 NO_TRACKER = Tracker()
 
 
+
+class _Background:
+    """One call run in a daemon thread; :meth:`result` waits and returns it
+    (or raises what it raised)."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self._function = function
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[bool, Any] = (False, None)
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self, *args: Any) -> None:
+        def run() -> None:
+            try:
+                self._outcome = (True, self._function(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self._outcome = (False, exc)
+
+        self._thread = threading.Thread(target=run, name="matcher-compile", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        assert self._thread is not None
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
 @dataclass(frozen=True)
 class Engine:
     posts: Screener
@@ -115,9 +148,16 @@ class Engine:
             full, compiled = found
             checked = load_policy(policy, full.categories)
         else:
-            full = load_lexicons(lexicons, cache)
-            checked = load_policy(policy, full.categories)  # before the costly compile
-            compiled = build_matcher(matcher, full.patterns.texts, full.normaliser.table)
+            # The matcher compiles in a thread while the loader makes the
+            # pinyin spellings: Hyperscan's compile releases the GIL, so the
+            # two share the machine's cores (at 50k terms 2.5 s and 1.4 s,
+            # measured). A policy error still fails the build; the compile
+            # then ends unused.
+            background = _Background(lambda texts, table: build_matcher(matcher, texts, table))
+            full = load_lexicons(lexicons, cache, on_patterns=background.start)
+            checked = load_policy(policy, full.categories)
+            compiled = background.result() if background.started else build_matcher(
+                matcher, full.patterns.texts, full.normaliser.table)
             store_compiled(full, compiled, cache)
         if cache.usable:
             DEFAULT_SEGMENTER.use_cache(cache.directory)

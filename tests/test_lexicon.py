@@ -144,3 +144,25 @@ def test_only_the_moderated_everywhere_categories_carry_terms(shipped):
             assert spec.get("operator_supplied") is True
             assert "operator supplies" in body
             assert all(line.startswith("#") or not line.strip() for line in body.splitlines())
+
+
+def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path):
+    """Engine.build hands the pattern texts to a compile thread before the
+    pinyin spellings are made; the engine is the one a plain build makes, a
+    failing compile raises in the caller, and so does a bad policy."""
+    from screener.errors import MatcherUnavailable
+    from screener.judge import Engine
+    from screener.policy import PolicyError
+
+    root = make_lexicon({"gambling": "赌博\n网赌\n"})
+    seen = []
+    full = load_lexicons(root, on_patterns=lambda texts, table: seen.append(list(texts)))
+    assert seen == [list(full.patterns.texts)]
+    engine = Engine.build(root, None, "auto", "off")
+    assert [h.matched for h in engine.posts.screen(["他在网赌"])[0].hits] == ["网赌"]
+    with pytest.raises(MatcherUnavailable):  # raised in the compile thread, re-raised here
+        Engine.build(root, None, "no-such-matcher", "off")
+    bad = tmp_path / "bad.policy"
+    bad.write_text("this is not a policy\n", encoding="utf-8")
+    with pytest.raises(PolicyError):
+        Engine.build(root, bad, "auto", "off")

@@ -13,7 +13,9 @@ import hashlib
 from importlib.resources import files
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
 
 from ..errors import LexiconError, Problem
 from ..normalise import NormaliseConfig, Normaliser, collapse_runs
@@ -103,11 +105,16 @@ class LexiconSet:
         return frozenset(k for k, c in self.categories.items() if c.scope not in (self.scope, "both"))
 
 
-def load_lexicons(directory: str | Path, cache: "Cache | None" = None) -> LexiconSet:
+def load_lexicons(directory: str | Path, cache: "Cache | None" = None,
+                  on_patterns: Callable[[Sequence[str], np.ndarray], None] | None = None) -> LexiconSet:
     """Load ``directory`` or raise :class:`LexiconError` with every problem.
 
     ``cache``: where the fold table may come from (and goes to); the set
     itself is cached by :func:`screener.compiled.load_compiled`.
+    ``on_patterns(texts, fold_table)``: called as soon as the set is valid
+    and its pattern texts are known, before the pinyin spellings are made,
+    so a caller can start compiling its matcher beside that work
+    (:meth:`screener.judge.Engine.build`).
     """
     # Hundreds of thousands of objects are made here and kept: at 100k terms
     # the cyclic collector ran 7 full passes over them, found 5 objects to
@@ -116,13 +123,14 @@ def load_lexicons(directory: str | Path, cache: "Cache | None" = None) -> Lexico
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(directory), cache)
+        return _load(Path(directory), cache, on_patterns)
     finally:
         if paused:
             gc.enable()
 
 
-def _load(root: Path, cache: "Cache | None") -> LexiconSet:
+def _load(root: Path, cache: "Cache | None",
+          on_patterns: Callable[[Sequence[str], np.ndarray], None] | None = None) -> LexiconSet:
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
     try:
@@ -161,10 +169,13 @@ def _load(root: Path, cache: "Cache | None") -> LexiconSet:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
     patterns, summary, warned = _patterns(rules, kinds, normaliser)
     warnings += warned
+    table = PatternTable.of(patterns)
+    if on_patterns is not None:
+        on_patterns(table.texts, normaliser.table)
     pinyin = compile_pinyin(rules)
     warnings += capped_warnings(pinyin, rules)
     return LexiconSet(
-        str(root), content_version(root), dict(categories), RuleTable.of(rules), PatternTable.of(patterns),
+        str(root), content_version(root), dict(categories), RuleTable.of(rules), table,
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary, pinyin=pinyin,
         notes=tuple(_collapse_notes(rules)),
     )
