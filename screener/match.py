@@ -42,6 +42,13 @@ def find_candidates(
     return batch, group_by_post(lexicons, batch, drop_short_runs(lexicons, batch, matcher.scan(batch), texts))
 
 
+#: Fewer occurrences of run-spelling patterns than this in a batch are left
+#: to verification, which drops them too: refolding their posts here costs
+#: more than the objects it saves (a lexicon of rare terms has a few per
+#: batch; one of ordinary words has thousands).
+_DROP_FROM = 256
+
+
 def drop_short_runs(lexicons: LexiconSet, batch: EncodedBatch, matches: np.ndarray,
                     texts: Sequence[str]) -> np.ndarray:
     """``matches`` without the occurrences of patterns that spell a run (天天
@@ -57,7 +64,7 @@ def drop_short_runs(lexicons: LexiconSet, batch: EncodedBatch, matches: np.ndarr
         return matches
     spells, offsets, runs = lexicons.patterns.run_columns()
     at = np.flatnonzero(spells[matches[:, 0]])
-    if not len(at):
+    if len(at) < _DROP_FROM:
         return matches
     from .refold import refold  # only where some pattern spells a run
 

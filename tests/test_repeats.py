@@ -102,9 +102,15 @@ def test_table(lexicons, backend, name, text, expected):
         assert text[hit.start:hit.end] == hit.matched
 
 
+@pytest.mark.parametrize("drop_from", [1, 256], ids=["dropped-before-verification", "dropped-in-verification"])
 @pytest.mark.parametrize(("name", "text", "expected"), ROWS, ids=[r[0] for r in ROWS])
-def test_table_in_one_batch(lexicons, backend, name, text, expected):
-    """The same rows screened together (bulk verification), between other posts."""
+def test_table_in_one_batch(lexicons, backend, name, text, expected, drop_from, monkeypatch):
+    """The same rows screened together (bulk verification), between other
+    posts; short runs dropped by ``match.drop_short_runs`` (which a batch with
+    many such occurrences does) or left to verification (a batch with few)."""
+    from screener import match
+
+    monkeypatch.setattr(match, "_DROP_FROM", drop_from)
     texts = ["时", text, "妈"]
     screening = Screener(lexicons, matcher=backend).screen(texts)[1]
     assert sorted((h.rule.label, h.matched, h.variant) for h in screening.hits) == sorted(expected), name
