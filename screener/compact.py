@@ -192,8 +192,8 @@ def _compile_marked(numba: Any, cache: bool) -> Callable[..., int]:
         return n
 
     t = numba.types
-    signatures = [t.int64(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(t.uint8, 1, "C"),
-                          t.Array(t.int64, 1, "C")) for readonly in (True, False)]
+    signatures = [t.int64(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(t.uint8, 1, "C", readonly=fixed),
+                          t.Array(t.int64, 1, "C")) for readonly in (True, False) for fixed in (True, False)]
     return numba.njit(signatures, cache=cache, nogil=True, boundscheck=False)(marked)
 
 
@@ -244,6 +244,10 @@ def marked(points: np.ndarray, table: np.ndarray) -> np.ndarray:
     ``table`` of :data:`~screener.charmap.TABLE_SIZE` entries and marks that
     are rare (the pinyin pass's Latin letters in Chinese posts).
 
+    ``points`` must be code points of text (or :data:`~screener.charmap.MARKUP`),
+    all below ``TABLE_SIZE``, as :func:`compact_numba` requires: the compiled
+    pass does not check bounds, and checking would cost a pass of its own.
+
     One compiled pass once this process folds with numba (nothing as large
     as the batch is allocated); before, numpy's take and a nonzero that skips
     eight zero bytes at a time.
@@ -254,6 +258,7 @@ def marked(points: np.ndarray, table: np.ndarray) -> np.ndarray:
     """
     if len(table) != TABLE_SIZE or table.dtype != np.uint8 or points.dtype != np.uint32:
         raise ValueError("marked() takes uint32 points and a uint8 table of TABLE_SIZE")
+    table = np.ascontiguousarray(table)
     if _IMPLEMENTATION == "numba" and _MARKED is not None:
         out = np.empty(len(points), dtype=np.int64)
         return out[:int(_MARKED(np.ascontiguousarray(points), table, out))]

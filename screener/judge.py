@@ -94,7 +94,6 @@ class Tracker:
 NO_TRACKER = Tracker()
 
 
-
 class _Background:
     """One call run in a daemon thread; :meth:`result` waits and returns it
     (or raises what it raised)."""
@@ -102,11 +101,8 @@ class _Background:
     def __init__(self, function: Callable[..., Any]) -> None:
         self._function = function
         self._thread: threading.Thread | None = None
+        self.started = False
         self._outcome: tuple[bool, Any] = (False, None)
-
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
 
     def start(self, *args: Any) -> None:
         def run() -> None:
@@ -115,16 +111,24 @@ class _Background:
             except BaseException as exc:  # noqa: BLE001 - handed to result()
                 self._outcome = (False, exc)
 
-        self._thread = threading.Thread(target=run, name="matcher-compile", daemon=True)
-        self._thread.start()
+        self.started = True
+        thread = threading.Thread(target=run, name="matcher-compile", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process at its limit): compile here instead
+            run()
+            return
+        self._thread = thread
 
     def result(self) -> Any:
-        assert self._thread is not None
-        self._thread.join()
+        assert self.started
+        if self._thread is not None:
+            self._thread.join()
         ok, value = self._outcome
         if not ok:
             raise value
         return value
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -151,11 +155,17 @@ class Engine:
             # The matcher compiles in a thread while the loader makes the
             # pinyin spellings: Hyperscan's compile releases the GIL, so the
             # two share the machine's cores (at 50k terms 2.5 s and 1.4 s,
-            # measured). A policy error still fails the build; the compile
-            # then ends unused.
+            # measured). The policy is checked first, as soon as the
+            # categories are known: a bad policy costs no compile.
             background = _Background(lambda texts, table: build_matcher(matcher, texts, table))
-            full = load_lexicons(lexicons, cache, on_patterns=background.start)
-            checked = load_policy(policy, full.categories)
+            policies: list[Policy] = []
+
+            def start(texts: Sequence[str], table: Any, categories: Any) -> None:
+                policies.append(load_policy(policy, categories))
+                background.start(texts, table)
+
+            full = load_lexicons(lexicons, cache, on_patterns=start)
+            checked = policies[0] if policies else load_policy(policy, full.categories)
             compiled = background.result() if background.started else build_matcher(
                 matcher, full.patterns.texts, full.normaliser.table)
             store_compiled(full, compiled, cache)

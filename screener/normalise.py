@@ -707,7 +707,10 @@ def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tu
         found = list(compress(found, (~own[separators.searchsorted(starts)]).tolist()))
     edits = HtmlEdits([], {}, {})
     for at, token in found:
-        char, length = _reference(token)
+        # Cached by token, so only short ones: a reference may run to the
+        # length of a post (&#000...0065;), and 4,096 of those kept would
+        # hold a gigabyte (found by review).
+        char, length = _reference(token) if len(token) <= _CACHED_TOKEN else _reference.__wrapped__(token)
         if not length:
             continue
         if char:
@@ -724,6 +727,10 @@ def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tu
 #: (with its ";"). Names and numbers hold no "&", so references never
 #: overlap and each decodes as it would in a left-to-right scan.
 _REFERENCE = re.compile(_ENTITY_START + r"(?:" + _NUMERIC.pattern + r"|" + _NAME.pattern + r";?)")
+
+
+#: Longest reference :func:`_reference` caches (&CounterClockwiseContourIntegral; is 33).
+_CACHED_TOKEN = 40
 
 
 @functools.lru_cache(maxsize=4096)

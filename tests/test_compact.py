@@ -127,9 +127,13 @@ def test_marked_is_where_the_table_marks(points, marks):
     assert C.marked(array, table).tolist() == want  # numba where it loads (IMPLEMENTATIONS above loaded it)
     readonly = np.frombuffer(array.tobytes(), dtype=np.uint32)
     assert C.marked(readonly, table).tolist() == want
+    fixed = np.frombuffer(table.tobytes(), dtype=np.uint8)  # a read-only table too
+    assert C.marked(readonly, fixed).tolist() == want
 
 
-def test_marked_refuses_what_could_overrun():
+def test_marked_refuses_tables_and_points_of_the_wrong_kind():
+    """What it can check for free; code points past the table are the
+    caller's contract (as for compact_numba), not checked."""
     with pytest.raises(ValueError):
         C.marked(np.zeros(3, dtype=np.uint32), np.zeros(10, dtype=np.uint8))
     with pytest.raises(ValueError):

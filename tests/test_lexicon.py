@@ -146,17 +146,18 @@ def test_only_the_moderated_everywhere_categories_carry_terms(shipped):
             assert all(line.startswith("#") or not line.strip() for line in body.splitlines())
 
 
-def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path):
+def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path, monkeypatch):
     """Engine.build hands the pattern texts to a compile thread before the
     pinyin spellings are made; the engine is the one a plain build makes, a
     failing compile raises in the caller, and so does a bad policy."""
+    from screener import judge
     from screener.errors import MatcherUnavailable
     from screener.judge import Engine
     from screener.policy import PolicyError
 
     root = make_lexicon({"gambling": "赌博\n网赌\n"})
     seen = []
-    full = load_lexicons(root, on_patterns=lambda texts, table: seen.append(list(texts)))
+    full = load_lexicons(root, on_patterns=lambda texts, table, categories: seen.append(list(texts)))
     assert seen == [list(full.patterns.texts)]
     engine = Engine.build(root, None, "auto", "off")
     assert [h.matched for h in engine.posts.screen(["他在网赌"])[0].hits] == ["网赌"]
@@ -164,5 +165,8 @@ def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path
         Engine.build(root, None, "no-such-matcher", "off")
     bad = tmp_path / "bad.policy"
     bad.write_text("this is not a policy\n", encoding="utf-8")
+    compiles = []
+    monkeypatch.setattr(judge, "build_matcher", lambda *args: compiles.append(args))
     with pytest.raises(PolicyError):
         Engine.build(root, bad, "auto", "off")
+    assert compiles == []  # the policy is checked before the compile starts

@@ -211,3 +211,18 @@ def test_batch_markup_maps_back_as_each_post_alone(texts):
         n = N.normalise(text)
         assert posts.post_text(i) == n.text
         assert [posts.span(i, j, j + 1) for j in range(len(n.text))] == [n.span(j, j + 1) for j in range(len(n.text))]
+
+
+def test_long_references_decode_in_a_batch_without_filling_the_cache():
+    """A reference as long as a post decodes like a short one, but only short
+    ones are cached (4,096 long ones would hold a gigabyte)."""
+    from screener.normalise import _reference
+
+    long_ref = "&#" + "0" * 5000 + "36172;"
+    texts = [f"前{long_ref}博后", "x&amp;y"]
+    before = _reference.cache_info().currsize
+    batch = N.encode_batch(texts, N.alphabet)
+    decoded = batch.codes.astype("<u4").tobytes().decode("utf-32-le").split("\x00")[:-1]
+    assert decoded == [N.fold_string(t) for t in texts]
+    assert N.fold_string(texts[0]) == "前赌博后"
+    assert _reference.cache_info().currsize <= before + 1  # &amp; at most

@@ -105,16 +105,21 @@ class LexiconSet:
         return frozenset(k for k, c in self.categories.items() if c.scope not in (self.scope, "both"))
 
 
+#: See :func:`load_lexicons`.
+OnPatterns = Callable[[Sequence[str], np.ndarray, Mapping[str, Category]], None]
+
+
 def load_lexicons(directory: str | Path, cache: "Cache | None" = None,
-                  on_patterns: Callable[[Sequence[str], np.ndarray], None] | None = None) -> LexiconSet:
+                  on_patterns: OnPatterns | None = None) -> LexiconSet:
     """Load ``directory`` or raise :class:`LexiconError` with every problem.
 
     ``cache``: where the fold table may come from (and goes to); the set
     itself is cached by :func:`screener.compiled.load_compiled`.
-    ``on_patterns(texts, fold_table)``: called as soon as the set is valid
-    and its pattern texts are known, before the pinyin spellings are made,
-    so a caller can start compiling its matcher beside that work
-    (:meth:`screener.judge.Engine.build`).
+    ``on_patterns(texts, fold_table, categories)``: called as soon as the
+    set is valid and its pattern texts are known, before the pinyin
+    spellings are made, so a caller can check its policy against the
+    categories and start compiling its matcher beside that work
+    (:meth:`screener.judge.Engine.build`); what it raises, this raises.
     """
     # Hundreds of thousands of objects are made here and kept: at 100k terms
     # the cyclic collector ran 7 full passes over them, found 5 objects to
@@ -130,7 +135,7 @@ def load_lexicons(directory: str | Path, cache: "Cache | None" = None,
 
 
 def _load(root: Path, cache: "Cache | None",
-          on_patterns: Callable[[Sequence[str], np.ndarray], None] | None = None) -> LexiconSet:
+          on_patterns: OnPatterns | None = None) -> LexiconSet:
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
     try:
@@ -171,7 +176,7 @@ def _load(root: Path, cache: "Cache | None",
     warnings += warned
     table = PatternTable.of(patterns)
     if on_patterns is not None:
-        on_patterns(table.texts, normaliser.table)
+        on_patterns(table.texts, normaliser.table, categories)
     pinyin = compile_pinyin(rules)
     warnings += capped_warnings(pinyin, rules)
     return LexiconSet(
