@@ -173,12 +173,14 @@ def _compile(numba: Any) -> Callable[..., int]:
                t.int64, t.int64, t.Array(t.int64, 1, "C"), t.Array(code, 1, "C"), t.Array(t.int64, 1, "C"))
         for readonly in (True, False) for code in (t.uint32, t.uint16)
     ]
-    global _MARKED
+    global _MARKED, _SEEDS
     try:
         _MARKED = _compile_marked(numba, cache=True)
+        _SEEDS = _compile_seeds(numba, cache=True)
         return numba.njit(signatures, cache=True, nogil=True, boundscheck=False)(loop)
     except RuntimeError:  # no writable cache location: compile in every process instead
         _MARKED = _compile_marked(numba, cache=False)
+        _SEEDS = _compile_seeds(numba, cache=False)
         return numba.njit(signatures, nogil=True, boundscheck=False)(loop)
 
 
@@ -199,6 +201,7 @@ def _compile_marked(numba: Any, cache: bool) -> Callable[..., int]:
 
 _LOOP: Callable[..., int] | None = None
 _MARKED: Callable[..., int] | None = None
+_SEEDS: Callable[..., int] | None = None
 _IMPLEMENTATION: str | None = None
 #: Code points a process folds with numpy before it loads numba (~128 M:
 #: 384 MB of Chinese text, where the load has about paid for itself).
@@ -277,6 +280,66 @@ def _nonzero(values: np.ndarray) -> np.ndarray:
         return blocks
     candidates = (blocks[:, None] * 8 + np.arange(8)).ravel()
     return candidates[padded[candidates] != 0]
+
+
+def _compile_seeds(numba: Any, cache: bool) -> Callable[..., int]:
+    def seeds(points, letters, first, last, pair, single, max_letters, markup, out):  # pragma: no cover - compiled
+        # Words of letters (side by side, or with markup between), each
+        # judged when the next letter does not follow it: see
+        # screener.pinyin.PinyinPass.gated, whose numpy passes this fuses.
+        n = 0
+        start = -1  # the current word's first letter (-1: none yet)
+        length = 0
+        ok = True
+        head = 0  # its first letter's code
+        prev = -1  # the previous letter's position
+        code = 0  # ... and code
+        for i in range(points.shape[0] + 1):
+            c = letters[points[i]] if i < points.shape[0] else 0
+            if c == 0 and i < points.shape[0]:
+                continue
+            if c != 0 and prev >= 0 and (i == prev + 1 or (points[prev + 1] == markup and points[i - 1] == markup)):
+                ok = ok and pair[code, c]
+                length += 1
+            else:
+                if start >= 0:  # the word that ended at prev
+                    if 2 <= length <= max_letters and first[head] and last[code] and ok:
+                        out[n] = start
+                        n += 1
+                    elif length == 1 and start > 0:
+                        before = points[start - 1]
+                        if before < single.shape[0] and (single[before] >> (head - 96)) & 1:
+                            out[n] = start
+                            n += 1
+                start, length, ok, head = i, 1, True, c
+            prev, code = i, c
+        return n
+
+    t = numba.types
+    signatures = [
+        t.int64(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(t.uint8, 1, "C", readonly=fixed),
+                t.Array(t.bool_, 1, "C"), t.Array(t.bool_, 1, "C"), t.Array(t.bool_, 2, "C"),
+                t.Array(t.int32, 1, "C"), t.int64, t.uint32, t.Array(t.int64, 1, "C"))
+        for readonly in (True, False) for fixed in (True, False)
+    ]
+    return numba.njit(signatures, cache=cache, nogil=True, boundscheck=False)(seeds)
+
+
+def letter_word_seeds(points: np.ndarray, letters: np.ndarray, first: np.ndarray, last: np.ndarray,
+                      pair: np.ndarray, single: np.ndarray, max_letters: int, markup: int) -> np.ndarray | None:
+    """The pinyin pass's seeds (:meth:`screener.pinyin.PinyinPass.gated`) in
+    one compiled pass over ``points``, or None before this process folds
+    with numba (the caller then runs its numpy passes, the reference that a
+    property test holds this to). Same contract as :func:`marked` for
+    ``points`` and ``letters``."""
+    if _IMPLEMENTATION != "numba" or _SEEDS is None:
+        return None
+    if len(letters) != TABLE_SIZE or letters.dtype != np.uint8 or points.dtype != np.uint32:
+        raise ValueError("letter_word_seeds() takes uint32 points and a uint8 table of TABLE_SIZE")
+    out = np.empty(len(points), dtype=np.int64)
+    n = _SEEDS(np.ascontiguousarray(points), np.ascontiguousarray(letters), first, last, pair,
+               single.astype(np.int32, copy=False), max_letters, np.uint32(markup), out)
+    return out[:int(n)]
 
 
 def current() -> str:

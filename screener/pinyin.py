@@ -183,10 +183,14 @@ class PinyinPass:
             points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
             separators = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1) - 1
         gate = self.letters_of()
+        words = self.words()
+        fused = compact.letter_word_seeds(points, gate, words.first, words.last, words.pair,
+                                          self.patterns.char_table().single, self.patterns.max_letters, MARKUP)
+        if fused is not None:  # the passes below, compiled into one (same answer: tests/test_pinyin.py)
+            return np.unique(np.searchsorted(separators, fused)).tolist() if len(fused) else []
         at = compact.marked(points, gate)
         if not len(at):
             return []
-        words = self.words()
         code = gate.take(points[at])
         follows = np.zeros(len(at), dtype=bool)
         # One word: side by side, or with markup between (a decoded character

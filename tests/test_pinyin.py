@@ -256,3 +256,24 @@ def test_batches_and_verification_agree_on_pinyin(screeners, texts):
     for i, candidates in found.items():
         assert screener.verifier.verify(texts[i], candidates) == bulk[i]
         assert all(h.matched == texts[i][h.start:h.end] for h in bulk[i][0])
+
+
+_GATE_PIECES = [*_PIECES, "zhuang", "lol", "OK", "wifi", "b", "ǔ", "&amp;", "<b>", "\x00", "ü", "ａ", "Ｄｕ", "q",
+                "&#98;o", "赌d", "博b", "😀"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(_GATE_PIECES), max_size=14).map("".join), min_size=1, max_size=8))
+def test_the_compiled_gate_is_the_numpy_gate(screeners, texts):
+    """compact.letter_word_seeds (once numba folds) picks the posts the numpy
+    passes of PinyinPass.gated pick, on the main pass's encoding and without."""
+    from screener import compact
+
+    if compact.load() != "numba":
+        pytest.skip("numba does not import here")
+    screener = screeners["aho"]
+    batch = screener.lexicons.normaliser.encode_batch(texts, screener.matcher.alphabet)
+    compiled = (screener.pinyin.gated(texts, batch), screener.pinyin.gated(texts))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compact, "letter_word_seeds", lambda *args: None)
+        assert (screener.pinyin.gated(texts, batch), screener.pinyin.gated(texts)) == compiled
