@@ -118,6 +118,7 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         screener = Screener(lexicons, "auto" if contender.startswith("scan") else contender)
         compact.load()  # numba, as a long-running process has it (a short scan folds with numpy: compact.py)
         screener.verifier.warm()  # jieba's dictionary (and its trie) load is start-up, not screening
+        screener.pinyin.warm()  # so are the pinyin pass's tables
         gc.freeze()  # as the front ends do with what lives as long as the process (screener/cli.py)
         result["build_s"] = time.perf_counter() - start
         result["matcher"] = screener.matcher_name
