@@ -12,13 +12,12 @@ versions, and why".
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
 
 from . import jsonio
-from .emit import NO_LIMITS, Emitted, Limits, fit, now_iso
+from .emit import NO_LIMITS, Emitted, Limits, fit, now_iso, uuid4_str
 from .judge import Engine, Judgement
 
 
@@ -29,7 +28,7 @@ def key_of(record: dict[str, Any]) -> bytes | None:
 
 
 def _base(kind: str, worker: str, engine: Engine | None) -> dict[str, Any]:
-    record: dict[str, Any] = {"audit_id": str(uuid.uuid4()), "kind": kind, "at": now_iso(), "worker": worker}
+    record: dict[str, Any] = {"audit_id": uuid4_str(), "kind": kind, "at": now_iso(), "worker": worker}
     if engine is not None:
         record["lexicon_version"] = engine.lexicon_version
         record["policy_version"] = engine.policy_version

@@ -1,9 +1,9 @@
 """Hot reload of lexicon and policy: compile off the hot path, swap between batches.
 
-A watcher thread checks the lexicon directory and the policy file's directory
-every few seconds (and at once on SIGHUP). A changed set is loaded, validated
-and compiled in that thread into a new :class:`Engine`; the worker loop picks
-it up between two batches, so no batch is screened half by one version and
+A watcher thread checks the lexicon directory, the policy file and the list
+files it names every few seconds (and at once on SIGHUP). A changed set is
+loaded, validated and compiled in that thread into a new :class:`Engine`; the
+worker loop picks it up between two batches, so no batch is screened half by one version and
 half by another. A lexicon or policy that fails validation is logged as
 ``path:line: reason``, counted, recorded in the audit trail, and the running
 version keeps serving.
@@ -20,6 +20,7 @@ from ..errors import LexiconError, ScreenerError
 from ..judge import Engine
 from ..lexicon.load import content_version
 from ..lexicon.parse import os_reason
+from ..policy import sources
 from . import metrics
 
 log = logging.getLogger("screener.reload")
@@ -34,6 +35,7 @@ class LexiconReloader:
         self.cache_dir = cache_dir  # a new version compiled here is cached for the next start
         self.interval_s = interval_s
         self._seen = self._version()  # what serves (or last failed)
+        self._serving = (current.lexicon_version, current.policy_version)
         self._last_stat: tuple = ()
         self._last_failure: list[str] | None = None  # files unreadable: reported once, not every interval
         self._forced = False
@@ -79,10 +81,7 @@ class LexiconReloader:
                     log.exception("lexicon reload: unexpected failure; still watching")
 
     def _watched(self) -> list[Path]:
-        paths = list(self.directory.iterdir())
-        if self.policy is not None and self.policy.parent.is_dir():
-            paths += [p for p in self.policy.parent.iterdir() if p.is_file()]
-        return paths
+        return [*self.directory.iterdir(), *sources(self.policy)]
 
     def _stat(self) -> tuple:
         """Names, sizes and mtimes: cheap to read every few seconds. A file
@@ -98,16 +97,15 @@ class LexiconReloader:
         return tuple(sorted(entries))
 
     def _version(self) -> str:
-        """Lexicon content hash plus the bytes of the policy's directory (the
-        file and the lists it reads)."""
+        """Lexicon content hash plus the bytes of the policy file and the
+        list files it names."""
         digest = hashlib.sha256(content_version(self.directory).encode())
-        if self.policy is not None and self.policy.parent.is_dir():
-            for path in sorted(p for p in self.policy.parent.iterdir() if p.is_file()):
-                try:
-                    data = path.read_bytes()
-                except OSError as exc:  # hashed, so that the policy loader reports it
-                    data = f"unreadable: {os_reason(exc)}".encode()
-                digest.update(path.name.encode() + b"\0" + data)
+        for path in sources(self.policy):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # hashed, so that the policy loader reports it
+                data = f"unreadable: {os_reason(exc)}".encode()
+            digest.update(str(path).encode() + b"\0" + data)
         return digest.hexdigest()[:16]
 
     def check(self) -> None:
@@ -139,6 +137,13 @@ class LexiconReloader:
         except Exception as exc:  # noqa: BLE001 - LexiconError, PolicyError, OSError, MemoryError, ...
             self._reject(self._failure_lines(exc))
             return
+        serving = (engine.lexicon_version, engine.policy_version)
+        if serving == self._serving:
+            # Back to what serves (a rejected version, then the good files
+            # restored): a swap would only stall the loop and audit a no-op.
+            log.info("lexicon and policy content unchanged (versions %s, %s): nothing to swap", *serving)
+            return
+        self._serving = serving
         with self._lock:
             self._ready = engine
         for warning in engine.policy.warnings:

@@ -40,6 +40,10 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
 
     engine = Engine.build(settings.lexicons, settings.policy_path, settings.matcher, settings.cache_dir)
     compact.load()  # a worker folds for days: numba now, not in the first batch (screener/compact.py)
+    # jieba's dictionary and its trie (~1.3 s, process-wide) too: loaded by
+    # the first hit that needs a word-boundary check, they stalled that
+    # batch and every record queued behind it (p99 at half load, issue 11).
+    engine.posts.verifier.warm()
     log.info("worker %s: %s, matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
              worker_id or settings.worker_id, client_of(settings), engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
