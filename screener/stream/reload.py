@@ -134,6 +134,7 @@ class LexiconReloader:
         self._seen = version
         try:
             engine = Engine.build(self.directory, self.policy, self.matcher, self.cache_dir)
+            engine.posts.pinyin.warm()  # here, not in the first batch after the swap
         except Exception as exc:  # noqa: BLE001 - LexiconError, PolicyError, OSError, MemoryError, ...
             self._reject(self._failure_lines(exc))
             return

@@ -44,6 +44,7 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     # the first hit that needs a word-boundary check, they stalled that
     # batch and every record queued behind it (p99 at half load, issue 11).
     engine.posts.verifier.warm()
+    engine.posts.pinyin.warm()  # and the pinyin pass's tables (~0.1 s at 50k terms)
     log.info("worker %s: %s, matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
              worker_id or settings.worker_id, client_of(settings), engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
