@@ -173,34 +173,16 @@ def _compile(numba: Any) -> Callable[..., int]:
                t.int64, t.int64, t.Array(t.int64, 1, "C"), t.Array(code, 1, "C"), t.Array(t.int64, 1, "C"))
         for readonly in (True, False) for code in (t.uint32, t.uint16)
     ]
-    global _MARKED, _SEEDS
+    global _SEEDS
     try:
-        _MARKED = _compile_marked(numba, cache=True)
         _SEEDS = _compile_seeds(numba, cache=True)
         return numba.njit(signatures, cache=True, nogil=True, boundscheck=False)(loop)
     except RuntimeError:  # no writable cache location: compile in every process instead
-        _MARKED = _compile_marked(numba, cache=False)
         _SEEDS = _compile_seeds(numba, cache=False)
         return numba.njit(signatures, nogil=True, boundscheck=False)(loop)
 
 
-def _compile_marked(numba: Any, cache: bool) -> Callable[..., int]:
-    def marked(points, table, out):  # pragma: no cover - compiled
-        n = 0
-        for i in range(points.shape[0]):
-            if table[points[i]]:
-                out[n] = i
-                n += 1
-        return n
-
-    t = numba.types
-    signatures = [t.int64(t.Array(t.uint32, 1, "C", readonly=readonly), t.Array(t.uint8, 1, "C", readonly=fixed),
-                          t.Array(t.int64, 1, "C")) for readonly in (True, False) for fixed in (True, False)]
-    return numba.njit(signatures, cache=cache, nogil=True, boundscheck=False)(marked)
-
-
 _LOOP: Callable[..., int] | None = None
-_MARKED: Callable[..., int] | None = None
 _SEEDS: Callable[..., int] | None = None
 _IMPLEMENTATION: str | None = None
 #: Code points a process folds with numpy before it loads numba (~128 M:
@@ -245,14 +227,9 @@ def compact_numba(points: np.ndarray, table: np.ndarray, delete: int, separator:
 def marked(points: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Positions ``i`` where ``table[points[i]]`` is not 0, for a uint8
     ``table`` of :data:`~screener.charmap.TABLE_SIZE` entries and marks that
-    are rare (the pinyin pass's Latin letters in Chinese posts).
-
-    ``points`` must be code points of text (or :data:`~screener.charmap.MARKUP`),
-    all below ``TABLE_SIZE``, as :func:`compact_numba` requires: the compiled
-    pass does not check bounds, and checking would cost a pass of its own.
-
-    One compiled pass once this process folds with numba (nothing as large
-    as the batch is allocated); before, numpy's take and a nonzero that skips
+    are rare (the pinyin pass's Latin letters in Chinese posts, before this
+    process folds with numba; after, :func:`letter_word_seeds` does that
+    work in one compiled pass): numpy's take, then a nonzero that skips
     eight zero bytes at a time.
 
     >>> table = np.zeros(TABLE_SIZE, dtype=np.uint8); table[ord("a")] = 1
@@ -261,10 +238,6 @@ def marked(points: np.ndarray, table: np.ndarray) -> np.ndarray:
     """
     if len(table) != TABLE_SIZE or table.dtype != np.uint8 or points.dtype != np.uint32:
         raise ValueError("marked() takes uint32 points and a uint8 table of TABLE_SIZE")
-    table = np.ascontiguousarray(table)
-    if _IMPLEMENTATION == "numba" and _MARKED is not None:
-        out = np.empty(len(points), dtype=np.int64)
-        return out[:int(_MARKED(np.ascontiguousarray(points), table, out))]
     return _nonzero(table.take(points))
 
 
@@ -330,8 +303,9 @@ def letter_word_seeds(points: np.ndarray, letters: np.ndarray, first: np.ndarray
     """The pinyin pass's seeds (:meth:`screener.pinyin.PinyinPass.gated`) in
     one compiled pass over ``points``, or None before this process folds
     with numba (the caller then runs its numpy passes, the reference that a
-    property test holds this to). Same contract as :func:`marked` for
-    ``points`` and ``letters``."""
+    property test holds this to). ``points`` must be code points of text (or
+    :data:`~screener.charmap.MARKUP`), all below ``TABLE_SIZE``, as
+    :func:`compact_numba` requires: the compiled pass does not check bounds."""
     if _IMPLEMENTATION != "numba" or _SEEDS is None:
         return None
     if len(letters) != TABLE_SIZE or letters.dtype != np.uint8 or points.dtype != np.uint32:
