@@ -96,6 +96,11 @@ def build_trie(freq: Mapping[str, int], total: int) -> WordTrie:
 _STATE: str | None = None
 
 
+def loaded() -> bool:
+    """Whether :func:`load` has run (without running it)."""
+    return _STATE is not None
+
+
 def load() -> str:
     """``numba`` when the compiled loops are available (once per process), else ``none``."""
     global _STATE

@@ -38,14 +38,19 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from . import boundary
+from . import boundary, compact
 from .charmap import DELETE
 from .lexicon import LexiconSet, Rule
+from .lexicon.tables import RuleTable
 from .lexicon.model import VariantKind
 from .match import Candidate
 from .normalise import Normalised
 from .refold import Refolded, refold
 from .segment import DEFAULT_SEGMENTER, Segmenter
+
+#: Candidate posts from which a batch is verified in bulk even before the
+#: process uses numba (:meth:`Verifier._bulk`).
+BULK_FROM = 64
 
 #: Why ``[start, end)`` cuts through a word, or None: one post's answers.
 Cut = Callable[[int, int], "str | None"]
@@ -116,7 +121,7 @@ class Verifier:
         self.segmenter = segmenter
         self._table = lexicons.normaliser.table
         #: Rules whose hits (or parts) must not cut through a word.
-        self._word_checked = [r.mode == "word" and r.kind != "allow" for r in lexicons.rules]
+        self._word_checked = RuleTable.of(lexicons.rules).word_checked()
 
     def warm(self) -> None:
         """Load now what the first batch would: jieba's dictionary and, for
@@ -135,7 +140,7 @@ class Verifier:
         """:meth:`verify` of ``texts[i]`` for every ``i`` in ``found``, as batch work."""
         if not found:
             return {}
-        if boundary.load() != "numba":
+        if not self._bulk(len(found)):
             return {i: self.verify(texts[i], c) for i, c in found.items()}
         order = list(found)
         posts = refold(self.lexicons.normaliser, [texts[i] for i in order])
@@ -144,6 +149,15 @@ class Verifier:
         written = _all_as_written(posts, [found[i] for i in order])
         cuts = self._cuts(posts, written)
         return {index: self._verify(posts.post(k), written[k], _cut_of(cuts, k), True) for k, index in enumerate(order)}
+
+    @staticmethod
+    def _bulk(posts: int) -> bool:
+        """Whether to verify ``posts`` candidate posts in bulk: where numba
+        runs already, or the batch repays loading it (~0.4 s; a ``scan`` of
+        one post must not wait for that)."""
+        if posts < BULK_FROM and compact.current() != "numba" and not boundary.loaded():
+            return False
+        return boundary.load() == "numba"
 
     def _verify(self, post: PostText, candidates: Sequence[Candidate], cut: Cut,
                 written: bool = False) -> tuple[list[Hit], list[Decision]]:

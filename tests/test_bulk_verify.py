@@ -261,3 +261,22 @@ def test_refold_reads_each_post_as_normalise_does(texts):
         assert [post.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)] == [
             norm.separated(i, j) for i in range(n) for j in range(i + 1, n + 1)
         ]
+
+
+def test_bulk_runs_here_and_a_few_posts_never_load_numba(monkeypatch):
+    """The property tests above compare the bulk path, not per post with
+    itself: numba's loops are loaded in this module, so every batch goes in
+    bulk. A process that has not loaded them verifies a batch of fewer than
+    ``BULK_FROM`` candidate posts per post (one post must not wait ~0.4 s
+    for numba), and from ``BULK_FROM`` on loads them."""
+    from screener import compact
+    from screener.verify import BULK_FROM, Verifier
+
+    assert Verifier._bulk(1)
+    loads: list[int] = []
+    monkeypatch.setattr(boundary, "_STATE", None)
+    monkeypatch.setattr(compact, "_IMPLEMENTATION", None)
+    monkeypatch.setattr(boundary, "_warm", lambda: loads.append(1))
+    assert not Verifier._bulk(BULK_FROM - 1) and loads == [] and not boundary.loaded()
+    assert Verifier._bulk(BULK_FROM) and loads == [1] and boundary.loaded()
+    assert Verifier._bulk(1)

@@ -105,6 +105,14 @@ def test_cached_engine_screens_like_a_fresh_one_on_every_backend(lexdir, tmp_pat
     # The pinyin spellings come from the entry.
     assert cached.posts.lexicons.pinyin.texts == fresh.posts.lexicons.pinyin.texts
     assert cached.posts.lexicons.pinyin.capped == fresh.posts.lexicons.pinyin.capped
+    assert cached.posts.lexicons.pinyin.max_letters == fresh.posts.lexicons.pinyin.max_letters
+    # What verification reads from the stored columns, without making rules.
+    for view in ("posts", "profiles"):
+        rules = list(getattr(fresh, view).lexicons.rules)
+        table = getattr(cached, view).lexicons.rules
+        assert table.word_checked() == [r.mode == "word" and r.kind != "allow" for r in rules]
+        assert table.is_allow() == [r.kind == "allow" for r in rules]
+    assert any(cached.posts.lexicons.rules.word_checked()) and any(cached.posts.lexicons.rules.is_allow())
 
 
 def test_the_shipped_set_and_policy_from_the_cache(tmp_path):
@@ -202,7 +210,7 @@ def test_a_whole_entry_whose_content_fails_to_load_is_rebuilt(lexdir, tmp_path):
     sections = cache.load("lexicon", key)
     assert sections is not None
     damaged = {name: bytes(view) for name, view in sections.items()}
-    damaged["hs.database"] = b"\x00" * len(damaged["hs.database"])
+    damaged["hs.database.0"] = b"\x00" * len(damaged["hs.database.0"])
     assert cache.store("lexicon", key, damaged)
     before = stats()
     rebuilt = Engine.build(lexdir, None, "hyperscan", str(directory))
@@ -385,3 +393,33 @@ def test_startup_benchmark_quick(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "| 86 (shipped) |" in result.stdout and "cached" in result.stdout
+
+
+def test_a_cached_scan_of_one_post_loads_no_numba_and_few_rules(tmp_path, make_lexicon):
+    """The cached start stays cheap: no numba (~0.4 s to load) for one post,
+    no rule objects beyond the hit's (100k of them took 1.1 s), and the
+    pinyin gate's limit from the cache, not from a look-up of every spelling."""
+    terms = [f"词{chr(0x4E00 + i)}{chr(0x5E00 + i)}" for i in range(300)]
+    lexdir = make_lexicon({"sample": "\n".join(terms) + "\n"})
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "，%s，"}\n' % terms[7], encoding="utf-8")
+    code = (
+        "import io, os, sys\n"
+        "from screener.cli import _engine\n"
+        "from screener.scan import run_scan\n"
+        "from screener.settings import Settings\n"
+        f"engine = _engine(Settings(lexicons={str(lexdir)!r}, cache_dir={str(tmp_path / 'cache')!r}))\n"
+        "out = io.BytesIO()\n"
+        f"run_scan(Settings(dead_letter=os.devnull, progress='off'), engine, [{str(posts)!r}], out)\n"
+        "made = sum(r is not None for r in engine.posts.lexicons.rules._memo)\n"
+        "pinyin = engine.posts.lexicons.pinyin\n"
+        "print(b'flag' in out.getvalue(), 'numba' in sys.modules, made, pinyin._lookup is None, pinyin._max_letters)\n"
+    )
+    env = {**os.environ, "SCREENER_COMPACT": ""}
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)  # fills the cache
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    from screener.lexicon import load_lexicons
+    from screener.lexicon.pinyin import SYLLABLE
+
+    longest = max(len(t) - t.count(SYLLABLE) for t in load_lexicons(lexdir).pinyin.texts)
+    assert out.split() == ["True", "False", "1", "True", str(longest)]

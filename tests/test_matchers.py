@@ -57,10 +57,15 @@ def _build(backend: str, patterns: list[str]):
     folded = [NORMALISER.fold_string(p) for p in patterns]
     if backend == "hyperscan-wide":
         return HyperscanMatcher(folded, NORMALISER.table, max_dense=0)
+    if backend == "hyperscan-shards":  # several databases (large lexicons), forced here
+        return HyperscanMatcher(folded, NORMALISER.table, shards=3)
+    if backend == "hyperscan-wide-shards":
+        return HyperscanMatcher(folded, NORMALISER.table, max_dense=0, shards=2)
     return build_matcher(backend, folded, NORMALISER.table)
 
 
-ALL = TEST_BACKENDS + (["hyperscan-wide"] if "hyperscan" in available() else [])
+ALL = TEST_BACKENDS + (["hyperscan-wide", "hyperscan-shards", "hyperscan-wide-shards"]
+                       if "hyperscan" in available() else [])
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -81,6 +86,38 @@ def test_hyperscan_fallback_is_used_for_huge_alphabets():
         pytest.skip("hyperscan does not import here")
     assert HyperscanMatcher(["ab"], NORMALISER.table, max_dense=1).dense is False
     assert HyperscanMatcher(["ab"], NORMALISER.table).dense is True
+
+
+def test_large_lexicons_compile_into_several_databases():
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    from screener.matchers.hyperscan_backend import SHARD_PATTERNS, SPLIT_FROM, _shard_count, _shard_ids
+
+    assert [_shard_count(n) for n in (0, 1, SPLIT_FROM - 1, SPLIT_FROM, SHARD_PATTERNS, SHARD_PATTERNS + 1)] == \
+        [1, 1, 1, 2, 2, 2]
+    assert _shard_count(3 * SHARD_PATTERNS) == 3
+    patterns = ["赌博", "博", "网站", "站", "大麻", "麻", "我的", "的", "世界"]
+    shards = _shard_ids(patterns, 3)
+    assert sorted(i for ids in shards for i in ids) == list(range(len(patterns)))  # each pattern once
+    for ids in shards:  # a last character lives in one database
+        assert not {patterns[i][-1] for i in ids} & {patterns[j][-1] for other in shards if other is not ids for j in other}
+    assert _shard_ids(patterns, 1) == [list(range(len(patterns)))] and _shard_ids([], 2) == []
+    assert len(HyperscanMatcher(patterns, NORMALISER.table, shards=3)._dbs) == 3
+
+
+def test_several_databases_from_the_cache_state():
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    patterns = ["赌博", "博彩", "网站", "大麻", "我的世界"]
+    texts = ["网上赌博彩票网站", "大麻我的世界"]
+    for max_dense in (None, 0):
+        extra = {} if max_dense is None else {"max_dense": max_dense}
+        built = HyperscanMatcher(patterns, NORMALISER.table, shards=2, **extra)
+        meta, buffers = built.state()
+        loaded = HyperscanMatcher.from_state(meta, {k: memoryview(bytearray(memoryview(v).cast("B"))) for k, v in buffers.items()},
+                                             NORMALISER.table)
+        assert len(loaded._dbs) == 2
+        assert _scan(loaded, texts) == _scan(built, texts) == _scan(_build("oracle", patterns), texts)
 
 
 def test_dense_codes_are_distinct_aligned_and_never_nul():
