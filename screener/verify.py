@@ -48,9 +48,10 @@ from .normalise import Normalised
 from .refold import Refolded, refold
 from .segment import DEFAULT_SEGMENTER, Segmenter
 
-#: Candidate posts from which a batch is verified in bulk even before the
-#: process uses numba (:meth:`Verifier._bulk`).
+#: Candidate posts of a process from which it verifies in bulk even before
+#: it uses numba (:meth:`Verifier._bulk`).
 BULK_FROM = 64
+_alone = 0  # candidate posts this process verified per post so far
 
 #: Why ``[start, end)`` cuts through a word, or None: one post's answers.
 Cut = Callable[[int, int], "str | None"]
@@ -153,9 +154,12 @@ class Verifier:
     @staticmethod
     def _bulk(posts: int) -> bool:
         """Whether to verify ``posts`` candidate posts in bulk: where numba
-        runs already, or the batch repays loading it (~0.4 s; a ``scan`` of
-        one post must not wait for that)."""
-        if posts < BULK_FROM and compact.current() != "numba" and not boundary.loaded():
+        runs already, or once this process has had :data:`BULK_FROM`
+        candidate posts, which repay loading it (~0.4 s; a ``scan`` of one
+        post must not wait for that)."""
+        global _alone
+        if compact.current() != "numba" and not boundary.loaded() and _alone + posts < BULK_FROM:
+            _alone += posts
             return False
         return boundary.load() == "numba"
 

@@ -266,17 +266,23 @@ def test_refold_reads_each_post_as_normalise_does(texts):
 def test_bulk_runs_here_and_a_few_posts_never_load_numba(monkeypatch):
     """The property tests above compare the bulk path, not per post with
     itself: numba's loops are loaded in this module, so every batch goes in
-    bulk. A process that has not loaded them verifies a batch of fewer than
-    ``BULK_FROM`` candidate posts per post (one post must not wait ~0.4 s
-    for numba), and from ``BULK_FROM`` on loads them."""
-    from screener import compact
+    bulk. A process that has not loaded them verifies per post until it has
+    had ``BULK_FROM`` candidate posts (one post must not wait ~0.4 s for
+    numba), in one batch or over several, and then loads them."""
+    from screener import compact, verify
     from screener.verify import BULK_FROM, Verifier
 
     assert Verifier._bulk(1)
     loads: list[int] = []
-    monkeypatch.setattr(boundary, "_STATE", None)
-    monkeypatch.setattr(compact, "_IMPLEMENTATION", None)
     monkeypatch.setattr(boundary, "_warm", lambda: loads.append(1))
-    assert not Verifier._bulk(BULK_FROM - 1) and loads == [] and not boundary.loaded()
-    assert Verifier._bulk(BULK_FROM) and loads == [1] and boundary.loaded()
+    for batches in ([BULK_FROM], [BULK_FROM - 10, 9, 1]):
+        monkeypatch.setattr(boundary, "_STATE", None)
+        monkeypatch.setattr(compact, "_IMPLEMENTATION", None)
+        monkeypatch.setattr(verify, "_alone", 0)
+        loads.clear()
+        assert [Verifier._bulk(n) for n in batches] == [False] * (len(batches) - 1) + [True]
+        assert loads == [1] and boundary.loaded() and Verifier._bulk(1)
+    monkeypatch.setattr(boundary, "_STATE", None)
+    monkeypatch.setattr(compact, "_IMPLEMENTATION", "numba")  # a process that folds with numba: bulk at once
+    monkeypatch.setattr(verify, "_alone", 0)
     assert Verifier._bulk(1)
