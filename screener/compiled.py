@@ -31,6 +31,7 @@ import platform
 import sys
 import time
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,17 +190,29 @@ def _decode(sections: dict[str, memoryview], cache: Cache) -> tuple[LexiconSet, 
     return lexicons, matcher
 
 
-def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache) -> bool:
-    """Put a freshly built set and its matcher in the cache. Never raises."""
+@dataclass
+class Encoded:
+    """A freshly built set, encoded for the cache (:func:`encode_compiled`),
+    waiting for its matcher."""
+
+    key: dict[str, Any]
+    meta: dict[str, Any]
+    sections: dict[str, Any]
+
+
+def encode_compiled(lexicons: LexiconSet, matcher_name: str, cache: Cache) -> Encoded | None:
+    """The set's part of its cache entry (None: not to be cached). Made
+    apart from the matcher's part so that a build can encode the set while
+    its matcher still compiles (at 100k terms ~0.3 s out of the cold start).
+    Never raises."""
     if not cache.usable:
-        return False
+        return None
     try:
-        key = _lexicon_key(Path(lexicons.directory), matcher.name)
+        key = _lexicon_key(Path(lexicons.directory), matcher_name)
         if key["content"] != lexicons.version:
             log.info("lexicon %s changed while it was compiled; not caching it", lexicons.directory)
-            return False
+            return None
         rules_meta, rule_sections = lexicons.rules.encode()
-        matcher_meta, matcher_sections = matcher.state()
         assert lexicons.pinyin is not None  # LexiconSet makes it
         pinyin_meta, pinyin_sections = lexicons.pinyin.encode()
         meta = {
@@ -207,12 +220,29 @@ def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache) -> bool
             "warnings": lexicons.warnings, "scope": lexicons.scope, "normalise": lexicons.normaliser.config,
             "lookalikes": lexicons.lookalikes,
             "rules": rules_meta, "patterns": len(lexicons.patterns),
-            "matcher": matcher.name, "matcher_state": matcher_meta,
+            "matcher": matcher_name,
             "pinyin": pinyin_meta,
         }
-        sections = {"meta": pickle.dumps(meta, protocol=5), **rule_sections, **lexicons.patterns.encode(),
-                    **matcher_sections, **pinyin_sections}
+        return Encoded(key, meta, {**rule_sections, **lexicons.patterns.encode(), **pinyin_sections})
+    except Exception as exc:  # noqa: BLE001 - the cache must never fail a start
+        log.warning("screener: cannot cache lexicon %s (%s: %s)", lexicons.directory, type(exc).__name__, exc)
+        return None
+
+
+def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache, encoded: Encoded | None = None) -> bool:
+    """Put a freshly built set and its matcher in the cache (``encoded``:
+    the set's part, made earlier by :func:`encode_compiled`). Never raises."""
+    if encoded is None:
+        encoded = encode_compiled(lexicons, matcher.name, cache)
+    if encoded is None:
+        return False
+    try:
+        if encoded.meta["matcher"] != matcher.name:
+            raise ValueError(f"the set was encoded for matcher {encoded.meta['matcher']}, not {matcher.name}")
+        matcher_meta, matcher_sections = matcher.state()
+        meta = {**encoded.meta, "matcher_state": matcher_meta}
+        sections = {"meta": pickle.dumps(meta, protocol=5), **encoded.sections, **matcher_sections}
     except Exception as exc:  # noqa: BLE001 - the cache must never fail a start
         log.warning("screener: cannot cache lexicon %s (%s: %s)", lexicons.directory, type(exc).__name__, exc)
         return False
-    return cache.store("lexicon", key, sections)
+    return cache.store("lexicon", encoded.key, sections)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .cache import Cache
-from .compiled import load_compiled, store_compiled
+from .compiled import encode_compiled, load_compiled, store_compiled
 from .decide import Verdict, strictest
 from .decode import account_of
 from .lexicon import load_lexicons
-from .matchers import build_matcher
+from .matchers import build_matcher, resolve
 from .pipeline import Screener, Screening
 from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy
 from .segment import DEFAULT_SEGMENTER
@@ -166,9 +166,10 @@ class Engine:
 
             full = load_lexicons(lexicons, cache, on_patterns=start)
             checked = policies[0] if policies else load_policy(policy, full.categories)
+            encoded = encode_compiled(full, resolve(matcher), cache)  # while the matcher compiles
             compiled = background.result() if background.started else build_matcher(
                 matcher, full.patterns.texts, full.normaliser.table)
-            store_compiled(full, compiled, cache)
+            store_compiled(full, compiled, cache, encoded)
         if cache.usable:
             DEFAULT_SEGMENTER.use_cache(cache.directory)
         posts = Screener(full, compiled=compiled)

@@ -423,3 +423,21 @@ def test_a_cached_scan_of_one_post_loads_no_numba_and_few_rules(tmp_path, make_l
 
     longest = max(len(t) - t.count(SYLLABLE) for t in load_lexicons(lexdir).pinyin.texts)
     assert out.split() == ["True", "False", "1", "True", str(longest)]
+
+
+def test_a_set_encoded_for_another_matcher_is_not_stored(lexdir, tmp_path, caplog):
+    """The set's part of an entry is encoded while its matcher compiles; it
+    is stored only with the matcher it was encoded for."""
+    from screener.lexicon import load_lexicons
+    from screener.matchers import build_matcher
+
+    cache = Cache(tmp_path / "cache")
+    lexicons = load_lexicons(lexdir)
+    encoded = compiled.encode_compiled(lexicons, "hyperscan", cache)
+    assert encoded is not None and encoded.meta["matcher"] == "hyperscan"
+    aho = build_matcher("aho", lexicons.patterns.texts, lexicons.normaliser.table)
+    with caplog.at_level(logging.WARNING):
+        assert not compiled.store_compiled(lexicons, aho, cache, encoded)
+    assert "encoded for matcher hyperscan, not aho" in caplog.text
+    assert compiled.store_compiled(lexicons, aho, cache, compiled.encode_compiled(lexicons, "aho", cache))
+    assert compiled.load_compiled(lexdir, "aho", cache) is not None
