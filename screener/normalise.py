@@ -745,10 +745,16 @@ def _reference(token: str) -> tuple[int, int]:
     return scanner.edits.chars.get(0, 0), end
 
 
+#: A character twice in a row: without one, nothing collapses.
+_DOUBLED = re.compile(r"(.)\1", re.DOTALL)
+
+
 def collapse_runs(folded: str) -> tuple[str, tuple[int, ...]]:
     """A folded text (runs kept) as the matcher sees it, and its run lengths:
     ``collapse_runs("时时彩") == ("时彩", (2, 1))``. The rule of the fold loop
     (:data:`screener.compact.COLLAPSE_FROM`): only CJK characters collapse."""
+    if _DOUBLED.search(folded) is None:  # nearly every term: one C pass instead of a loop (0.2 s at 100k)
+        return folded, (1,) * len(folded)
     text: list[str] = []
     runs: list[int] = []
     for ch in folded:

@@ -7,10 +7,13 @@ Every hit's offsets are checked too: ``text[start:end] == matched``.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from screener import Screener, load_lexicons
 from screener.cli import main
 from screener.lexicon.tables import PatternTable
+from screener.compact import COLLAPSE_FROM
 from screener.normalise import Normaliser, collapse_runs
 
 LEXICON = {
@@ -161,9 +164,30 @@ def test_lexicon_check_reports_every_collapsed_term(lexicon_dir, capsys):
     ("qq", ("qq", (1, 1))),
     ("a赌赌a", ("a赌a", (1, 2, 1))),
     ("", ("", ())),
+    ("赌博网站", ("赌博网站", (1, 1, 1, 1))),  # nothing doubled: the fast path
+    ("a\n\nb", ("a\n\nb", (1, 1, 1, 1))),
 ])
 def test_collapse_runs(folded, expected):
     assert collapse_runs(folded) == expected
+
+
+def _collapse_reference(folded: str) -> tuple[str, tuple[int, ...]]:
+    """The rule spelled out, character by character."""
+    text: list[str] = []
+    runs: list[int] = []
+    for ch in folded:
+        if text and ch == text[-1] and ord(ch) >= COLLAPSE_FROM:
+            runs[-1] += 1
+        else:
+            text.append(ch)
+            runs.append(1)
+    return "".join(text), tuple(runs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="赌博时彩aq1\n 𠀀", max_size=12))
+def test_collapse_runs_fast_path_is_the_rule(folded):
+    assert collapse_runs(folded) == _collapse_reference(folded)
 
 
 def test_collapse_runs_is_the_fold_loops_rule():
