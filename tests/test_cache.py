@@ -441,3 +441,19 @@ def test_a_set_encoded_for_another_matcher_is_not_stored(lexdir, tmp_path, caplo
     assert "encoded for matcher hyperscan, not aho" in caplog.text
     assert compiled.store_compiled(lexicons, aho, cache, compiled.encode_compiled(lexicons, "aho", cache))
     assert compiled.load_compiled(lexdir, "aho", cache) is not None
+
+
+def test_a_lexicon_over_the_split_threshold_is_cached_and_screens_alike(lexdir, tmp_path, monkeypatch):
+    """A lexicon large enough for several Hyperscan databases (the threshold
+    lowered here) goes through the cache and screens as a fresh build does."""
+    pytest.importorskip("hyperscan")
+    from screener.matchers import hyperscan_backend
+
+    monkeypatch.setattr(hyperscan_backend, "SPLIT_FROM", 2)
+    monkeypatch.setattr(hyperscan_backend, "SHARD_PATTERNS", 4)  # several databases, not just two
+    directory = str(tmp_path / "cache")
+    fresh = Engine.build(lexdir, None, "hyperscan", directory)
+    cached = Engine.build(lexdir, None, "hyperscan", directory)
+    assert len(fresh.posts.matcher._dbs) >= 3
+    assert len(cached.posts.matcher._dbs) == len(fresh.posts.matcher._dbs)
+    assert outcome(cached) == outcome(fresh) == outcome(Engine.build(lexdir, None, "aho"))

@@ -120,6 +120,39 @@ def test_several_databases_from_the_cache_state():
         assert _scan(loaded, texts) == _scan(built, texts) == _scan(_build("oracle", patterns), texts)
 
 
+@pytest.mark.parametrize("backend", ALL)
+def test_two_threads_scan_with_one_matcher(backend):
+    """A rescan thread screens beside the worker's batches with the same
+    engine; Hyperscan's scan releases the GIL, and one scratch space shared
+    by two scans failed with ScratchInUseError (found by review)."""
+    import threading
+
+    rng = np.random.default_rng(3)
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 300)]
+    patterns = sorted({"".join(rng.choice(chars, size=3)) for _ in range(3000)})
+    matcher = _build(backend, patterns)
+    texts = ["".join(rng.choice(chars, size=200)) for _ in range(500)]
+    batch = NORMALISER.encode_batch(texts, matcher.alphabet)
+    expected = sorted(map(tuple, matcher.scan(batch).tolist()))
+    assert expected  # the case must exercise matches
+    errors: list[BaseException] = []
+    answers: list[list[tuple[int, ...]]] = []
+
+    def run() -> None:
+        try:
+            for _ in range(10):
+                answers.append(sorted(map(tuple, matcher.scan(batch).tolist())))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(answers) == 30 and all(a == expected for a in answers)
+
+
 def test_dense_codes_are_distinct_aligned_and_never_nul():
     if "hyperscan" not in available():
         pytest.skip("hyperscan does not import here")

@@ -103,6 +103,7 @@ class HyperscanMatcher:
         self._dbs: list[hyperscan.Database] = _compile_shards(
             encoded, _shard_ids(patterns, shards if shards is not None else _shard_count(len(patterns))),
             literal=self.dense)
+        self._local = threading.local()
 
     # -- the compiled-lexicon cache (screener/compiled.py) ----------------------
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -127,6 +128,7 @@ class HyperscanMatcher:
         self.alphabet = Alphabet(table, meta["delete"], meta["separator"])
         self._lengths = np.frombuffer(buffers["hs.lengths"], dtype=MATCH_DTYPE)
         self._dbs = []
+        self._local = threading.local()
         for i in range(meta["databases"]):
             db = hyperscan.loadb(bytes(buffers[f"hs.database.{i}"]), hyperscan.HS_MODE_BLOCK)
             db.scratch = hyperscan.Scratch(db)  # loadb, unlike compile, allocates none
@@ -149,6 +151,16 @@ class HyperscanMatcher:
         encoded = [code_of_char[np.array([ord(c) for c in p])].astype("<u2").tobytes() for p in patterns]
         return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), encoded
 
+    def _scratches(self) -> list[Any]:
+        """This thread's scratch space, one per database. A scratch serves
+        one scan at a time and the scan releases the GIL, so two threads
+        sharing one (a rescan beside the worker's batches, after a reload)
+        failed with ``ScratchInUseError``."""
+        found = getattr(self._local, "scratches", None)
+        if found is None:
+            found = self._local.scratches = [db.scratch.clone() for db in self._dbs]
+        return found
+
     def scan(self, batch: EncodedBatch) -> np.ndarray:
         if not self._dbs or not len(batch.codes):
             return empty_matches()
@@ -159,8 +171,8 @@ class HyperscanMatcher:
             add((pid, to))
 
         data = batch.codes.tobytes()
-        for db in self._dbs:
-            db.scan(data, match_event_handler=on_match)
+        for db, scratch in zip(self._dbs, self._scratches()):
+            db.scan(data, match_event_handler=on_match, scratch=scratch)
         if not found:
             return empty_matches()
         raw = np.array(found, dtype=MATCH_DTYPE)
