@@ -236,9 +236,11 @@ def store_compiled(lexicons: LexiconSet, matcher: Matcher, cache: Cache, encoded
         encoded = encode_compiled(lexicons, matcher.name, cache)
     if encoded is None:
         return False
+    if encoded.meta["matcher"] != matcher.name:
+        log.warning("screener: cannot cache lexicon %s (the set was encoded for matcher %s, not %s)",
+                    lexicons.directory, encoded.meta["matcher"], matcher.name)
+        return False
     try:
-        if encoded.meta["matcher"] != matcher.name:
-            raise ValueError(f"the set was encoded for matcher {encoded.meta['matcher']}, not {matcher.name}")
         matcher_meta, matcher_sections = matcher.state()
         meta = {**encoded.meta, "matcher_state": matcher_meta}
         sections = {"meta": pickle.dumps(meta, protocol=5), **encoded.sections, **matcher_sections}

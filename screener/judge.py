@@ -13,11 +13,10 @@ post of the batch; the closing benchmark reports the cost of both.
 
 from __future__ import annotations
 
-import threading
 from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .cache import Cache
 from .compiled import encode_compiled, load_compiled, store_compiled
@@ -28,6 +27,7 @@ from .matchers import build_matcher, resolve
 from .pipeline import Screener, Screening
 from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy
 from .segment import DEFAULT_SEGMENTER
+from .threads import Background
 from .verify import Decision, Hit
 
 
@@ -94,42 +94,6 @@ class Tracker:
 NO_TRACKER = Tracker()
 
 
-class _Background:
-    """One call run in a daemon thread; :meth:`result` waits and returns it
-    (or raises what it raised)."""
-
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self._function = function
-        self._thread: threading.Thread | None = None
-        self.started = False
-        self._outcome: tuple[bool, Any] = (False, None)
-
-    def start(self, *args: Any) -> None:
-        def run() -> None:
-            try:
-                self._outcome = (True, self._function(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to result()
-                self._outcome = (False, exc)
-
-        self.started = True
-        thread = threading.Thread(target=run, name="matcher-compile", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had (a process at its limit): compile here instead
-            run()
-            return
-        self._thread = thread
-
-    def result(self) -> Any:
-        assert self.started
-        if self._thread is not None:
-            self._thread.join()
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value
-
-
 @dataclass(frozen=True)
 class Engine:
     posts: Screener
@@ -157,7 +121,7 @@ class Engine:
             # two share the machine's cores (at 50k terms 2.5 s and 1.4 s,
             # measured). The policy is checked first, as soon as the
             # categories are known: a bad policy costs no compile.
-            background = _Background(lambda texts, table: build_matcher(matcher, texts, table))
+            background = Background(lambda texts, table: build_matcher(matcher, texts, table), "matcher-compile")
             policies: list[Policy] = []
 
             def start(texts: Sequence[str], table: Any, categories: Any) -> None:

@@ -218,11 +218,10 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
     offenders: OffenderConfig | None = None
     digest = hashlib.sha256(b"screener-policy/1\n" + data)
     for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip() if not raw.strip().startswith("#") else ""
-        if not text:
+        head, sep, body = _statement(raw)
+        if not (head or sep):
             continue
         where = (str(file), number)
-        head, sep, body = text.partition(":")
         words = head.split()
         if not sep:
             problems.append(Problem(*where, "expected 'list NAME: ...', 'offenders: ...' or 'SCOPE ID: CONDITIONS -> EFFECT'"))
@@ -272,6 +271,12 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
     return frozenset(v.strip() for v in body.split(",") if v.strip()), problems, b""
 
 
+def _statement(raw: str) -> tuple[str, str, str]:
+    """A policy line without its comment, split at its first ":" (head,
+    ":" or "", body); all three empty for a blank or comment line."""
+    return raw.split("#", 1)[0].strip().partition(":")
+
+
 def _list_file(base: Path, body: str) -> Path:
     """The file of ``list NAME: @file`` (relative to the policy's directory)."""
     return base / body.strip()[1:].strip()
@@ -293,7 +298,7 @@ def sources(path: str | Path | None) -> list[Path]:
     except OSError:
         return found
     for raw in text.splitlines():
-        head, sep, body = raw.split("#", 1)[0].partition(":")
+        head, sep, body = _statement(raw)
         words = head.split()
         if sep and len(words) == 2 and words[0] == "list" and body.strip().startswith("@"):
             found.append(_list_file(file.parent, body))

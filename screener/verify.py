@@ -41,7 +41,6 @@ import numpy as np
 from . import boundary, compact
 from .charmap import DELETE
 from .lexicon import LexiconSet, Rule
-from .lexicon.tables import RuleTable
 from .lexicon.model import VariantKind
 from .match import Candidate
 from .normalise import Normalised
@@ -122,7 +121,7 @@ class Verifier:
         self.segmenter = segmenter
         self._table = lexicons.normaliser.table
         #: Rules whose hits (or parts) must not cut through a word.
-        self._word_checked = RuleTable.of(lexicons.rules).word_checked()
+        self._word_checked = lexicons.rules.word_checked()
 
     def warm(self) -> None:
         """Load now what the first batch would: jieba's dictionary and, for

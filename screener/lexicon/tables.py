@@ -149,22 +149,24 @@ class RuleTable(_Table, Sequence[Rule]):
         """Per rule, whether it is checked for word boundaries: a term or
         combination in word mode. From the stored columns when the rules are
         encoded: a cached start must not make 100k rules for it (1.1 s)."""
-        if self._base is not None:
-            allow = self._base.is_allow()
-            return [False] * self._n if self._mode != "word" else [not a for a in allow]
-        if self._rows is not None:
-            meta, codes = self._rows.meta, self._rows.codes
-            word = codes["mode"] == _code_of(meta["mode"], "word")
-            return (word & (codes["kind"] != _code_of(meta["kind"], "allow"))).tolist()
-        return [r.mode == "word" and r.kind != "allow" for r in self]
+        if self._base is not None:  # every rule but allow entries is in the view's mode
+            return [self._mode == "word" and not allow for allow in self._base.is_allow()]
+        return [word and not allow for word, allow in zip(self._has("mode", "word"), self.is_allow())]
 
     def is_allow(self) -> list[bool]:
         """Per rule, whether it is an allow entry."""
         if self._base is not None:
             return self._base.is_allow()
+        return self._has("kind", "allow")
+
+    def _has(self, field: str, value: str) -> list[bool]:
+        """Per rule, whether ``field`` is ``value``: from the stored column
+        when the rules are encoded, else from the objects."""
         if self._rows is not None:
-            return (self._rows.codes["kind"] == _code_of(self._rows.meta["kind"], "allow")).tolist()
-        return [r.kind == "allow" for r in self]
+            names = self._rows.meta[field]
+            code = names.index(value) if value in names else -1  # -1: no row has it
+            return (self._rows.codes[field] == code).tolist()
+        return [getattr(r, field) == value for r in self]
 
     def with_mode(self, mode: str) -> "RuleTable":
         """The same rules, every one but allow entries in ``mode`` (made on demand)."""
@@ -205,11 +207,6 @@ class RuleTable(_Table, Sequence[Rule]):
         table._term_count = meta["term_count"]
         table._categories = (meta["category"], table._rows.codes["category"])
         return table
-
-
-def _code_of(names: Sequence[str], name: str) -> int:
-    """The column code of ``name`` (-1, which no row has, if absent)."""
-    return list(names).index(name) if name in names else -1
 
 
 def substring(rule: Rule, mode: str) -> Rule:

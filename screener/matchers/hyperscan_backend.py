@@ -42,6 +42,7 @@ import numpy as np
 
 from ..charmap import DELETE, N_CODEPOINTS
 from ..normalise import Alphabet, EncodedBatch
+from ..threads import Background
 from .base import MATCH_DTYPE, check_patterns, empty_matches
 
 _SECOND = 127  # second byte 0x01-0x7F
@@ -207,31 +208,12 @@ def _shard_ids(patterns: Sequence[str], shards: int) -> list[list[int]]:
 
 def _compile_shards(encoded: Sequence[bytes], shards: list[list[int]], *, literal: bool) -> list[hyperscan.Database]:
     """One database per shard, compiled in threads: the compile releases the GIL."""
-    dbs: list[Any] = [None] * len(shards)
-    errors: list[BaseException] = []
 
-    def compile_one(k: int) -> None:
-        try:
-            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            ids = shards[k]
-            db.compile(expressions=[encoded[i] for i in ids], ids=ids, elements=len(ids), flags=0, literal=literal)
-            dbs[k] = db
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller below
-            errors.append(exc)
+    def compile_one(ids: list[int]) -> hyperscan.Database:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=[encoded[i] for i in ids], ids=ids, elements=len(ids), flags=0, literal=literal)
+        return db
 
-    threads = []
-    for k in range(1, len(shards)):
-        thread = threading.Thread(target=compile_one, args=(k,), name=f"hyperscan-compile-{k}", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had (a process at its limit): compile here instead
-            compile_one(k)
-            continue
-        threads.append(thread)
-    if shards:
-        compile_one(0)
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return dbs
+    others = [Background(compile_one, f"hyperscan-compile-{k}").start(ids) for k, ids in enumerate(shards[1:], 1)]
+    first = [compile_one(shards[0])] if shards else []
+    return first + [job.result() for job in others]
