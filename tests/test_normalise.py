@@ -213,6 +213,38 @@ def test_batch_markup_maps_back_as_each_post_alone(texts):
         assert [posts.span(i, j, j + 1) for j in range(len(n.text))] == [n.span(j, j + 1) for j in range(len(n.text))]
 
 
+_reference_posts = st.lists(st.one_of(_reference, _reference, _reference, _han, st.sampled_from(["&", "A&B", "&amp", "<3"])),
+                           min_size=8, max_size=16).map("".join)
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(st.one_of(_reference_posts, _reference_posts, _markup_texts), min_size=16, max_size=30))
+def test_a_batch_of_many_references_maps_back_as_each_post_alone(texts):
+    """Past 64 edits a batch's references are written in numpy passes
+    (``_covered``), and each distinct reference is decoded once: the posts
+    still normalise and map back as they do alone."""
+    from screener.refold import refold
+
+    posts = refold(N, texts)
+    for i, text in enumerate(texts):
+        n = N.normalise(text)
+        assert posts.post_text(i) == n.text
+        assert [posts.span(i, j, j + 1) for j in range(len(n.text))] == [n.span(j, j + 1) for j in range(len(n.text))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cuts=st.lists(st.integers(0, 40), max_size=30))
+def test_covered_positions_are_those_of_the_ranges(cuts):
+    """``_covered`` against a set built range by range: disjoint ranges,
+    adjacent ones (an end that is the next start) and empty ones."""
+    from screener.normalise import _covered
+
+    bounds = sorted(cuts)
+    ranges = list(zip(bounds[0::2], bounds[1::2]))
+    expected = sorted({i for start, end in ranges for i in range(start, end)})
+    assert _covered(ranges).tolist() == expected
+
+
 def test_long_references_decode_in_a_batch_without_filling_the_cache():
     """A reference as long as a post decodes like a short one, but only short
     ones are cached (4,096 long ones would hold a gigabyte)."""
