@@ -48,6 +48,21 @@ def test_each_hit_carries_its_variant_kind(lexicon_dir, backend, text, matched, 
     assert kind in VARIANT_KINDS
 
 
+def test_traditional_characters_are_those_the_table_folds_to_another_cjk_character(lexicon_dir):
+    """The set ``_traditional`` tests against, checked code point by code
+    point against the rule it stands for: a CJK character (from U+2E80)
+    whose fold is another CJK character; width, case and noise folds do not
+    count (Ｄ, 〇 stay literal)."""
+    from screener.verify import Verifier
+
+    verifier = Verifier(load_lexicons(lexicon_dir))
+    table = verifier._table
+    expected = {chr(cp) for cp in range(0x2E80, 0x110000) if cp != int(table[cp]) and 0x2E80 <= int(table[cp]) < 0x110000}
+    assert verifier._refolded_cjk == expected
+    assert {"賭", "聯", "裏"} <= expected and not {"赌", "Ｄ", "a"} & expected
+    assert verifier._traditional("上互聯網") and not verifier._traditional("上互联网ＤＵ")
+
+
 def test_a_patterns_kind_survives_the_compiled_cache(lexicon_dir):
     from screener.lexicon.tables import PatternTable
 
