@@ -245,6 +245,19 @@ def test_covered_positions_are_those_of_the_ranges(cuts):
     assert _covered(ranges).tolist() == expected
 
 
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "赌博\udc80"])
+def test_a_lone_surrogate_is_refused_in_a_batch_as_alone(text):
+    """The batch's code points (``code_points``) refuse what the encoder of
+    the one-text path refuses, so a post cannot pass in a batch and fail alone."""
+    with pytest.raises(UnicodeEncodeError):
+        N.fold_string(text)
+    with pytest.raises(UnicodeEncodeError):
+        N.fold_many(["ok", text])
+    with pytest.raises(UnicodeEncodeError):
+        N.encode_batch([text], N.alphabet)
+    assert N.fold_many(["a\U0001F600\ud7ff\ue000b"]) == [N.fold_string("a\U0001F600\ud7ff\ue000b")]
+
+
 def test_long_references_decode_in_a_batch_without_filling_the_cache():
     """A reference as long as a post decodes like a short one, but only short
     ones are cached (4,096 long ones would hold a gigabyte)."""
