@@ -743,7 +743,8 @@ def _batch_markup(joined: str, points: np.ndarray, separators: np.ndarray) -> tu
     decoded = {token: _decoded(token) for token in set(tokens)}
     char, length = np.array(list(map(decoded.__getitem__, tokens)), dtype=np.int64).reshape(-1, 2).T
     real = length > 0
-    at, char, end = at[real], char[real], at[real] + length[real]
+    at, char = at[real], char[real]
+    end = at + length[real]
     if not len(at):
         return tagged, None
     named = char > 0  # decoded to a character at its "&"; the rest of it is markup

@@ -65,7 +65,7 @@ from .charmap import MARKUP, TABLE_SIZE
 from .lexicon import LexiconSet
 from .lexicon.pinyin import READING_LIMIT, SYLLABLE, CharTable, PinyinPatterns
 from .match import Candidate
-from .normalise import EncodedBatch
+from .normalise import EncodedBatch, code_points
 from .refold import Refolded, refold
 
 #: Folded code points below this may be Latin letters (Latin blocks, and the
@@ -188,7 +188,7 @@ class PinyinPass:
             points, separators = batch.points, batch.separators
         else:
             joined = "\x00".join([*texts, ""])
-            points = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+            points = code_points(joined)
             separators = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1) - 1
         gate = self.letters_of()
         words = self.words()

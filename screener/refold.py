@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .normalise import Normaliser, fold_points
+from .normalise import Normaliser, code_points, fold_points
 
 _SEP = "\x00"  # as encode_batch: no HTML construct may contain it
 
@@ -111,7 +111,7 @@ def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ostart = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths + 1, out=ostart[1:])
-    raw = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+    raw = code_points(joined)
     points, extend = normaliser.batch_points(texts, joined, ostart[1:] - 1)
     f = fold_points(normaliser.table, points, extend, ostart[1:] - 1)
     nstart = np.searchsorted(f.starts, ostart)
