@@ -165,6 +165,24 @@ def test_dense_codes_are_distinct_aligned_and_never_nul():
     assert _DELETE_CODE not in set(codes.tolist())
 
 
+@settings(max_examples=200, deadline=None)
+@given(patterns=st.lists(st.text(alphabet="赌博网a😀𠀀\x01\ud800", min_size=1, max_size=5), min_size=1, max_size=12))
+def test_pattern_encoding_in_bulk_is_the_encoding_of_each(patterns):
+    """The compile's array passes (slot ranking, codes) against their
+    definition, one character and one pattern at a time."""
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    from collections import Counter
+
+    from screener.matchers.hyperscan_backend import _encode_each, _slot_codes, _slots_by_use
+
+    uses = Counter(c for p in patterns for c in p)
+    assert _slots_by_use(patterns) == sorted(uses, key=lambda c: (-uses[c], c))
+    code_of_char = _slot_codes(np.arange(0x110000) % 5000)
+    assert _encode_each(patterns, code_of_char) == [
+        b"".join(int(code_of_char[ord(c)]).to_bytes(2, "little") for c in p) for p in patterns]
+
+
 def test_large_alphabet_agrees_with_oracle():
     """Thousands of pattern characters fill high slots of the dense encoding."""
     rng = np.random.default_rng(7)

@@ -34,7 +34,6 @@ the compile from 4.5 to 2.3 s on two cores.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from typing import Any, ClassVar, Sequence
 
 import hyperscan
@@ -76,9 +75,28 @@ def _slot_codes(slots: np.ndarray) -> np.ndarray:
 
 
 def _slots_by_use(patterns: Sequence[str]) -> list[str]:
-    """Pattern characters, the most used first (ties in code-point order)."""
-    uses = Counter(c for p in patterns for c in p)
-    return sorted(uses, key=lambda c: (-uses[c], c))
+    """Pattern characters, the most used first (ties in code-point order).
+
+    Counted by one ``bincount`` over the joined patterns (a generator into a
+    Counter took 0.14 s at 100k terms, and the compile waits for it)."""
+    uses = np.bincount(_joined_points(patterns))
+    used = np.flatnonzero(uses)
+    return [chr(c) for c in used[np.lexsort((used, -uses[used]))].tolist()]
+
+
+def _joined_points(patterns: Sequence[str]) -> np.ndarray:
+    # surrogatepass: a lexicon file is strict UTF-8, but a caller of the API may pass anything.
+    return np.frombuffer("".join(patterns).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _encode_each(patterns: Sequence[str], code_of_char: np.ndarray) -> list[bytes]:
+    """Each pattern's two-byte codes: one array pass over all patterns
+    joined, then a slice each (at 100k terms 0.17 → 0.03 s, measured; the
+    matcher compiles only after this, so it delays every cold build)."""
+    lengths = np.fromiter(map(len, patterns), dtype=np.int64, count=len(patterns))
+    data = code_of_char[_joined_points(patterns)].astype("<u2").tobytes()
+    ends = np.cumsum(lengths) * 2
+    return [data[start:end] for start, end in zip((ends - 2 * lengths).tolist(), ends.tolist())]
 
 
 def _regex_bytes(data: bytes) -> bytes:
@@ -149,9 +167,7 @@ class HyperscanMatcher:
         live = fold_table != DELETE
         table = np.full(len(fold_table), _DELETE_CODE, dtype=np.uint16)
         table[live] = code_of_char[fold_table[live]]
-        encoded = [code_of_char[np.array([ord(c) for c in p])].astype("<u2").tobytes() for p in patterns]
-        return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), encoded
-
+        return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), _encode_each(patterns, code_of_char)
     def _scratches(self) -> list[Any]:
         """This thread's scratch space, one per database. A scratch serves
         one scan at a time and the scan releases the GIL, so two threads
