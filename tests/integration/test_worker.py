@@ -59,6 +59,25 @@ def test_posts_in_events_and_dead_letters_out(topics, workers):
     assert worker.terminate() == 0
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_input_is_screened(topics, workers, codec):
+    """A platform's producer may compress its posts with any codec Kafka
+    has; librdkafka reads all four, kafka-python only with their packages
+    (python-snappy, lz4, zstandard: dependencies of the stream extra)."""
+    ck = pytest.importorskip("confluent_kafka")
+    worker = workers(topics).start()
+    values, expected = stream(30)
+    producer = ck.Producer({"bootstrap.servers": topics.bootstrap, "compression.type": codec, "linger.ms": 20})
+    for value in values:
+        producer.produce(topics.input, value)
+    assert producer.flush(20) == 0
+    got = event_map(consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(expected)))
+    assert {pid: evs[0]["action"] for pid, evs in got.items()} == expected
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == len(values))
+    assert worker.metric('screener_posts_total{outcome="dead_lettered"}') == 0
+    assert worker.terminate() == 0
+
+
 def test_sigterm_exits_cleanly_with_offsets_committed(topics, workers):
     worker = workers(topics).start()
     values, _ = stream(200)
