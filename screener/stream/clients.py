@@ -278,8 +278,14 @@ CONFLUENT_CONSUMER: dict[str, Any] = {
     "enable.auto.offset.store": False, "statistics.interval.ms": 1000,
 }
 BOOTSTRAP_TIMEOUT_S = 2.0
+# compression.type lz4: at 50% violating posts the worker writes 1.5
+# records a post (event, audit, changelog); compressed, they cost the broker
+# beside it less, and the worker ran 1.02-1.16x the posts/s (0.99x at 1%;
+# benchmarks/results/stream-compression.md). kafka-python keeps its own
+# default (none): not measured there.
 CONFLUENT_PRODUCER: dict[str, Any] = {
     "acks": "all", "linger.ms": 5, "enable.idempotence": True, "message.timeout.ms": 30000,
+    "compression.type": "lz4",
 }
 # A transaction left open by a process that died is aborted by the broker
 # after transaction.timeout.ms (at once when a process with the same
