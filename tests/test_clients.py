@@ -51,6 +51,25 @@ def test_underscores_are_dots_for_librdkafka():
     assert config["linger.ms"] == 20 and config["bootstrap.servers"] == "b:1" and config["acks"] == "all"
 
 
+def test_both_consumers_skip_aborted_transactions(monkeypatch):
+    """read_committed on either client: librdkafka's default, kafka-python's
+    not (it would screen posts whose producer rolled them back). Checked at
+    the constructor, where the defaults and the operator's options meet; an
+    operator may still ask for read_uncommitted. The broker side is
+    tests/integration/test_worker.py::test_aborted_input_is_not_screened."""
+    assert clients.CONFLUENT_CONSUMER["isolation.level"] == "read_committed"
+    if "kafka-python" not in HAVE:
+        pytest.skip("kafka-python does not import here")
+    import kafka
+
+    made: list[dict] = []
+    monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kwargs: made.append(kwargs))
+    for group in (True, False):
+        clients._PyConsumer(Settings(bootstrap_servers="b:1"), group)
+    clients._PyConsumer(Settings(bootstrap_servers="b:1", kafka_consumer={"isolation_level": "read_uncommitted"}), True)
+    assert [m["isolation_level"] for m in made] == ["read_committed", "read_committed", "read_uncommitted"]
+
+
 @pytest.mark.parametrize("client,option", [("confluent", "sasl_plain_username"), ("kafka-python", "sasl.username")])
 def test_an_option_of_the_other_client_is_a_clear_error(client, option):
     if client not in HAVE:
