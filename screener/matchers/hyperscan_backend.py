@@ -85,13 +85,13 @@ def _slots_by_use(patterns: Sequence[str]) -> list[str]:
 
 
 def _joined_points(patterns: Sequence[str]) -> np.ndarray:
-    # surrogatepass: a lexicon file is strict UTF-8, but a caller of the API may pass anything.
+    # surrogatepass: lexicon files are decoded strictly, but an API caller may pass any str.
     return np.frombuffer("".join(patterns).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def _encode_each(patterns: Sequence[str], code_of_char: np.ndarray) -> list[bytes]:
     """Each pattern's two-byte codes: one array pass over all patterns
-    joined, then a slice each (at 100k terms 0.17 → 0.03 s, measured; the
+    joined, then a slice each (at 100k terms 0.17 → 0.04 s, measured; the
     matcher compiles only after this, so it delays every cold build)."""
     lengths = np.fromiter(map(len, patterns), dtype=np.int64, count=len(patterns))
     data = code_of_char[_joined_points(patterns)].astype("<u2").tobytes()
@@ -168,6 +168,7 @@ class HyperscanMatcher:
         table = np.full(len(fold_table), _DELETE_CODE, dtype=np.uint16)
         table[live] = code_of_char[fold_table[live]]
         return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), _encode_each(patterns, code_of_char)
+
     def _scratches(self) -> list[Any]:
         """This thread's scratch space, one per database. A scratch serves
         one scan at a time and the scan releases the GIL, so two threads
