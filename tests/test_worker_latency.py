@@ -7,8 +7,9 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from screener.stream.clients import Record
 from screener.stream.metrics import LATENCY_BUCKETS
-from screener.stream.worker import _observe_all
+from screener.stream.worker import _latencies, _observe_all
 
 
 def samples(histogram: Histogram) -> dict[tuple[str, str], float]:
@@ -40,3 +41,12 @@ def test_bulk_observation_falls_back_to_observe():
     plain = Plain()
     _observe_all(plain, [0.5, 1.5])
     assert plain.seen == [0.5, 1.5]
+
+
+def test_latency_from_each_record_timestamp_and_none_without_one():
+    """A record without a timestamp (-1) is no latency of 56 years; one
+    stamped ahead of this clock is no negative latency."""
+    now_ms = 1_800_000_000_000
+    records = [Record("t", 0, i, ts, None, b"{}", []) for i, ts in
+               enumerate([now_ms - 250, -1, now_ms + 5_000, 0, now_ms - 60_000])]
+    assert _latencies(records, now_ms) == [0.25, 0.0, 60.0]

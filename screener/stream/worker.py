@@ -195,8 +195,7 @@ class Worker:
             self.abandoned = True  # redone after restart; the exit code says so
             return
         self._count(result)
-        now_ms = time.time() * 1000
-        _observe_all(metrics.LATENCY, [max(0.0, now_ms - r.timestamp) / 1000 for r in batch])
+        _observe_all(metrics.LATENCY, _latencies(batch, time.time() * 1000))
         for tp, next_offset in offsets.items():
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -432,6 +431,13 @@ class _PartitionAccounts:
         records = self.records
         return tracker.finish(shard_clocks(objects, lambda i: _tp(records[rows[i]]),
                                            lambda i: records[rows[i]].timestamp / 1000))
+
+
+def _latencies(records: list[Record], now_ms: float) -> list[float]:
+    """Seconds from each record's timestamp to ``now_ms``: 0 for a timestamp
+    ahead of this clock, none for a record without one (-1: message format
+    v0, or a producer that set none), which would otherwise count 56 years."""
+    return [max(0.0, now_ms - r.timestamp) / 1000 for r in records if r.timestamp > 0]
 
 
 def _observe_all(histogram: Any, values: list[float]) -> None:
