@@ -144,6 +144,27 @@ def consume(bootstrap: str, topic: str, until, timeout: float = 60.0) -> list:
     return records
 
 
+def read_committed(bootstrap: str, topic: str, until, timeout: float = 90.0) -> list:
+    """Values of partition 0 of ``topic`` as a read_committed consumer sees them, until
+    ``until(values)`` or timeout (confluent-kafka: the test must have it)."""
+    import confluent_kafka as ck
+
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+                            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                            "enable.auto.commit": False})
+    consumer.assign([ck.TopicPartition(topic, 0, 0)])
+    values: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(values):
+            for m in consumer.consume(500, 0.5):
+                if m.error() is None:
+                    values.append(m.value())
+    finally:
+        consumer.close()
+    return values
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
     """The group's committed offsets (an OffsetFetch; the reader does not join the group)."""
     from kafka import KafkaConsumer, TopicPartition

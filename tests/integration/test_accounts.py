@@ -55,10 +55,7 @@ def test_offender_state_restored_by_the_other_client(topics, workers, policy, ka
     producer writes lz4-compressed batches, which kafka-python reads only
     with the lz4 package: the changelog one client wrote, the other restores."""
     other = {"confluent": "kafka-python", "kafka-python": "confluent"}[kafka_client]
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        pytest.skip("confluent-kafka does not install here")
+    pytest.importorskip("confluent_kafka")
     _restored_after_kill_9(topics, workers, policy, {"SCREENER_KAFKA_CLIENT": other})
 
 

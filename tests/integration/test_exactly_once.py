@@ -20,30 +20,12 @@ import time
 import orjson
 import pytest
 
-from .conftest import committed, create_topics, produce
+from .conftest import committed, create_topics, produce, read_committed
 from .test_worker import stream
 
 pytestmark = pytest.mark.integration
 
 ck = pytest.importorskip("confluent_kafka")
-
-
-def read_committed(bootstrap: str, topic: str, until, timeout: float = 90.0) -> list:
-    """Values of ``topic`` as a read_committed consumer sees them, until ``until(values)`` or timeout."""
-    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                            "enable.auto.commit": False})
-    consumer.assign([ck.TopicPartition(topic, 0, 0)])
-    values: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not until(values):
-            for m in consumer.consume(500, 0.5):
-                if m.error() is None:
-                    values.append(m.value())
-    finally:
-        consumer.close()
-    return values
 
 
 def post_ids(values: list) -> list:

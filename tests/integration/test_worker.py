@@ -12,7 +12,8 @@ import time
 import orjson
 import pytest
 
-from .conftest import ROOT, Broker, Proxy, committed, consume, create_topics, free_port, posts, produce
+from .conftest import (ROOT, Broker, Proxy, committed, consume, create_topics, free_port, posts, produce,
+                       read_committed)
 
 pytestmark = pytest.mark.integration
 
@@ -94,17 +95,7 @@ def aborted_records_hidden(bootstrap: str) -> bool:
             producer.commit_transaction(20)
         else:
             producer.abort_transaction(20)
-    reader = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{topic}",
-                          "isolation.level": "read_committed"})
-    reader.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
-    seen: list[bytes] = []
-    deadline = time.monotonic() + 10
-    while b"committed" not in seen and time.monotonic() < deadline:
-        message = reader.poll(0.5)
-        if message is not None and not message.error():
-            seen.append(message.value())
-    reader.close()
-    return seen == [b"committed"]
+    return read_committed(bootstrap, topic, lambda values: b"committed" in values, timeout=10) == [b"committed"]
 
 
 def test_aborted_input_is_not_screened(topics, workers):
