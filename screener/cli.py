@@ -320,6 +320,10 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
     return 1 if args.strict and warnings else 0
 
 
+#: What the ``stream`` extra installs (pyproject.toml) that some command may import.
+_STREAM_MODULES = frozenset({"prometheus_client", "kafka", "confluent_kafka", "lz4", "snappy", "zstandard"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
@@ -342,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback only when asked for
+        if isinstance(exc, ModuleNotFoundError) and exc.name in _STREAM_MODULES:  # not a bug: an install without it
+            print(f"screener {args.command}: needs the stream extra ({exc.name} does not import here): "
+                  "pip install 'screener[stream]'", file=sys.stderr)
+            return 2
         if os.environ.get("SCREENER_DEBUG"):
             traceback.print_exc()
         print(f"screener: internal error: {type(exc).__name__}: {exc} (SCREENER_DEBUG=1 shows the traceback; "

@@ -276,6 +276,20 @@ def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys, tmp
     assert "screener: internal error: RuntimeError: a bug" in err and "Traceback" not in err
 
 
+def test_run_without_the_stream_extra_says_what_to_install():
+    """Finding: after a plain `pip install .`, `screener run` printed
+    "internal error: ModuleNotFoundError: prometheus_client ... please report
+    it". A process without the stream extra's packages (made missing here)
+    is told what to install instead."""
+    code = ("import sys; sys.modules['prometheus_client'] = None; from screener.cli import main; "
+            "sys.exit(main(['run', '--bootstrap-servers', '127.0.0.1:1', '--input-topic', 'x']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "screener run: needs the stream extra (prometheus_client does not import here): " \
+           "pip install 'screener[stream]'" in proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 # -- the worker's liveness while it waits for a broker -----------------------------------------------------------
 def test_the_worker_is_alive_while_it_retries_an_unreachable_broker():
     """Finding: /healthz answered 503 "main loop stalled" after 60 s while the
