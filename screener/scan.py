@@ -121,7 +121,8 @@ class Outputs:
 
     def __init__(self, settings: Settings, out: BinaryIO) -> None:
         self.out = out
-        self.dead = _opened("--dead-letter", settings.dead_letter, lambda: DeadLetterSink(settings.dead_letter))
+        self.dead = _opened("--dead-letter", settings.dead_letter, lambda: DeadLetterSink(settings.dead_letter,
+                                                                                   settings.max_record_bytes))
         try:
             self.log = _opened("--audit", settings.audit, lambda: audit.AuditLog(settings.audit or None))
         except OutputError:

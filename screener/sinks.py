@@ -18,13 +18,15 @@ def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
 
 
 def dead_letter_record(source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
-                       account_id: Any = None) -> dict[str, Any]:
+                       account_id: Any = None, size: int | None = None) -> dict[str, Any]:
     """A dead letter keeps the record whole: as text if it is UTF-8, else base64;
     with the post and account ids when they could be read.
 
     Of a line too long to hold, the source kept the head: the dead letter
     says so (``"truncated": true``) and how long the line was (``"bytes"``).
     The head may end inside a character, and is then kept as base64.
+    ``size``: the line's length where ``raw`` is a head cut here
+    (:func:`fitted_dead_letter`).
 
     >>> record = dead_letter_record("f", 3, Truncated(b"[1, 2", 10**9), "too long")
     >>> record["raw"], record["truncated"], record["bytes"]
@@ -40,21 +42,62 @@ def dead_letter_record(source: str, line: int, raw: bytes, reason: str, post_id:
     except UnicodeDecodeError:
         record["raw_base64"] = base64.b64encode(raw).decode("ascii")
     if isinstance(raw, Truncated):
+        size = raw.size
+    if size is not None:
         record["truncated"] = True
-        record["bytes"] = raw.size
+        record["bytes"] = size
     return record
 
 
+def fitted_dead_letter(source: str, line: int, raw: bytes, reason: str, max_bytes: int, post_id: Any = None,
+                       account_id: Any = None) -> bytes:
+    """The dead letter serialised, at most ``max_bytes`` long
+    (``max_record_bytes``, as events and audit records): a longer one keeps
+    the head of ``raw`` that fits, marked as a source-truncated line is.
+    JSON escapes a control byte as six, so a line well under the limit can
+    make a dead letter over it (found by a hostile-input probe: 260 KB of
+    0x01 made a 1.56 MB line). Beyond ``raw`` a dead letter holds short
+    fields only (ids are bounded by the decoder), so cutting ``raw`` always
+    ends within the limit's floor of 4096 bytes.
+
+    >>> out = fitted_dead_letter("f", 1, b"\x01" * 10_000, "bad", 4096)
+    >>> import json; record = json.loads(out)
+    >>> len(out) <= 4096, record["truncated"], record["bytes"], len(record["raw"]) < 10_000
+    (True, True, 10000, True)
+    """
+    out = jsonio.dumps(dead_letter_record(source, line, raw, reason, post_id, account_id), newline=True)
+    if len(out) <= max_bytes:
+        return out
+    size = raw.size if isinstance(raw, Truncated) else len(raw)
+    text = not isinstance(raw, Truncated) and _utf8(raw)
+    keep = len(raw)
+    while len(out) > max_bytes and keep:
+        keep = min(keep - 1, keep * max_bytes // len(out) * 9 // 10)  # shrinks every round
+        head = bytes(raw[:keep])
+        if text:  # not inside a character: a UTF-8 line stays text
+            head = head.decode("utf-8", "ignore").encode("utf-8")
+        out = jsonio.dumps(dead_letter_record(source, line, head, reason, post_id, account_id, size), newline=True)
+    return out
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class DeadLetterSink:
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, max_bytes: int = 1 << 62) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._stream = open_sink(path, sys.stderr.buffer)
         self.count = 0
 
     def write(self, source: str, line: int, raw: bytes, reason: str, post_id: Any = None,
               account_id: Any = None) -> None:
-        record = dead_letter_record(source, line, raw, reason, post_id, account_id)
-        self._stream.write(jsonio.dumps(record, newline=True))
+        self._stream.write(fitted_dead_letter(source, line, raw, reason, self.max_bytes, post_id, account_id))
         self.count += 1
 
     def flush(self) -> None:

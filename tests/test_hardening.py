@@ -6,6 +6,7 @@ batch step (screener/batch.py) and the error tree of screener/cli.py.
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import json
@@ -62,6 +63,44 @@ def test_a_post_of_8000_terms_makes_records_within_the_limits(tmp_path, capsys):
     jsonschema.Draft202012Validator(SCHEMA).validate(event)
     (record,) = [r for r in _lines(audit.read_bytes()) if r["kind"] == "decision"]
     assert len(orjson.dumps(record)) <= 900_000 and record["truncated"]["hits"] == 8000
+
+
+@pytest.mark.parametrize("raw, kept", [
+    (b'{"id": 1, "text": "' + b"\x01" * 260_000 + b'"}', "raw"),  # JSON escapes each byte as six
+    ("赌博".encode() * 200_000 + b"\xff", "raw_base64"),  # not UTF-8: base64, 4/3 of it
+    ("赌博".encode() * 200_000, "raw"),  # UTF-8: cut between characters, still text
+])
+def test_a_dead_letter_is_within_the_record_limit(tmp_path, capsys, raw, kept):
+    """Found by a hostile-input probe: 260 KB of 0x01 in a line made a 1.56 MB
+    dead letter although the README bounds dead letters by
+    ``--max-record-bytes`` too. A longer one keeps the head of the line that
+    fits, marked as a line over ``--max-post-bytes`` is."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(raw + b"\n" + orjson.dumps({"id": 2, "text": "赌博"}) + b"\n")
+    dead = tmp_path / "dead.jsonl"
+    assert main(["scan", "--progress", "off", "--max-post-bytes", str(2 << 20), "--max-record-bytes", "100000",
+                 "--dead-letter", str(dead), str(source)]) == 0
+    assert _lines(capsys.readouterr().out.encode())[0]["post_id"] == 2
+    out = dead.read_bytes()
+    (letter,) = _lines(out)
+    assert len(out) <= 100_000 and letter["truncated"] is True and letter["bytes"] == len(raw)
+    head = letter["raw"].encode() if kept == "raw" else base64.b64decode(letter["raw_base64"])
+    assert kept in letter and raw.startswith(head) and len(head) > 10_000
+
+
+def test_a_kafka_dead_letter_is_within_the_record_limit():
+    from screener.stream.clients import Record
+    from screener.stream.outgoing import dead_letter
+
+    small = dead_letter(Record("posts", 0, 7, 1, b"k", b"not json", []), "invalid JSON", "dead", max_bytes=4096)
+    assert small.value == b"not json" and small.key == b"k" and "screener.truncated" not in dict(small.headers)
+    for key in (b"k", b"K" * 500_000, None):
+        record = Record("posts", 0, 7, 1, key, b"x" * 1_000_000, [])
+        out = dead_letter(record, "over --max-post-bytes", "dead", max_bytes=900_000)
+        size = len(out.key or b"") + len(out.value) + sum(len(k) + len(v) for k, v in out.headers)
+        assert size <= 900_000 and record.value.startswith(out.value) and len(out.value) > 600_000
+        assert orjson.loads(dict(out.headers)["screener.truncated"]) == {"key": len(key or b""), "value": 1_000_000}
+        assert key is None or key.startswith(out.key)
 
 
 def test_records_over_the_byte_limit_drop_meta_then_halve_hits(engine):

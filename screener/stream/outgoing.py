@@ -34,9 +34,18 @@ class Sends:
     then: list[Outgoing] = field(default_factory=list)  # events
 
 
-def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None = None) -> Outgoing:
+def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None = None,
+                max_bytes: int = 1 << 62) -> Outgoing:
     """The record as it came, with where it came from and why, in headers
-    (and whose it is, when that could be read)."""
+    (and whose it is, when that could be read).
+
+    At most ``max_bytes`` (``max_record_bytes``) of key, value and headers:
+    a record near the broker's limit plus our headers is over the producer's,
+    and a send refused as too large is refused for ever: one such input
+    record wedged the worker (found by a hostile-input probe). A longer
+    one keeps the head of its value (and of a key over a quarter of the
+    limit), and ``screener.truncated`` gives their original lengths.
+    """
     headers = [
         ("screener.reason", reason.encode()),
         ("screener.source.topic", record.topic.encode()),
@@ -49,7 +58,18 @@ def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None 
         headers.append(("screener.post_id", jsonio.dumps(letter.post_id)))
     if letter is not None and letter.account_id is not None:
         headers.append(("screener.account_id", jsonio.dumps(letter.account_id)))
-    return Outgoing(topic, record.key, record.value if record.value is not None else b"", headers, "dead_letter")
+    key, value = record.key, record.value if record.value is not None else b""
+    budget = max_bytes - sum(len(k) + len(v) for k, v in headers) - _TRUNCATED_HEADER
+    if len(key or b"") + len(value) > budget:
+        headers.append(("screener.truncated", jsonio.dumps({"key": len(key or b""), "value": len(value)})))
+        if key is not None and len(key) > budget // 4:
+            key = key[:budget // 4]
+        value = value[:max(0, budget - len(key or b""))]
+    return Outgoing(topic, key, value, headers, "dead_letter")
+
+
+#: Room kept for the ``screener.truncated`` header itself.
+_TRUNCATED_HEADER = 128
 
 
 def audit_record(record: dict[str, Any], topic: str) -> Outgoing:
@@ -60,7 +80,8 @@ def sends_of(result: BatchResult, records: Sequence[Any], settings: Settings) ->
     """The batch's records for the producer: ``records[i]`` is the Kafka
     record of batch index ``i``."""
     sends = Sends()
-    sends.first = [dead_letter(records[d.index], d.reason, settings.dead_letter_topic, d) for d in result.dead]
+    sends.first = [dead_letter(records[d.index], d.reason, settings.dead_letter_topic, d, settings.max_record_bytes)
+                   for d in result.dead]
     if settings.audit_topic:
         sends.first += [audit_record(r, settings.audit_topic) for r in result.audit]
     sends.then = [Outgoing(settings.topic_for(e.action), e.key, e.value, [], e.action) for e in result.emitted]

@@ -297,3 +297,28 @@ def test_hostile_posts_neither_stall_nor_crash_the_worker(topics, workers, tmp_p
     assert worker.get("/readyz")[0] == 200 and worker.get("/healthz")[0] == 200
     assert worker.metric('screener_posts_total{outcome="dead_lettered"}') == 0
     assert worker.terminate() == 0
+
+
+def test_input_record_near_the_size_limit_is_dead_lettered_not_wedged(topics, workers):
+    """A record just under the 1 MB the producer allows: its dead letter,
+    the record plus our headers, was over it, refused as too large for
+    ever, and nothing after it was committed (found by a hostile-input
+    probe). The dead letter now keeps the head of the value within
+    ``max_record_bytes`` and says how long it was; the posts after it flow."""
+    worker = workers(topics).start()
+    huge = b"x" * 1_000_000  # not JSON, and over --max-post-bytes
+    values, expected = stream(6)
+    produce(topics.bootstrap, topics.input, [huge, *values], keys=[b"k"] * 7)  # one partition: in this order
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(expected))
+    assert {pid: evs[0]["action"] for pid, evs in event_map(events).items()} == expected
+    dead = consume(topics.bootstrap, topics.dead, lambda r: len(r) >= 1)
+    headers = dict(dead[0].headers)
+    assert orjson.loads(headers["screener.truncated"]) == {"key": 1, "value": len(huge)}
+    assert huge.startswith(dead[0].value) and 800_000 < len(dead[0].value) < 900_000
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == 7)
+    deadline = time.monotonic() + 30
+    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < 7:
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.5)
+    assert worker.get("/readyz")[0] == 200
+    assert worker.terminate() == 0
