@@ -12,6 +12,7 @@ is read and dropped a block at a time.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,11 +223,41 @@ def read_chunks(paths: Sequence[str], max_records: int, max_bytes: int,
             continue
         offset, line = resume[1:] if index == resume[0] else (0, 1)
         if path == "-":
-            yield from _chunks("<stdin>", sys.stdin.buffer, max_records, max_bytes, index, max_line_bytes=max_line_bytes)
+            stdin = sys.stdin.buffer
+            skipped = _skip_bom(stdin) if offset == 0 else 0
+            yield from _chunks("<stdin>", stdin, max_records, max_bytes, index, skipped, max_line_bytes=max_line_bytes)
         else:
             with open(path, "rb", buffering=BUFFER_BYTES) as stream:
                 stream.seek(offset)
-                yield from _chunks(path, stream, max_records, max_bytes, index, offset, line, max_line_bytes)
+                offset += _skip_bom(stream) if offset == 0 else 0
+                yield from _chunks(source_name(path), stream, max_records, max_bytes, index, offset, line, max_line_bytes)
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _skip_bom(stream: BinaryIO) -> int:
+    """Read past a UTF-8 byte order mark at the start of an input, as the
+    lexicon loader does: editors on Windows write one, and it made the first
+    record invalid JSON (found by a hostile-input probe). The bytes skipped."""
+    peek = getattr(stream, "peek", None)
+    head = peek(3)[:3] if peek is not None else b""
+    if head == _BOM:
+        stream.read(3)
+        return 3
+    return 0
+
+
+def source_name(path: str) -> str:
+    """``path`` as dead letters and audit records name it: a file name that
+    is not UTF-8 (Linux allows any bytes) comes from the OS with lone
+    surrogates, which no JSON encoder writes; they crashed ``scan`` (found
+    by a hostile-input probe). Those bytes are written as ``\\xff``.
+
+    >>> source_name(os.fsdecode(b"dl\\xffname.jsonl"))
+    'dl\\\\xffname.jsonl'
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def total_size(paths: Sequence[str]) -> int | None:

@@ -71,6 +71,7 @@ def _flat(chunks):
 
 # -- lines over the limit: held only up to it, cut, and the rest still read -------------------
 import io  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -202,3 +203,39 @@ def test_without_a_limit_lines_are_whole(tmp_path):
 def test_any_binary_stream_will_do():
     lines = list(source._chunks("s", io.BytesIO(b"1\n" + b"2" * 100 + b"\n3"), 10, 1000, max_line_bytes=10))[0].lines
     assert lines == [b"1\n", b"2" * 11, b"3"] and lines[1].size == 101
+
+
+def test_a_byte_order_mark_starting_a_file_or_stdin_is_skipped(tmp_path):
+    """Windows editors start a file with one; it made the first record
+    invalid JSON (found by a hostile-input probe). Only at the very start:
+    resuming after it, and a mark inside the input, read as they are."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": 1}\n\xef\xbb\xbf{"id": 2}\n')
+    (chunk,) = read_chunks([str(path)], 10, 1000)
+    assert chunk.lines == [b'{"id": 1}\n', b'\xef\xbb\xbf{"id": 2}\n'] and chunk.end_offset == path.stat().st_size
+    first, (rest,) = next(read_chunks([str(path)], 1, 1000)), read_chunks([str(path)], 1, 1000, (0, 13, 2))
+    assert first.end_offset == 13 and rest.lines == [b'\xef\xbb\xbf{"id": 2}\n']
+    script = "from screener.source import read_chunks\nprint([l for c in read_chunks(['-'], 10, 1000) for l in c.lines])"
+    proc = subprocess.run([sys.executable, "-c", script], input=path.read_bytes(), capture_output=True, check=True)
+    assert proc.stdout.decode().strip() == repr([b'{"id": 1}\n', b'\xef\xbb\xbf{"id": 2}\n'])
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path, capsys):
+    """Linux file names are bytes; one that is not UTF-8 reached the dead
+    letters and the audit trail with lone surrogates, and ``scan`` stopped
+    with an internal error (found by a hostile-input probe)."""
+    import orjson
+
+    from screener.cli import main
+
+    path = tmp_path / os.fsdecode(b"in\xffput.jsonl")
+    path.write_bytes(b'not json\n{"id": 2, "text": "\xe8\xb5\x8c\xe5\x8d\x9a"}\n')
+    audit = tmp_path / "audit.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), "--dead-letter", str(tmp_path / "dead"),
+                 str(path)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["post_id"] == 2
+    (letter,) = [orjson.loads(line) for line in (tmp_path / "dead").read_bytes().splitlines()]
+    assert letter["source"] == str(tmp_path / "in\\xffput.jsonl")
+    sources = {orjson.loads(line)["source"]["file"] for line in audit.read_bytes().splitlines()
+               if b'"kind":"decision"' in line or b'"kind":"dead_letter"' in line}
+    assert sources == {str(tmp_path / "in\\xffput.jsonl")}
