@@ -201,6 +201,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, render
 
+    for option, value in (("TEXT", args.text), ("--bio", args.bio), ("--account", args.account)):
+        _utf8_argument(option, value)
     try:
         account = jsonio.loads(args.account) if args.account else {}
     except ValueError as exc:  # orjson's and json's decode errors both are
@@ -216,6 +218,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0
+
+
+def _utf8_argument(option: str, value: str | None) -> None:
+    """An argument that is not UTF-8 reaches Python with lone surrogates,
+    which no encoder takes: ``explain $'\\xff赌博'`` stopped with an
+    internal error (found by a hostile-input probe)."""
+    if value is None:
+        return
+    try:
+        os.fsencode(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{option} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at {exc.start})") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

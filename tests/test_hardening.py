@@ -253,6 +253,10 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),
     (["audit", "--post", "1", "--audit", "{tmp}/missing"], "screener: cannot read --audit {tmp}/missing"),
     (["scan", "--policy", "{garbage}", "{good}"], "screener: policy rejected"),
+    # arguments that are not UTF-8 (found by a hostile-input probe: an internal error, exit 70)
+    (["explain", "\udcff赌博"], "screener: TEXT is not UTF-8 (byte 0xff at 0)"),
+    (["explain", "--json", "--bio", "ok\udcfe", "赌博"], "screener: --bio is not UTF-8 (byte 0xfe at 2)"),
+    (["explain", "--account", '{{"id": "\udcff"}}', "赌博"], "screener: --account is not UTF-8 (byte 0xff at 8)"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, args, text):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
