@@ -167,9 +167,14 @@ def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(stream, 1):
             if line.strip():
                 try:
-                    yield jsonio.loads(line)
+                    record = jsonio.loads(line)
                 except orjson.JSONDecodeError as exc:  # a torn last line after a crash
                     yield {"kind": "unreadable", "at": None, "reason": f"{path}:{number}: {exc}"}
+                    continue
+                if isinstance(record, dict):
+                    yield record
+                else:
+                    yield {"kind": "unreadable", "at": None, "reason": f"{path}:{number}: not a JSON object"}
 
 
 def _same(value: Any, wanted: str) -> bool:
@@ -189,27 +194,40 @@ def select(records: Iterable[dict[str, Any]], post: str | None = None, account: 
 
 def render(records: list[dict[str, Any]]) -> str:
     """One paragraph per record, oldest first: what, when, under which versions, why."""
-    lines = []
+    lines: list[str] = []
     for r in records:
-        versions = f"lexicon {r.get('lexicon_version')} policy {r.get('policy_version')}"
-        head = f"{r.get('at')}  {r['kind']}"
-        if r["kind"] == "decision":
-            what = f"{r['subject']} {r['post_id']!r} of account {r.get('account_id')!r}: {r['action'].upper()}"
-            lines.append(f"{head}  {what}  ({versions}; worker {r.get('worker')})")
-            if r.get("rescan"):
-                lines.append(f"    rescan: was {r['rescan'].get('previous_action')}")
-            for h in r.get("hits", []):
-                lines.append(f"    hit {h['matched']!r} = {h['term']!r} ({h['category']}, rule {h['rule_id']}): "
-                             f"lexicon {h['lexicon_action']} -> {h['action']} by {h['policy']}")
-            for s in r.get("suppressed", []):
-                lines.append(f"    suppressed {s['matched']!r} = {s['term']!r} ({s['category']}): {s['reason']}")
-            if r.get("post_rule"):
-                lines.append(f"    post rule {r['post_rule']}")
-            lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
-        elif r["kind"] in ("account_blacklist", "account_cleared"):
-            lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "
-                         f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
-        else:
-            detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
-            lines.append(f"{head}  {jsonio.dumps(detail).decode()}  ({versions})")
+        try:
+            lines += _render(r)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            # Not a record this version writes (edited, or from elsewhere):
+            # shown as it is, not a crash of the whole report (found by a
+            # hostile-input probe).
+            lines.append(f"{r.get('at')}  unrecognised record  {jsonio.dumps(r).decode()}")
     return "\n".join(lines)
+
+
+def _render(r: dict[str, Any]) -> list[str]:
+    """The lines of one record (KeyError and the like: not a record this version writes)."""
+    lines = []
+    versions = f"lexicon {r.get('lexicon_version')} policy {r.get('policy_version')}"
+    head = f"{r.get('at')}  {r['kind']}"
+    if r["kind"] == "decision":
+        what = f"{r['subject']} {r['post_id']!r} of account {r.get('account_id')!r}: {r['action'].upper()}"
+        lines.append(f"{head}  {what}  ({versions}; worker {r.get('worker')})")
+        if r.get("rescan"):
+            lines.append(f"    rescan: was {r['rescan'].get('previous_action')}")
+        for h in r.get("hits", []):
+            lines.append(f"    hit {h['matched']!r} = {h['term']!r} ({h['category']}, rule {h['rule_id']}): "
+                         f"lexicon {h['lexicon_action']} -> {h['action']} by {h['policy']}")
+        for s in r.get("suppressed", []):
+            lines.append(f"    suppressed {s['matched']!r} = {s['term']!r} ({s['category']}): {s['reason']}")
+        if r.get("post_rule"):
+            lines.append(f"    post rule {r['post_rule']}")
+        lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
+    elif r["kind"] in ("account_blacklist", "account_cleared"):
+        lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "
+                     f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
+    else:
+        detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
+        lines.append(f"{head}  {jsonio.dumps(detail).decode()}  ({versions})")
+    return lines

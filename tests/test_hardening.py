@@ -152,6 +152,22 @@ def test_screener_audit_finds_a_dead_letter(tmp_path, capsys):
     assert "dead_letter" in capsys.readouterr().out
 
 
+def test_screener_audit_shows_records_it_does_not_know_instead_of_failing(tmp_path, capsys):
+    """Found by a hostile-input probe: one line of an audit log that is JSON
+    but not a record of ours (``[1]``, a decision without its fields) stopped
+    ``screener audit`` with an internal error, and the good records went unseen."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": 1, "account_id": "u1", "text": "赌博"}])
+    audit = tmp_path / "audit.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), str(source)]) == 0
+    with audit.open("ab") as log:
+        log.write(b'[1]\n{"post_id": 1, "hits": 5}\n{"post_id": 1, "kind": "decision", "at": "x"}\n')
+    capsys.readouterr()
+    assert main(["audit", "--post", "1", "--audit", str(audit)]) == 0
+    out = capsys.readouterr().out
+    assert "RECALL" in out and "hit '赌博'" in out
+    assert out.count("unrecognised record") == 2 and '{"post_id":1,"hits":5}' in out
+
+
 # -- write order and write failures -----------------------------------------------------------------------------
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 @pytest.mark.parametrize("option", ["--audit", "--dead-letter"])
