@@ -56,6 +56,11 @@ EVASIONS = [
     ("zero width joiner", "赌\u200d博", [("赌博", "赌\u200d博")]),
     ("bidi override", "赌\u202e博", [("赌博", "赌\u202e博")]),
     ("variation selector", "赌\ufe0f博", [("赌博", "赌\ufe0f博")]),
+    # default-ignorable letters (Lo) and unassigned code points: invisible, so noise (found by a probe)
+    ("hangul filler", "赌\u3164博", [("赌博", "赌\u3164博")]),
+    ("halfwidth hangul filler", "赌\uffa0博", [("赌博", "赌\uffa0博")]),
+    ("hangul choseong filler", "赌\u115f\u1160博", [("赌博", "赌\u115f\u1160博")]),
+    ("unassigned ignorable", "赌\U000e0100\U000e0fff博", [("赌博", "赌\U000e0100\U000e0fff博")]),
     ("emoji inside", "赌😀博", [("赌博", "赌😀博")]),
     ("emoji with skin tone", "赌👍🏻博", [("赌博", "赌👍🏻博")]),
     ("html tag inside", "赌<b></b>博", [("赌博", "赌<b></b>博")]),
