@@ -96,6 +96,8 @@ def _opencc_char_map(chars: list[str]) -> dict[str, str]:
     import opencc
 
     mapping: dict[str, str] = {}
+    if not chars:  # every Han character noise (noise_categories with "Lo"): "".split gives one line, not none
+        return mapping
     joined = "\n".join(chars)
     for config in ("t2s", "tw2s", "hk2s"):
         converter = opencc.OpenCC(f"{config}.json")

@@ -74,6 +74,16 @@ def test_nul_in_a_term_is_rejected_when_controls_are_not_noise(make_lexicon):
         load_lexicons(root)
 
 
+def test_han_letters_as_noise_reject_the_terms_not_the_build(make_lexicon):
+    """``noise_categories`` with ``Lo`` leaves no Han character to convert:
+    the build stopped with an internal error (OpenCC asked about none;
+    found by a hostile-input probe). The terms are what is wrong, by line."""
+    root = make_lexicon({"a": "赌博\nabc\n"}, "[normalise]\nnoise_categories = ['Lo', 'Zs']\n")
+    with pytest.raises(LexiconError, match=r"a.txt:1: term is empty after normalisation") as info:
+        load_lexicons(root)
+    assert "a.txt:2" not in str(info.value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from("赌博+;=　 \t²٣1-0withinactmodsubrlgfw:#\x00"), max_size=40))
 def test_parse_line_never_raises(text):
