@@ -31,6 +31,9 @@ ERRORS = [
     ("invalid utf-8", {"a": "赌博\n"}, None, [("a.txt", 2, "invalid UTF-8")]),
     ("bad manifest action", {"a": "赌博\n"}, "[categories.a]\naction = 'ban'\n", [("categories.toml", 2, "action must be flag or recall")]),
     ("bad manifest toml", {"a": "赌博\n"}, "[categories.a\n", [("categories.toml", 1, "not valid TOML")]),
+    # the line of the error, not 1 (found by a hostile-input probe)
+    ("bad manifest toml on line 3", {"a": "赌博\n"}, "[categories.a]\naction = 'flag'\nseverity = \n",
+     [("categories.toml", 3, "not valid TOML")]),
     ("unknown normalise setting", {"a": "赌博\n"}, "[normalise]\nfold_everything = true\n", [("categories.toml", 2, "unknown setting 'fold_everything'")]),
     ("several problems at once", {"a": "***\n赌博 ; x=1\n"}, None, [("a.txt", 1, "empty"), ("a.txt", 2, "unknown option")]),
 ]

@@ -214,7 +214,9 @@ def parse_manifest(path: Path) -> Manifest:
     except UnicodeDecodeError as exc:
         return Manifest({}, NormaliseConfig(), [Problem(str(path), 1, f"not UTF-8 (byte {exc.start})")])
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", 1) or 1
+        # lineno: Python 3.14; before, only the message says "(at line 223, column 5)"
+        at = re.search(r"at line (\d+)", str(exc))
+        line = getattr(exc, "lineno", None) or (int(at.group(1)) if at else 1)
         return Manifest({}, NormaliseConfig(), [Problem(str(path), line, f"not valid TOML: {exc}")])
     where = _KeyLines(str(path), text)
     problems: list[Problem] = []
