@@ -180,8 +180,26 @@ class Settings:
                 raise ConfigError(f"{name}: must be at least {least}, not {getattr(self, name)}")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port: must be 0 (off) to 65535, not {self.metrics_port}")
+        for name in _TOPICS:
+            topic = getattr(self, name)
+            if (topic or name not in _OPTIONAL_TOPICS) and not _is_topic(topic):
+                raise ConfigError(f"{name}: must be a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -, not . or ..)"
+                                  f"{'' if name not in _OPTIONAL_TOPICS else ', or empty'}, not {topic!r}")
         for name in ("kafka", "kafka_consumer", "kafka_producer"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+#: Topic settings; a bad name reached the client as "Invalid argument", an
+#: internal error (found by a hostile-input probe: --input-topic '').
+_TOPICS = ("input_topic", "events_topic", "flag_topic", "recall_topic", "dead_letter_topic", "audit_topic",
+           "offenders_topic")
+#: Those that may be empty: per-action topics fall back to events_topic; no audit topic turns it off.
+_OPTIONAL_TOPICS = frozenset({"flag_topic", "recall_topic", "audit_topic"})
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def _is_topic(name: str) -> bool:
+    return _TOPIC.fullmatch(name) is not None and name not in (".", "..")
 
 
 #: Lower bounds of the whole-number settings (the rest have none but their type).

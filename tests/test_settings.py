@@ -37,7 +37,20 @@ BAD_ENV = [
     ({"SCREENER_METRICS_PORT": "70000"}, "metrics_port: must be 0 .off. to 65535"),
     ({"SCREENER_MAX_HITS_PER_POST": "0"}, "max_hits_per_post: must be at least 1"),
     ({"SCREENER_MAX_RECORD_BYTES": "4095"}, "max_record_bytes: must be at least 4096"),
+    # topic names the client would refuse as "Invalid argument" (an internal error, found by a probe)
+    ({"SCREENER_INPUT_TOPIC": ""}, r"input_topic: must be a Kafka topic name .*, not ''"),
+    ({"SCREENER_EVENTS_TOPIC": "a b"}, r"events_topic: must be a Kafka topic name .*, not 'a b'"),
+    ({"SCREENER_DEAD_LETTER_TOPIC": ".."}, "dead_letter_topic: must be a Kafka topic name"),
+    ({"SCREENER_OFFENDERS_TOPIC": "x" * 250}, "offenders_topic: must be a Kafka topic name"),
+    ({"SCREENER_AUDIT_TOPIC": "审计"}, r"audit_topic: must be a Kafka topic name .*, or empty, not '审计'"),
 ]
+
+
+def test_optional_topics_may_be_empty_and_names_may_use_every_legal_character():
+    settings = load_settings({}, env={"SCREENER_AUDIT_TOPIC": "", "SCREENER_FLAG_TOPIC": "",
+                                      "SCREENER_INPUT_TOPIC": "Posts_v2.cn-east." + "x" * 232})
+    assert settings.audit_topic == "" and settings.topic_for("flag") == settings.events_topic
+    assert len(settings.input_topic) == 249
 
 
 @pytest.mark.parametrize("env,message", BAD_ENV)
