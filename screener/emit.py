@@ -113,7 +113,8 @@ def fit(record: dict[str, Any], limits: Limits) -> bytes | None:
     What was cut is said in ``record["truncated"]``: for each list or object
     shortened, how many items it had. Lists are capped at ``max_hits`` first;
     then, only while the record is too large, ``meta`` is dropped and the
-    lists are halved. The record is changed in place.
+    lists are halved. ``meta`` nested too deep to write is dropped too. The
+    record is changed in place.
 
     >>> r = {"hits": list(range(5)), "meta": {"a": 1}}
     >>> len(fit(r, Limits(max_hits=2))), r["hits"], r["truncated"]
@@ -127,7 +128,15 @@ def fit(record: dict[str, Any], limits: Limits) -> bytes | None:
             record[name] = items[:limits.max_hits]
     if cut:
         record["truncated"] = cut
-    value = serialise(record)
+    try:
+        value = serialise(record)
+    except TypeError:  # orjson writes at most 255 levels; JSON input may nest deeper (found by a probe)
+        if not record.get("meta"):
+            raise
+        cut["meta"] = len(record["meta"])
+        record["meta"] = {}
+        record["truncated"] = cut
+        value = serialise(record)
     while len(value) > limits.max_bytes:
         if record.get("meta"):
             cut["meta"] = len(record["meta"])

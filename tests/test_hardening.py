@@ -103,6 +103,22 @@ def test_a_kafka_dead_letter_is_within_the_record_limit():
         assert key is None or key.startswith(out.key)
 
 
+def test_meta_nested_too_deep_to_write_is_dropped_not_the_post(tmp_path, capsys):
+    """The decoder takes nesting orjson cannot write (255 levels): a flagged
+    post with such a ``meta`` was dead-lettered as "screening failed" (found
+    by a hostile-input probe). Its event and audit record drop ``meta``, as
+    a record too large does, and say so."""
+    nested = b"[" * 300 + b"]" * 300
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": 7, "text": "\xe8\xb5\x8c\xe5\x8d\x9a", "deep": ' + nested + b"}\n")
+    audit, dead = tmp_path / "audit.jsonl", tmp_path / "dead.jsonl"
+    assert main(["scan", "--progress", "off", "--audit", str(audit), "--dead-letter", str(dead), str(source)]) == 0
+    (event,) = _lines(capsys.readouterr().out.encode())
+    assert event["action"] == "recall" and event["meta"] == {} and event["truncated"] == {"meta": 1}
+    jsonschema.Draft202012Validator(SCHEMA).validate(event)
+    assert dead.read_bytes() == b"" and [r["kind"] for r in _lines(audit.read_bytes())] == ["decision"]
+
+
 def test_records_over_the_byte_limit_drop_meta_then_halve_hits(engine):
     post = {"id": 1, "text": "赌博，" * 300, "blob": "x" * 50_000}
     step = Step(engine, "w", 1 << 20, Limits(max_hits=1000, max_bytes=20_000))
