@@ -180,6 +180,9 @@ class Settings:
                 raise ConfigError(f"{name}: must be at least {least}, not {getattr(self, name)}")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port: must be 0 (off) to 65535, not {self.metrics_port}")
+        if not self.bootstrap_servers.strip(" ,"):  # the client would retry nothing for ever
+            raise ConfigError("bootstrap_servers: must name at least one broker (host:port), not "
+                              f"{self.bootstrap_servers!r}")
         for name in _TOPICS:
             topic = getattr(self, name)
             if (topic or name not in _OPTIONAL_TOPICS) and not _is_topic(topic):

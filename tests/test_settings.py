@@ -39,6 +39,7 @@ BAD_ENV = [
     ({"SCREENER_MAX_RECORD_BYTES": "4095"}, "max_record_bytes: must be at least 4096"),
     # topic names the client would refuse as "Invalid argument" (an internal error, found by a probe)
     ({"SCREENER_INPUT_TOPIC": ""}, r"input_topic: must be a Kafka topic name .*, not ''"),
+    ({"SCREENER_BOOTSTRAP_SERVERS": " , "}, "bootstrap_servers: must name at least one broker"),
     ({"SCREENER_EVENTS_TOPIC": "a b"}, r"events_topic: must be a Kafka topic name .*, not 'a b'"),
     ({"SCREENER_DEAD_LETTER_TOPIC": ".."}, "dead_letter_topic: must be a Kafka topic name"),
     ({"SCREENER_OFFENDERS_TOPIC": "x" * 250}, "offenders_topic: must be a Kafka topic name"),
