@@ -226,7 +226,7 @@ def test_two_workers_share_the_group_and_metrics(topics, workers):
 def test_unreachable_broker_not_ready_and_sigterm_is_bounded(workers, tmp_path):
     from .conftest import Topics
 
-    nowhere = Topics(f"127.0.0.1:{free_port()}", "posts", "events", "dead", "group")
+    nowhere = Topics(f"127.0.0.1:{free_port()}", "posts", "events", "dead", "group", offenders="offenders")
     worker = workers(nowhere).start(wait_ready=False)
     deadline = time.monotonic() + 30
     status, reason = worker.get("/readyz")
