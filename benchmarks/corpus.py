@@ -25,10 +25,12 @@ Two harder regimes (issue 12):
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jieba
 
@@ -106,10 +108,17 @@ def _obfuscate(term: str, rng: random.Random) -> str:
     if style == 1:
         return rng.choice(NOISE).join(term)
     if style == 2:
-        import opencc
-
-        return opencc.OpenCC("s2t.json").convert(term)
+        return _traditional().convert(term)
     return term[0] + "\u200b" + term[1:]
+
+
+@functools.lru_cache(maxsize=1)
+def _traditional() -> Any:
+    """One converter for all plants: building one per plant (dictionaries
+    loaded each time) made generating 100k posts take minutes."""
+    import opencc
+
+    return opencc.OpenCC("s2t.json")
 
 
 def make_posts(dictionary: Dictionary, terms: list[str], count: int, rate: float = 0.01, seed: int = SEED) -> tuple[list[str], set[int]]:
