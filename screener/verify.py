@@ -473,9 +473,11 @@ def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> t
     """
     occurrences = sorted(found, key=lambda c: (c.start, c.end))
     best: tuple[int, int] | None = None
+    n = len(occurrences)
     for i, first in enumerate(occurrences):
         latest: dict[int, Candidate] = {}
-        for c in occurrences[i:]:
+        for j in range(i, n):  # not occurrences[i:]: a copy of the rest per occurrence is quadratic again
+            c = occurrences[j]
             if c.start - first.start >= within:
                 break
             latest.setdefault(c.part, c)
