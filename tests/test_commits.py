@@ -226,7 +226,7 @@ class FakeTransactions:
         self.offsets: dict[TP, int] = {}
         self.open = False
         self.aborts = 0
-        self.fail: str | None = None  # "commit", "commit-aborted", "offsets"
+        self.fail: str | None = None  # "commit", "commit-aborted", "offsets", "send"
         self.rng = rng
 
     def begin(self) -> None:
@@ -235,6 +235,8 @@ class FakeTransactions:
 
     def send(self, topic, key, value, headers=None, partition=None) -> Delivery:
         assert self.open, "sent outside a transaction"
+        if self.fail == "send" and topic != "offenders":  # refused at once: never in the transaction
+            return Delivery(True, "local queue full")
         self.staged.append(Outgoing(topic, key, value, headers or [], "state" if topic == "offenders" else "flag", partition))
         return Delivery(True)
 
@@ -277,7 +279,9 @@ def test_a_transaction_carries_the_batch_and_its_offsets():
     assert [o.key for o in sent] == [b"a1", b"e1", b"s1"] and tx.settled and tx.finish()
 
 
-@pytest.mark.parametrize("fail", ["commit", "commit-aborted", "offsets"])
+# "send": a send refused at once (queue full, unknown partition) was ignored,
+# and the transaction committed without it (found by a hostile-input probe)
+@pytest.mark.parametrize("fail", ["commit", "commit-aborted", "offsets", "send"])
 def test_a_failed_transaction_shows_nothing_and_its_state_goes_with_the_next(fail):
     producer, sent = FakeTransactions(), []
     tx = Transactions(producer, None, sent.extend)  # type: ignore[arg-type]

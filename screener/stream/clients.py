@@ -278,6 +278,9 @@ CONFLUENT_CONSUMER: dict[str, Any] = {
     "enable.auto.offset.store": False, "statistics.interval.ms": 1000,
 }
 BOOTSTRAP_TIMEOUT_S = 2.0
+#: Half-second waits for room in librdkafka's queue before a send fails (a
+#: queue smaller than a batch's records drains as the broker acknowledges).
+QUEUE_FULL_RETRIES = 10
 # compression.type lz4: at 50% violating posts the worker writes 1.5
 # records a post (event, audit, changelog); compressed, they cost the broker
 # beside it less, and the worker ran 1.02-1.16x the posts/s (0.99x at 1%;
@@ -535,11 +538,15 @@ class _ConfluentProducer:
                 self._p.produce(topic, value, key, on_delivery=delivery)
             else:
                 self._produce_with(topic, value, key, delivery, headers, partition)
-        except BufferError:  # the local queue is full: let librdkafka drain it, then try once more
-            self._p.poll(0.5)
-            try:
-                self._produce_with(topic, value, key, delivery, headers, partition)
-            except BufferError:
+        except BufferError:  # the local queue is full: let librdkafka drain it, then try again
+            for _ in range(QUEUE_FULL_RETRIES):
+                self._p.poll(0.5)
+                try:
+                    self._produce_with(topic, value, key, delivery, headers, partition)
+                    break
+                except BufferError:
+                    continue
+            else:
                 return Delivery(True, "local queue full")
         except self._ck.KafkaException as exc:
             return Delivery(True, str(exc))

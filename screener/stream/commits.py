@@ -149,7 +149,13 @@ class Transactions:
         try:
             producer.begin()
             for o in items:
-                producer.send(o.topic, o.key, o.value, o.headers, o.partition)
+                # A send refused at once (queue full, unknown partition) never
+                # reached the transaction, so its commit cannot fail for it:
+                # ignored, events were lost with their offsets committed
+                # (found by a hostile-input probe). Such a batch aborts.
+                delivery = producer.send(o.topic, o.key, o.value, o.headers, o.partition)
+                if delivery.failed:
+                    raise BrokerFailure(f"send to {o.topic} failed: {delivery.error}")
             producer.send_offsets(offsets, self.consumer)
             producer.commit()  # flushes; a send that failed fails the commit (librdkafka)
         except TransactionAborted:  # aborted already
