@@ -19,8 +19,10 @@ from . import clients
 log = logging.getLogger("screener.changelog")
 
 
-def restore(settings: Settings, partitions: Sequence[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
-    """(key, value) records of each changelog partition, oldest first."""
+def restore(settings: Settings, partitions: Sequence[int]) -> tuple[dict[int, list[tuple[bytes, bytes | None]]], list[int]]:
+    """(key, value) records of each changelog partition, oldest first; and
+    the partitions the changelog topic lacks (their state is not written:
+    a send to a partition that does not exist fails for ever)."""
     consumer = clients.consumer(settings, group=False)
     try:
         known = consumer.partitions(settings.offenders_topic)
@@ -32,12 +34,12 @@ def restore(settings: Settings, partitions: Sequence[int]) -> dict[int, list[tup
         out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
         present = [p for p in partitions if p in known]
         if not present:
-            return out
+            return out, missing
         for records, _ in clients.read_range(consumer, settings.offenders_topic, ("offset", 0), 10000, partitions=present):
             for r in records:
                 if r.key is not None:
                     out[r.partition].append((r.key, r.value))
-        return out
+        return out, missing
     finally:
         consumer.close()
 

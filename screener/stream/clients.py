@@ -810,6 +810,8 @@ class _PyProducer:
             future = self._p.send(topic, key=key, value=value, headers=headers or None, partition=partition)
         except _kp().errors.KafkaError as exc:  # metadata unavailable within max_block_ms
             return Delivery(True, str(exc) or type(exc).__name__)
+        except (ValueError, AssertionError) as exc:  # kafka-python: "Unrecognized partition", a bad argument
+            return Delivery(True, f"{type(exc).__name__}: {exc}")
         future.add_callback(ok)
         future.add_errback(failed)
         return delivery

@@ -51,6 +51,8 @@ class Worker:
         self.reloader = LexiconReloader(settings.lexicons, settings.policy_path, settings.matcher, engine,
                                         settings.reload_interval_s, settings.cache_dir)
         self.offenders = Offenders(engine.policy.offenders)
+        #: Input partitions whose changelog partition does not exist: their offender state is not written.
+        self.undurable: set[TP] = set()
         self.step = Step.of(settings, engine, bool(settings.audit_topic))
         self.pending_audit: list[dict[str, Any]] = []
         self.commits: CommitProtocol | Transactions = CommitProtocol(self._deliver, self._commit)
@@ -222,7 +224,10 @@ class Worker:
     def _changelog(self) -> list[Outgoing]:
         out = []
         for tp in list(self.offenders.shards):
-            for key, value in self.offenders.take_changes(tp):
+            changes = self.offenders.take_changes(tp)
+            if tp in self.undurable:  # no changelog partition: restore() said so; sending would fail for ever
+                continue
+            for key, value in changes:
                 out.append(Outgoing(self.settings.offenders_topic, key, value, [], "state", tp.partition))  # type: ignore[attr-defined]
         if out:
             shards = self.offenders.shards.values()
@@ -318,6 +323,7 @@ class Worker:
             log.warning("changelog not acknowledged before revocation; the next owner redoes the last batch")
         for tp in revoked:
             self.offenders.drop(tp)
+            self.undurable.discard(tp)
             metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
 
     def on_assigned(self, assigned: set[TP]) -> None:
@@ -330,7 +336,8 @@ class Worker:
         from .changelog import restore
 
         started = time.monotonic()
-        restored = restore(self.settings, [tp.partition for tp in fresh])
+        restored, missing = restore(self.settings, [tp.partition for tp in fresh])
+        self.undurable |= {tp for tp in fresh if tp.partition in missing}
         for tp in fresh:
             items = restored.get(tp.partition, [])
             metrics.STATE_RESTORED.inc(len(items))

@@ -322,3 +322,31 @@ def test_input_record_near_the_size_limit_is_dead_lettered_not_wedged(topics, wo
         time.sleep(0.5)
     assert worker.get("/readyz")[0] == 200
     assert worker.terminate() == 0
+
+
+def test_a_changelog_topic_short_of_partitions_neither_wedges_nor_crashes(topics, workers):
+    """Input of 3 partitions, changelog of 1 (or partitions added to the
+    input later): the worker logged that partitions 1 and 2 would have no
+    durable state, then sent their changes anyway. confluent retried them
+    for ever and committed nothing; kafka-python stopped with an internal
+    error at every restart (found by a hostile-input probe). Their state is
+    now kept in memory only, as the log says, and the posts flow."""
+    from dataclasses import replace
+
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    short = replace(topics, offenders=topics.offenders + "-short")
+    admin = KafkaAdminClient(bootstrap_servers=topics.bootstrap)
+    admin.create_topics([NewTopic(short.offenders, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    admin.close()
+    worker = workers(short).start()
+    values, expected = stream(30)
+    produce(topics.bootstrap, topics.input, values, keys=[str(i % 3).encode() for i in range(30)])
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(expected))
+    assert {pid: evs[0]["action"] for pid, evs in event_map(events).items()} == expected
+    deadline = time.monotonic() + 30
+    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < len(values):
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.5)
+    assert worker.get("/readyz")[0] == 200 and "has no partition(s)" in worker.log()
+    assert worker.terminate() == 0
