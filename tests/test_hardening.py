@@ -445,3 +445,96 @@ def test_markup_never_reaches_from_one_post_into_the_next(texts):
         lo, hi = int(posts.nstart[p]), int(posts.nstart[p + 1])
         assert "".join(map(chr, posts.codes[lo:hi])) == n.text
         assert [posts.span(p, i, i + 1) for i in range(hi - lo)] == [n.span(i, i + 1) for i in range(len(n.text))]
+
+
+# -- signals while a worker starts, and a supervisor's children ---------------------------------------------------
+def test_signals_during_start_up_neither_kill_nor_are_lost(monkeypatch, caplog):
+    """Found by a hostile-input probe: SIGHUP (the reload signal) during the
+    engine build killed the worker (-1), SIGTERM killed it with no log line
+    (-15). Now a reload is ignored there (the engine being built is the
+    newest) and a stop is honoured once built, before joining any group."""
+    import logging
+
+    from screener.stream import run
+
+    real_build = Engine.build
+
+    def build(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGHUP)  # would end the process with Python's default
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(run.Engine, "build", build)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        with caplog.at_level(logging.INFO, logger="screener.run"):
+            code = run.run_worker(Settings(bootstrap_servers=f"127.0.0.1:{_free_port()}", metrics_port=0,
+                                           matcher="aho", cache_dir=""))
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert code == 0 and "stop requested during start-up" in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_stop_during_a_restart_back_off_ends_the_supervisor(tmp_path):
+    """Found by a hostile-input probe: SIGTERM while the supervisor waited to
+    restart a dead child started the child anyway, after the signal had been
+    forwarded; the supervisor then waited for it for ever."""
+    proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
+                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        children: list[int] = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                                       capture_output=True, text=True).stdout.split()]
+        assert len(children) == 2, "the supervisor did not start its workers"
+        os.kill(children[0], signal.SIGKILL)
+        time.sleep(0.6)  # inside the back-off (at least 1 s)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert code == 1  # a worker died: its work may need redoing
+    assert b"restarting" in proc.stderr.read()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+    """Found by a hostile-input probe: after kill -9 of the supervisor its
+    workers kept consuming as orphans, and a restarted supervisor would add
+    as many group members again. Linux tells them (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
+                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        children: list[int] = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                                       capture_output=True, text=True).stdout.split()]
+        assert len(children) == 2, "the supervisor did not start its workers"
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert alive == []

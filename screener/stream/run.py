@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
 from typing import Callable
 
@@ -32,6 +33,7 @@ def configure_logging() -> None:
 
 def run_worker(settings: Settings, worker_id: str = "") -> int:
     """One worker process; serves metrics itself unless it is a supervised child."""
+    early = _StartupSignals().install()  # first: the imports and the build take seconds
     configure_logging()
     from . import metrics
     from .clients import client_of, probe
@@ -59,6 +61,9 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
     health = metrics.Health(settings.broker_timeout_s)
     worker = Worker(settings, engine, health)
     worker.install_signals()
+    if early.stop:  # asked to stop while starting: nothing consumed, nothing to commit
+        log.info("stop requested during start-up: exiting before joining the group")
+        return 0
     if settings.metrics_port:
         serve_metrics(settings, lambda: (health.alive(), "alive" if health.alive() else "main loop stalled"),
                       health.readiness)
@@ -69,6 +74,27 @@ def run_worker(settings: Settings, worker_id: str = "") -> int:
         return worker.run()
     finally:
         watch.stop()
+
+
+class _StartupSignals:
+    """Signals that arrive while the worker builds its engine (seconds, on a
+    cold compile of a large lexicon). Python's defaults killed the process:
+    SIGHUP, the reload signal, as -1 (in ``--workers`` mode the supervisor
+    forwards it to every child) and SIGTERM as -15 with no log line (found by
+    a hostile-input probe). A stop is remembered and honoured once built; a
+    reload asks for nothing, the engine being built is the newest."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def install(self) -> "_StartupSignals":
+        def stop(*_: object) -> None:
+            self.stop = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return self
 
 
 def serve_metrics(settings: Settings, alive: Callable[[], tuple[bool, str]],
