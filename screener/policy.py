@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import LexiconError, Problem
+from .files import read_regular
 from .lexicon.model import SEVERITY_OF_ACTION
 from .lexicon.parse import decode_lines, os_reason
 
@@ -206,7 +207,7 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
     if not file.is_file():
         raise PolicyError([Problem(str(file), 0, "policy file not found")])
     try:
-        data = file.read_bytes()
+        data = read_regular(file)
     except OSError as exc:
         raise PolicyError([Problem(str(file), 0, f"cannot read: {os_reason(exc)}")]) from None
     lines, problems = decode_lines(data, str(file))
@@ -263,7 +264,7 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
     if body.startswith("@"):
         target = _list_file(base, body)
         try:
-            data = target.read_bytes()
+            data = read_regular(target)
             values = [line.split("#", 1)[0].strip() for line in data.decode("utf-8").splitlines()]
         except (OSError, UnicodeDecodeError) as exc:
             return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
@@ -294,7 +295,7 @@ def sources(path: str | Path | None) -> list[Path]:
     file = Path(path)
     found = [file]
     try:
-        text = file.read_bytes().decode("utf-8", errors="replace")
+        text = read_regular(file).decode("utf-8", errors="replace")
     except OSError:
         return found
     for raw in text.splitlines():

@@ -28,6 +28,7 @@ import orjson
 from . import audit, jsonio
 from .batch import Batch, BatchResult, Step, screen_batch
 from .errors import ConfigError, InputError, OutputError
+from .files import read_regular
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
 from .scan import Outputs, Progress, chunks_of, origin_of
@@ -147,7 +148,7 @@ class Checkpoint:
         self.state: dict[str, Any] = {}
         if path and Path(path).exists():
             try:
-                saved = orjson.loads(Path(path).read_bytes())
+                saved = orjson.loads(read_regular(path))
                 if not isinstance(saved, dict) or not isinstance(saved.get("state", {}), dict):
                     raise ValueError("not a JSON object with a state")
             except (OSError, ValueError) as exc:

@@ -283,6 +283,8 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
     (["rescan", "--previous", "{tmp}/missing", "{good}"], "screener: cannot read --previous {tmp}/missing"),
     (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),
+    # a device read without end (found by a hostile-input probe: killed at 24 GB)
+    (["rescan", "--checkpoint", "/dev/zero", "{good}"], "screener: checkpoint /dev/zero is unreadable ([Errno 22] not a regular file)"),
     (["audit", "--post", "1", "--audit", "{tmp}/missing"], "screener: cannot read --audit {tmp}/missing"),
     (["scan", "--policy", "{garbage}", "{good}"], "screener: policy rejected"),
     # arguments that are not UTF-8 (found by a hostile-input probe: an internal error, exit 70)

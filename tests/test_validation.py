@@ -238,15 +238,17 @@ def test_unreadable_files_are_path_0_reason(make_lexicon, capsys, name, make_bad
 
 def test_permission_denied_is_path_0_reason_even_as_root(make_lexicon, monkeypatch):
     """The same as the skipped row above, with the denial simulated (tests often run as root)."""
+    from screener.lexicon import parse
+
     root = make_lexicon({"a": "赌博\n", "x": "赌场\n"})
-    real = Path.read_bytes
+    real = parse.read_regular
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "x.txt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def read_regular(path, *args):
+        if Path(path).name == "x.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(parse, "read_regular", read_regular)
     with pytest.raises(LexiconError) as err:
         load_lexicons(root)
     assert [str(p) for p in err.value.problems] == [f"{root / 'x.txt'}:0: cannot read: Permission denied"]
@@ -365,3 +367,33 @@ def test_load_policy_never_raises_anything_but_policy_error(tmp_path_factory, li
         assert all(p.line >= 1 and "\n" not in p.reason for p in err.problems)
     else:
         assert 1 <= policy.offenders.threshold <= 1000 or not policy.offenders.enabled
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_lexicon_entry_that_never_ends_or_never_opens_is_rejected_at_once(make_lexicon, kind):
+    """Found by a hostile-input probe: a FIFO named *.txt blocked the reload
+    thread in open() for ever (and start-up the same way); a symlink to
+    /dev/zero grew the worker until it was killed. Both are rejected, as a
+    file that cannot be read, before anything is read from them."""
+    import os
+
+    from screener.lexicon.load import content_version
+
+    root = make_lexicon({"a": "赌博\n"})
+    if kind == "fifo":
+        os.mkfifo(root / "z.txt")
+    else:
+        (root / "z.txt").symlink_to("/dev/zero")
+    content_version(root)  # the watcher's question: answered, not blocked
+    with pytest.raises(LexiconError, match=r"z.txt:0: cannot read: not a regular file"):
+        load_lexicons(root)
+
+
+def test_a_file_over_the_size_bound_is_rejected(tmp_path):
+    from screener.files import read_regular
+
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"x" * 1001)
+    assert read_regular(path, 1001) == b"x" * 1001
+    with pytest.raises(OSError, match="larger than 1000 bytes"):
+        read_regular(path, 1000)

@@ -10,20 +10,21 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
-from importlib.resources import files
 from dataclasses import dataclass, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import LexiconError, Problem
+from ..files import read_regular
 from ..normalise import NormaliseConfig, Normaliser, collapse_runs
+from .lookalike import DATA_FILES, Generated, LookalikeKind, LookalikeSummary, generate
 from .model import Category, Pattern, Rule
+from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
 from .pinyin import PinyinPatterns, capped_warnings, compile_pinyin
 from .tables import PatternTable, RuleTable
-from .parse import MANIFEST, Entry, Manifest, default_category, os_reason, parse_file, parse_manifest
-from .lookalike import DATA_FILES, Generated, LookalikeKind, LookalikeSummary, generate
 from .variants import regional_variants
 
 if TYPE_CHECKING:
@@ -416,7 +417,7 @@ def content_version(root: Path) -> str:
         if not _present(path):
             continue
         try:
-            data = path.read_bytes()
+            data = read_regular(path)
         except OSError as exc:
             # Hash the failure instead of raising: the watcher then sees a new
             # version and the loader reports the file as path:0.

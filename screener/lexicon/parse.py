@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from ..charmap import DEFAULT_NOISE_CATEGORIES, FoldConfig
 from ..errors import Problem
+from ..files import read_regular
 from ..normalise import NormaliseConfig
 from .lookalike import LOOKALIKE_KINDS
 from .model import ACTIONS, MODES, SCOPES, Category
@@ -143,7 +144,7 @@ def read_lines(path: Path) -> tuple[list[str], list[Problem]]:
     loop) is one problem at line 0, never an exception.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         return [], [Problem(str(path), 0, f"cannot read: {os_reason(exc)}")]
     return decode_lines(data, str(path))
@@ -207,7 +208,7 @@ def parse_manifest(path: Path) -> Manifest:
     never a silent coercion or a crash later.
     """
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular(path).decode("utf-8")
         doc = tomllib.loads(text)
     except OSError as exc:
         return Manifest({}, NormaliseConfig(), [Problem(str(path), 0, f"cannot read: {os_reason(exc)}")])

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import LexiconError, ScreenerError
+from ..files import read_regular
 from ..judge import Engine
 from ..lexicon.load import content_version
 from ..lexicon.parse import os_reason
@@ -102,7 +103,7 @@ class LexiconReloader:
         digest = hashlib.sha256(content_version(self.directory).encode())
         for path in sources(self.policy):
             try:
-                data = path.read_bytes()
+                data = read_regular(path)
             except OSError as exc:  # hashed, so that the policy loader reports it
                 data = f"unreadable: {os_reason(exc)}".encode()
             digest.update(str(path).encode() + b"\0" + data)

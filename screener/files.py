@@ -1,0 +1,38 @@
+"""Reading the small files an operator points screener at (lexicons, policy,
+checkpoints), so that no such path can stall or exhaust a run.
+
+A FIFO in a lexicon directory blocked the hot-reload thread in ``open()``
+for ever, and a symlink to ``/dev/zero`` grew the worker by ~370 MB/s until
+it was killed (found by a hostile-input probe). So: a regular file only,
+opened without blocking, read up to a bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+#: Largest lexicon, manifest, policy or checkpoint file read: far above any
+#: real one (100k terms take ~2 MB).
+MAX_FILE_BYTES = 64 << 20
+
+
+def read_regular(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``; :class:`OSError` for
+    anything else (a FIFO, a device, a directory) or a file over ``limit``,
+    with a ``strerror`` that says which.
+
+    >>> read_regular("/dev/null")
+    Traceback (most recent call last):
+    OSError: [Errno 22] not a regular file
+    """
+    fd = os.open(os.fspath(Path(path)), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
