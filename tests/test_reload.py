@@ -21,6 +21,13 @@ from screener.stream.reload import LexiconReloader
 from .test_policy import FILES, MANIFEST
 
 
+def settle(reloader: LexiconReloader) -> None:
+    """Two checks, as two reload intervals: a change is built once the files
+    have held still for one interval."""
+    reloader.check()
+    reloader.check()
+
+
 def failures() -> float:
     return REGISTRY.get_sample_value("screener_lexicon_reload_failures_total") or 0.0
 
@@ -33,17 +40,17 @@ def test_policy_change_is_swapped_and_a_broken_one_is_rejected(make_lexicon, tmp
     policy.write_text("hit gov: category=abuse account.type=government -> recall\n", encoding="utf-8")
     engine = Engine.build(root, policy, "aho")
     reloader = LexiconReloader(str(root), str(policy), "aho", engine, 1)
-    reloader.check()
+    settle(reloader)
     assert reloader.take() is None  # nothing changed
 
     policy.write_text("hit gov: category=abuse -> delete\n", encoding="utf-8")
-    reloader.check()
+    settle(reloader)
     assert reloader.take() is None
     [problems] = reloader.take_rejections()
     assert problems == [f"{policy}:1: effect must be one of pass, flag, recall, escalate, not 'delete'"]
 
     policy.write_text("hit gov: category=abuse account.type=government -> pass\n", encoding="utf-8")
-    reloader.check()
+    settle(reloader)
     fresh = reloader.take()
     assert fresh is not None and fresh.policy_version != engine.policy_version
     assert fresh.lexicon_version == engine.lexicon_version
@@ -51,7 +58,7 @@ def test_policy_change_is_swapped_and_a_broken_one_is_rejected(make_lexicon, tmp
     assert judged[0].action == "pass"
 
     (root / "abuse.txt").write_text("坏蛋\n混蛋\n", encoding="utf-8")  # a lexicon change alone
-    reloader.check()
+    settle(reloader)
     newer = reloader.take()
     assert newer is not None and newer.lexicon_version != fresh.lexicon_version
 
@@ -68,11 +75,11 @@ def test_only_the_policy_and_the_list_files_it_names_are_watched(make_lexicon, t
     reloader = LexiconReloader(str(root), str(policy), "aho", engine, 1)
     for n in range(3):
         (tmp_path / "worker.log").write_text(f"line {n}\n" * (n + 1), encoding="utf-8")
-        reloader.check()
+        settle(reloader)
         assert reloader.take() is None
 
     (tmp_path / "denied.txt").write_text("u1\nu2\n", encoding="utf-8")
-    reloader.check()
+    settle(reloader)
     fresh = reloader.take()
     assert fresh is not None and fresh.policy_version != engine.policy_version
     judged = fresh.judge([{"id": 1, "text": "你好", "account": {"id": "u2"}}], ["你好"])
@@ -92,7 +99,7 @@ def test_a_lexicon_change_that_drops_a_policy_category_is_taken_with_a_warning(m
     manifest = (root / "categories.toml").read_text(encoding="utf-8")
     (root / "categories.toml").write_text(manifest.replace("[categories.news]", "[categories.gone]"), encoding="utf-8")
     with caplog.at_level("WARNING", logger="screener.reload"):
-        reloader.check()
+        settle(reloader)
     fresh = reloader.take()
     assert fresh is not None and "gone" in fresh.posts.lexicons.categories
     assert reloader.take_rejections() == []
@@ -176,8 +183,8 @@ def test_reloader_survives_every_failure_and_takes_the_next_good_version(make_le
                 raise _exc
             monkeypatch.setattr(Engine, "build", build)
         with caplog.at_level("ERROR", logger="screener.reload"):
-            reloader.check()
-            reloader.check()  # nothing new: not counted twice
+            settle(reloader)
+            settle(reloader)  # nothing new: not counted twice
         monkeypatch.setattr(Engine, "build", real_build)
         assert reloader.take() is None, name
         assert failures() == before + 1, name
@@ -191,12 +198,12 @@ def test_reloader_survives_every_failure_and_takes_the_next_good_version(make_le
             shutil.rmtree(good)
         shutil.copytree(pristine, good)
         policy.write_text(pristine_policy, encoding="utf-8")
-        reloader.check()
+        settle(reloader)
         assert reloader.take() is None, name  # the serving content again: nothing to swap
         assert reloader.take_rejections() == [], name
 
     (good / "abuse.txt").write_text("坏蛋\n混蛋\n", encoding="utf-8")
-    reloader.check()
+    settle(reloader)
     fresh = reloader.take()
     assert fresh is not None and fresh.lexicon_version != engine.lexicon_version
     assert fresh.judge([{"id": 1, "text": "你个混蛋"}], ["你个混蛋"])[0].action == "flag"
@@ -235,3 +242,24 @@ def _wait(probe: Callable[[], object], timeout: float = 10) -> object:
             return value
         time.sleep(0.02)
     raise AssertionError("timed out")
+
+
+def test_a_change_is_built_only_once_the_files_hold_still_or_on_sighup(make_lexicon):
+    """A file still being written was compiled half-way, and half a lexicon
+    served until the next check (found by a hostile-input probe)."""
+    root = make_lexicon(FILES, MANIFEST)
+    engine = Engine.build(root, None, "aho")
+    reloader = LexiconReloader(str(root), None, "aho", engine, 1)
+    settle(reloader)
+    abuse = root / "abuse.txt"
+    for text in ("坏蛋\n混", "坏蛋\n混蛋\n"):  # written in two steps, a check after each
+        abuse.write_text(text, encoding="utf-8")
+        reloader.check()
+        assert reloader.take() is None and reloader.take_rejections() == []
+    reloader.check()  # nothing moved for an interval: built now
+    fresh = reloader.take()
+    assert fresh is not None and fresh.judge([{"id": 1, "text": "混蛋"}], ["混蛋"])[0].action != "pass"
+    abuse.write_text("坏蛋\n", encoding="utf-8")
+    reloader.request()  # SIGHUP: the operator says the files are done
+    reloader.check()
+    assert reloader.take() is not None

@@ -38,6 +38,7 @@ class LexiconReloader:
         self._seen = self._version()  # what serves (or last failed)
         self._serving = (current.lexicon_version, current.policy_version)
         self._last_stat: tuple = ()
+        self._settled = True  # the last stats seen were looked at (hashed) already
         self._last_failure: list[str] | None = None  # files unreadable: reported once, not every interval
         self._forced = False
         self._ready: Engine | None = None
@@ -116,11 +117,19 @@ class LexiconReloader:
         the serving version stays, and the next check runs as usual."""
         # Hash the content only when the file stats moved (or on SIGHUP):
         # hashing a 100k-term set every 2 s took the GIL from the hot loop.
+        # A change is built once the stats have held still for one interval:
+        # a file still being written (a copy, an editor's save) was compiled
+        # half-way, and 50,071 of 100k terms served until the next check
+        # (found by a hostile-input probe). SIGHUP means "done": at once.
         try:
             stat = self._stat()
-            if stat == self._last_stat and not self._forced:
-                return
-            self._last_stat, self._forced = stat, False
+            if not self._forced:
+                if stat != self._last_stat:
+                    self._last_stat, self._settled = stat, False
+                    return
+                if self._settled:
+                    return
+            self._last_stat, self._forced, self._settled = stat, False, True
             version = self._version()
         except Exception as exc:  # noqa: BLE001 - the watcher must outlive any failure
             self._last_stat = ()  # look again next time
