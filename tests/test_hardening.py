@@ -283,6 +283,10 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
     (["rescan", "--previous", "{tmp}/missing", "{good}"], "screener: cannot read --previous {tmp}/missing"),
     (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),
+    # rescan ranges Kafka cannot serve (found by a hostile-input probe: one an internal error, one read as 0)
+    (["rescan", "--topic", "posts", "--from-offset", "-5"], "screener: --from-offset: must be 0 to 2**63-1, not -5"),
+    (["rescan", "--topic", "posts", "--from-offset", "99999999999999999999"], "screener: --from-offset: must be 0 to"),
+    (["rescan", "--topic", "posts", "--from-timestamp", "1960-01-01"], "screener: --from-timestamp: must be 1970 or later"),
     # a device read without end (found by a hostile-input probe: killed at 24 GB)
     (["rescan", "--checkpoint", "/dev/zero", "{good}"], "screener: checkpoint /dev/zero is unreadable ([Errno 22] not a regular file)"),
     (["audit", "--post", "1", "--audit", "{tmp}/missing"], "screener: cannot read --audit {tmp}/missing"),

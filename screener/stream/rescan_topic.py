@@ -41,7 +41,13 @@ def start_from(offset: int | None, timestamp: str | None) -> Start:
             raise ConfigError(f"--from-timestamp: not an ISO 8601 time: {timestamp!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
+        if parsed.timestamp() < 0:  # Kafka's ListOffsets reads -1 and -2 as "latest" and "earliest"
+            raise ConfigError(f"--from-timestamp: must be 1970 or later, not {timestamp!r}")
         return ("timestamp", int(parsed.timestamp() * 1000))
+    # Found by a hostile-input probe: a negative offset rescanned from the
+    # start, one past 64 bits stopped with an internal error.
+    if offset is not None and not 0 <= offset < 1 << 63:
+        raise ConfigError(f"--from-offset: must be 0 to 2**63-1, not {offset}")
     return ("offset", offset or 0)
 
 
