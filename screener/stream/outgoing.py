@@ -59,7 +59,7 @@ def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None 
     if letter is not None and letter.account_id is not None:
         headers.append(("screener.account_id", jsonio.dumps(letter.account_id)))
     key, value = record.key, record.value if record.value is not None else b""
-    budget = max_bytes - sum(len(k) + len(v) for k, v in headers) - _TRUNCATED_HEADER
+    budget = max(0, max_bytes - sum(len(k) + len(v) for k, v in headers) - _TRUNCATED_HEADER)
     if len(key or b"") + len(value) > budget:
         headers.append(("screener.truncated", jsonio.dumps({"key": len(key or b""), "value": len(value)})))
         if key is not None and len(key) > budget // 4:

@@ -35,6 +35,14 @@ def event_map(records) -> dict:
     return out
 
 
+def wait_committed(topics, worker, n: int, timeout: float = 30.0) -> None:
+    """Until the group has committed ``n`` offsets of the input in all."""
+    deadline = time.monotonic() + timeout
+    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < n:
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.5)
+
+
 def test_posts_in_events_and_dead_letters_out(topics, workers):
     worker = workers(topics).start()
     values, expected = stream(30)
@@ -290,10 +298,7 @@ def test_hostile_posts_neither_stall_nor_crash_the_worker(topics, workers, tmp_p
     assert flood["truncated"] == {"hits": 8000} and len(flood["hits"]) == 100
     assert any(b'"post_id":' + big in v for v in by_kind["post"])
     worker.wait_metric("screener_posts_consumed_total", lambda v: v == len(values))
-    deadline = time.monotonic() + 30
-    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < len(values):
-        assert time.monotonic() < deadline, worker.log()
-        time.sleep(0.5)
+    wait_committed(topics, worker, len(values))
     assert worker.get("/readyz")[0] == 200 and worker.get("/healthz")[0] == 200
     assert worker.metric('screener_posts_total{outcome="dead_lettered"}') == 0
     assert worker.terminate() == 0
@@ -316,10 +321,7 @@ def test_input_record_near_the_size_limit_is_dead_lettered_not_wedged(topics, wo
     assert orjson.loads(headers["screener.truncated"]) == {"key": 1, "value": len(huge)}
     assert huge.startswith(dead[0].value) and 800_000 < len(dead[0].value) < 900_000
     worker.wait_metric("screener_posts_consumed_total", lambda v: v == 7)
-    deadline = time.monotonic() + 30
-    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < 7:
-        assert time.monotonic() < deadline, worker.log()
-        time.sleep(0.5)
+    wait_committed(topics, worker, 7)
     assert worker.get("/readyz")[0] == 200
     assert worker.terminate() == 0
 
@@ -344,9 +346,6 @@ def test_a_changelog_topic_short_of_partitions_neither_wedges_nor_crashes(topics
     produce(topics.bootstrap, topics.input, values, keys=[str(i % 3).encode() for i in range(30)])
     events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(expected))
     assert {pid: evs[0]["action"] for pid, evs in event_map(events).items()} == expected
-    deadline = time.monotonic() + 30
-    while sum(committed(topics.bootstrap, topics.group, topics.input).values()) < len(values):
-        assert time.monotonic() < deadline, worker.log()
-        time.sleep(0.5)
+    wait_committed(topics, worker, len(values))
     assert worker.get("/readyz")[0] == 200 and "has no partition(s)" in worker.log()
     assert worker.terminate() == 0
