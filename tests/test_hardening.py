@@ -488,21 +488,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _supervisor_of_two(tmp_path: Path, stderr: int) -> tuple[subprocess.Popen, list[int]]:
+    """``screener run --workers 2`` against no broker, and its two workers' pids."""
+    proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
+                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                            stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    children: list[int] = []
+    while len(children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                                   capture_output=True, text=True).stdout.split()]
+    if len(children) < 2:
+        proc.kill()
+        pytest.fail("the supervisor did not start its workers")
+    return proc, children
+
+
 def test_a_stop_during_a_restart_back_off_ends_the_supervisor(tmp_path):
     """Found by a hostile-input probe: SIGTERM while the supervisor waited to
     restart a dead child started the child anyway, after the signal had been
     forwarded; the supervisor then waited for it for ever."""
-    proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
-                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc, children = _supervisor_of_two(tmp_path, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        children: list[int] = []
-        while len(children) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
-                                                       capture_output=True, text=True).stdout.split()]
-        assert len(children) == 2, "the supervisor did not start its workers"
         os.kill(children[0], signal.SIGKILL)
         time.sleep(0.6)  # inside the back-off (at least 1 s)
         proc.send_signal(signal.SIGTERM)
@@ -519,17 +527,8 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
     as many group members again. Linux tells them (PR_SET_PDEATHSIG)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
-    proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
-                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    proc, children = _supervisor_of_two(tmp_path, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        children: list[int] = []
-        while len(children) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
-                                                       capture_output=True, text=True).stdout.split()]
-        assert len(children) == 2, "the supervisor did not start its workers"
         time.sleep(1.0)
         proc.kill()
         proc.wait()
