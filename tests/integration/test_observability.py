@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -112,8 +113,13 @@ def test_real_prometheus_scrapes_the_worker(topics, workers, tmp_path):
         query = urllib.parse.urlencode({"query": 'sum(screener_posts_consumed_total{job="screener"})'})
         deadline, value = time.monotonic() + 60, None
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=5) as r:
-                result = json.load(r)["data"]["result"]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=5) as r:
+                    result = json.load(r)["data"]["result"]
+            except urllib.error.HTTPError as exc:  # 503 while its storage starts: the port opens first
+                if exc.code != 503:
+                    raise
+                result = []
             if result:
                 value = float(result[0]["value"][1])
                 if value == 50:
