@@ -65,11 +65,12 @@ def fitted_dead_letter(source: str, line: int, raw: bytes, reason: str, max_byte
     >>> len(out) <= 4096, record["truncated"], record["bytes"], len(record["raw"]) < 10_000
     (True, True, 10000, True)
     """
-    out = jsonio.dumps(dead_letter_record(source, line, raw, reason, post_id, account_id), newline=True)
+    record = dead_letter_record(source, line, raw, reason, post_id, account_id)
+    out = jsonio.dumps(record, newline=True)
     if len(out) <= max_bytes:
         return out
     size = raw.size if isinstance(raw, Truncated) else len(raw)
-    text = not isinstance(raw, Truncated) and _utf8(raw)
+    text = "raw" in record  # the whole line decoded as UTF-8
     keep = len(raw)
     while len(out) > max_bytes and keep:
         keep = min(keep - 1, keep * max_bytes // len(out) * 9 // 10)  # shrinks every round
@@ -78,14 +79,6 @@ def fitted_dead_letter(source: str, line: int, raw: bytes, reason: str, max_byte
             head = head.decode("utf-8", "ignore").encode("utf-8")
         out = jsonio.dumps(dead_letter_record(source, line, head, reason, post_id, account_id, size), newline=True)
     return out
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class DeadLetterSink:

@@ -173,7 +173,7 @@ class Verifier:
         rules = self.lexicons.rules
         if not written:
             candidates = _as_written(post, candidates)
-        allow = _Allowed([c for c in candidates if rules[c.rule].kind == "allow"])
+        allow = _Allowed.of([c for c in candidates if rules[c.rule].kind == "allow"])
         proposed = self._terms(post, candidates) + self._combos(post, candidates, cut)
         decisions = [self._decide(post, hit, allow, cut) for hit in proposed]
         decisions.sort(key=lambda d: (d.hit.start, d.hit.end, d.hit.rule.id))
@@ -451,6 +451,12 @@ class _Allowed:
         self._starts = [allow[i].start for i in self._order]
         self._longest = max((c.end - c.start for c in allow), default=0)
 
+    @classmethod
+    def of(cls, allow: Sequence[Candidate]) -> "_Allowed":
+        """Nearly every post has no allow occurrence: one shared empty index
+        for those, not a new one per candidate post (the per-post path)."""
+        return cls(allow) if allow else _NOTHING_ALLOWED
+
     def covering(self, start: int, end: int) -> Candidate | None:
         """The first allow occurrence holding ``[start, end)``, if any."""
         if not self._allow:
@@ -461,6 +467,9 @@ class _Allowed:
             if self._allow[i].end >= end and (first is None or i < first):
                 first = i
         return None if first is None else self._allow[first]
+
+
+_NOTHING_ALLOWED = _Allowed(())
 
 
 def _smallest_window(found: Sequence[Candidate], n_parts: int, within: int) -> tuple[int, int] | None:
