@@ -14,13 +14,12 @@ import argparse
 import gc
 import os
 import sys
-import traceback
 from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
 
 import orjson
 
 from . import __version__, jsonio
-from .errors import BrokerError, ConfigError, InputError, LexiconError, OutputError, ScreenerError
+from .errors import BrokerError, ConfigError, InputError, OutputError, ScreenerError, report
 from .judge import Engine
 from .lexicon import load_lexicons
 from .settings import Settings, load_settings
@@ -334,41 +333,20 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
     return 1 if args.strict and warnings else 0
 
 
-#: What the ``stream`` extra installs (pyproject.toml) that some command may import.
-_STREAM_MODULES = frozenset({"prometheus_client", "kafka", "confluent_kafka", "lz4", "snappy", "zstandard"})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
     try:
         return handler(args)
-    except LexiconError as exc:  # PolicyError too: every problem, one per line
-        for problem in exc.problems:
-            print(f"{problem} [error]", file=sys.stderr)
-        what = "policy" if type(exc).__name__ == "PolicyError" else "lexicon"
-        print(f"screener: {what} rejected: {len(exc.problems)} problem(s)", file=sys.stderr)
-        return 2
-    except ScreenerError as exc:
-        print(f"screener: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("screener: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `screener scan | head`: the reader has all it wanted
         _silence_stdout()
         return 0
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback only when asked for
-        if isinstance(exc, ModuleNotFoundError) and exc.name in _STREAM_MODULES:  # not a bug: an install without it
-            print(f"screener {args.command}: needs the stream extra ({exc.name} does not import here): "
-                  "pip install 'screener[stream]'", file=sys.stderr)
-            return 2
-        if os.environ.get("SCREENER_DEBUG"):
-            traceback.print_exc()
-        print(f"screener: internal error: {type(exc).__name__}: {exc} (SCREENER_DEBUG=1 shows the traceback; "
-              "please report it)", file=sys.stderr)
-        return 70
+    except Exception as exc:  # noqa: BLE001 - ours or the user's: errors.report says which, in one line
+        return report(exc, args.command)
 
 
 def _silence_stdout() -> None:

@@ -6,7 +6,16 @@ never exceptions: a run must not stop because one line is malformed.
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from dataclasses import dataclass
+
+#: Exit statuses: a problem a user, a file or a setting caused (the message
+#: says which), and a bug of ours.
+USAGE, INTERNAL = 2, 70
+#: What the ``stream`` extra installs (pyproject.toml) that some command may import.
+STREAM_MODULES = frozenset({"prometheus_client", "kafka", "confluent_kafka", "lz4", "snappy", "zstandard"})
 
 
 class ScreenerError(Exception):
@@ -58,3 +67,32 @@ class OutputError(ScreenerError):
 
 class BrokerError(ScreenerError):
     """A command that reads or writes Kafka could not (broker unreachable, ...)."""
+
+
+def report(exc: Exception, command: str) -> int:
+    """Write ``exc`` to stderr as ``screener COMMAND`` reports errors, and
+    return the exit status: :data:`USAGE` for what the user can fix (one
+    line, or one per lexicon/policy problem), :data:`INTERNAL` for a bug of
+    ours (one line; the traceback only with ``SCREENER_DEBUG``).
+
+    The command line and each ``run --workers`` child use it, so a bad
+    setting reads the same in both (a child printed a traceback and was
+    restarted for ever)."""
+    if isinstance(exc, LexiconError):  # PolicyError too: every problem, one per line
+        for problem in exc.problems:
+            print(f"{problem} [error]", file=sys.stderr)
+        what = "policy" if type(exc).__name__ == "PolicyError" else "lexicon"
+        print(f"screener: {what} rejected: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return USAGE
+    if isinstance(exc, ScreenerError):
+        print(f"screener: {exc}", file=sys.stderr)
+        return USAGE
+    if isinstance(exc, ModuleNotFoundError) and exc.name in STREAM_MODULES:  # not a bug: an install without it
+        print(f"screener {command}: needs the stream extra ({exc.name} does not import here): "
+              "pip install 'screener[stream]'", file=sys.stderr)
+        return USAGE
+    if os.environ.get("SCREENER_DEBUG"):
+        traceback.print_exception(exc)
+    print(f"screener: internal error: {type(exc).__name__}: {exc} (SCREENER_DEBUG=1 shows the traceback; "
+          "please report it)", file=sys.stderr)
+    return INTERNAL

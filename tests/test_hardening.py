@@ -11,6 +11,7 @@ import io
 import re
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import jsonschema
 import orjson
@@ -488,10 +490,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _supervisor_of_two(tmp_path: Path, stderr: int) -> tuple[subprocess.Popen, list[int]]:
+def _supervisor_of_two(tmp_path: Path, stderr: Any, *extra: str) -> tuple[subprocess.Popen, list[int]]:
     """``screener run --workers 2`` against no broker, and its two workers' pids."""
     proc = subprocess.Popen([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
-                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                             "--bootstrap-servers", f"127.0.0.1:{_free_port()}", *extra],
                             stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     deadline = time.monotonic() + 60
     children: list[int] = []
@@ -543,3 +545,49 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
             except ProcessLookupError:
                 pass
     assert alive == []
+
+
+def test_a_bad_lexicon_stops_the_supervisor_with_exit_2(tmp_path):
+    """Found in review: with ``--workers 2`` a lexicon that cannot load made
+    each child print a traceback and exit 1, and the supervisor restarted
+    them for ever (``screener run`` alone exits 2 with the problem)."""
+    (tmp_path / "lex").mkdir()
+    (tmp_path / "lex" / "spam.txt").write_text("坏词 ; action=bogus\n", encoding="utf-8")
+    proc = subprocess.run([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
+                           "--lexicons", str(tmp_path / "lex"), "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "spam.txt:1: action must be one of flag, recall, not 'bogus' [error]" in err
+    assert "screener: lexicon rejected: 1 problem(s)" in err
+    assert "Traceback" not in err and "restarting" not in err
+
+
+def test_a_restart_that_meets_a_broken_lexicon_is_retried_while_the_others_serve(tmp_path):
+    """Exit 2 stops the set only on a first start: later, the siblings still
+    serve the version they built, and the operator may be mid-edit."""
+    lexicons = tmp_path / "lex"
+    shutil.copytree(LEXICONS, lexicons)
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as sink:
+        proc, children = _supervisor_of_two(tmp_path, sink, "--lexicons", str(lexicons))
+    try:
+        _wait_for(log, lambda text: text.count("matcher aho") >= 2, "both workers built their engine")
+        with (lexicons / "spam.txt").open("a", encoding="utf-8") as f:
+            f.write("坏词 ; action=bogus\n")
+        os.kill(children[0], signal.SIGKILL)
+        _wait_for(log, lambda text: "exited with 2; restarting" in text, "the restarted worker failed on the lexicon")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert "could not start" not in log.read_text(encoding="utf-8")
+
+
+def _wait_for(log: Path, seen: Callable[[str], bool], what: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not seen(log.read_text(encoding="utf-8", errors="replace")):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not seen in {timeout_s:.0f} s: {what}\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)

@@ -5,6 +5,12 @@ member, so N processes here and M on other machines share the partitions.
 The supervisor serves the metrics of all of them (prometheus-client's
 multiprocess mode), answers /healthz and /readyz for the set, forwards
 SIGTERM/SIGINT/SIGHUP, and restarts a process that dies (with backoff).
+
+A process that fails on its first start, before its engine is built, with a
+problem the operator must fix (exit 2: a bad lexicon, policy or setting;
+every restart would fail the same way) stops the set with exit 2, as ``screener run`` without ``--workers``
+does. On a later restart the same failure is retried instead: its siblings
+still serve the version they built, and the operator may be mid-edit.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from dataclasses import fields
 from typing import Any, Mapping
 
+from ..errors import USAGE, report
 from ..settings import Settings
 
 log = logging.getLogger("screener.supervisor")
@@ -39,14 +46,20 @@ def _settings_dict(settings: Settings) -> dict[str, Any]:
             for f in fields(settings) for v in [getattr(settings, f.name)]}
 
 
-def _child(settings: dict[str, Any], index: int, parent: int) -> None:
+def _child(settings: dict[str, Any], index: int, parent: int, built: Any) -> None:
     os.environ["SCREENER_WORKER_CHILD"] = "1"
     _stop_with(parent)
     from .run import run_worker
 
     # Each child names itself in audit records: the parent's id plus its index.
     settings.update(workers=1, metrics_port=0, worker_id=f"{settings['worker_id']}/{index}")
-    raise SystemExit(run_worker(Settings(**settings), worker_id=settings["worker_id"]))
+    try:
+        code = run_worker(Settings(**settings), worker_id=settings["worker_id"], on_built=built.set)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, children included
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - one line, as the command line reports it; the exit status says which
+        code = report(exc, "run")
+    raise SystemExit(code)
 
 
 def _stop_with(parent: int) -> None:
@@ -67,6 +80,23 @@ def _stop_with(parent: int) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+#: A child that ran this long before it died is restarted after the shortest back-off again.
+HEALTHY_S = 60.0
+
+
+def restart_backoff(restarts: int, lived_s: float) -> tuple[float, int]:
+    """Seconds to wait before restarting a child that died after ``lived_s``
+    seconds, having been restarted ``restarts`` times in a row; and the new
+    count. 1 s, 2 s, ... up to 10 s for a child that keeps dying; a child
+    that had run healthily for :data:`HEALTHY_S` starts over at 1 s (the
+    back-off never came down again before).
+
+    >>> restart_backoff(0, 5.0), restart_backoff(3, 5.0), restart_backoff(30, 5.0), restart_backoff(30, 3600.0)
+    ((1.0, 1), (4.0, 4), (10.0, 31), (1.0, 1))
+    """
+    if lived_s >= HEALTHY_S:
+        restarts = 0
+    return min(10.0, 1.0 + restarts), restarts + 1
 
 
 def run_supervised(settings: Settings) -> int:
@@ -80,12 +110,18 @@ def run_supervised(settings: Settings) -> int:
     config = _settings_dict(settings)
     processes: dict[int, multiprocessing.process.BaseProcess] = {}
     stopping = {"flag": False}
-    restarts: dict[int, float] = {}
+    restarts: dict[int, int] = {}  # restarts in a row per child (restart_backoff)
+    started: dict[int, float] = {}
+    built: dict[int, Any] = {}  # set by the child once its engine is built
+    first = set(range(settings.workers))  # children still in their first start
 
     def start(index: int) -> None:
-        process = context.Process(target=_child, args=(config, index, os.getpid()), name=f"screener-worker-{index}")
+        built[index] = context.Event()
+        process = context.Process(target=_child, args=(config, index, os.getpid(), built[index]),
+                                  name=f"screener-worker-{index}")
         process.start()
         processes[index] = process
+        started[index] = time.monotonic()
         log.info("worker %d started (pid %d)", index, process.pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -113,29 +149,37 @@ def run_supervised(settings: Settings) -> int:
     for index in range(settings.workers):
         start(index)
     codes: dict[int, int] = {}
+    fatal = False
     try:
         while True:
             for index, process in list(processes.items()):
                 if process.is_alive() or index in codes:
                     continue
                 multiprocess.mark_process_dead(process.pid)
+                if index in first and process.exitcode == USAGE and not built[index].is_set():
+                    log.error("worker %d could not start (exit 2: see its message above); stopping", index)
+                    fatal = stopping["flag"] = True
+                    forward(signal.SIGTERM, None)
                 if stopping["flag"]:
                     codes[index] = process.exitcode or 0
                     continue
                 log.error("worker %d (pid %d) exited with %s; restarting", index, process.pid, process.exitcode)
-                backoff = time.monotonic() + min(10.0, 1.0 + restarts.get(index, 0))
+                first.discard(index)
+                wait, restarts[index] = restart_backoff(restarts.get(index, 0), time.monotonic() - started[index])
+                backoff = time.monotonic() + wait
                 while time.monotonic() < backoff and not stopping["flag"]:
                     time.sleep(0.1)
                 if stopping["flag"]:  # a stop during the back-off: a child started now would never hear of it
                     codes[index] = process.exitcode or 0
                     continue
-                restarts[index] = restarts.get(index, 0) + 1
                 start(index)
             if stopping["flag"] and len(codes) == len(processes):
                 break
             time.sleep(0.2)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+    if fatal:
+        return USAGE
     return 0 if all(code == 0 for code in codes.values()) else 1
 
 
