@@ -23,6 +23,7 @@ from .errors import BrokerError, ConfigError, InputError, OutputError, ScreenerE
 from .judge import Engine
 from .lexicon import load_lexicons
 from .settings import Settings, load_settings
+from .sinks import ClosedStderr
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -334,6 +335,7 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ClosedStderr.install()
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]

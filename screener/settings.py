@@ -180,6 +180,8 @@ class Settings:
                 raise ConfigError(f"{name}: must be at least {least}, not {getattr(self, name)}")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port: must be 0 (off) to 65535, not {self.metrics_port}")
+        if not self.dead_letter:  # "cannot open --dead-letter : No such file" said it less clearly
+            raise ConfigError("dead_letter: must be a file, or - for stderr, not ''")
         if not self.bootstrap_servers.strip(" ,"):  # the client would retry nothing for ever
             raise ConfigError("bootstrap_servers: must name at least one broker (host:port), not "
                               f"{self.bootstrap_servers!r}")

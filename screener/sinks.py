@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
+import os
 import sys
 from typing import Any, BinaryIO
 
@@ -11,8 +13,23 @@ from .emit import now_iso
 from .source import Truncated
 
 
+class ClosedStderr(io.TextIOWrapper):
+    """What ``sys.stderr`` is when the process started with it closed
+    (``2>&-``): messages are dropped. Python's ``sys.stderr`` would be None,
+    and ``print(..., file=None)`` writes to stdout, into the events (found
+    in review); the dead letters' default sink would then fail as a bug of
+    ours. Nothing that must not be lost is written here (:func:`open_sink`)."""
+
+    @classmethod
+    def install(cls) -> None:
+        if sys.stderr is None:
+            sys.stderr = cls(open(os.devnull, "wb"), encoding="utf-8")
+
+
 def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:
     if path in (None, "-"):
+        if isinstance(sys.stderr, ClosedStderr) and default is sys.stderr.buffer:
+            raise OSError("stderr is closed; give a file (--dead-letter PATH)")
         return default
     return open(path, "ab", buffering=1 << 16)
 

@@ -314,6 +314,23 @@ def test_closed_stdin_and_stdout_are_clear_errors(tmp_path):
                     2, "screener: cannot write events: stdout is closed")
 
 
+def test_a_closed_stderr_keeps_messages_out_of_the_events_and_loses_no_dead_letter(tmp_path):
+    """Found in review: with stderr closed, print(file=sys.stderr) wrote the
+    start-up line and the summary to stdout, among the events, and the dead
+    letters' default sink (stderr) was an internal error, exit 70."""
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(good.read_bytes() + b"not json\n")
+    dead = tmp_path / "dead.jsonl"
+    ok = subprocess.run(f"'{EXE}' scan --dead-letter '{dead}' '{mixed}' 2>&-", shell=True, capture_output=True, timeout=120)
+    assert ok.returncode == 0
+    assert [json.loads(line)["post_id"] for line in ok.stdout.splitlines()] == [1]  # events only
+    assert [json.loads(line)["raw"] for line in dead.read_bytes().splitlines()] == ["not json"]
+    # Dead letters would go to the closed stderr: refused before anything is read (exit 2, nowhere to say why).
+    refused = subprocess.run(f"'{EXE}' scan '{mixed}' 2>&-", shell=True, capture_output=True, timeout=120)
+    assert (refused.returncode, refused.stdout) == (2, b"")
+
+
 def test_a_busy_metrics_port_is_a_clear_error(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
