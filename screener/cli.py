@@ -37,11 +37,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _limits(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-post-bytes", type=int, metavar="N", help="records larger than N bytes are dead-lettered")
-    parser.add_argument("--max-hits-per-post", type=int, metavar="N",
+    parser.add_argument("--max-post-bytes", metavar="N",
+                        help="records larger than N bytes are dead-lettered (default 262144)")
+    parser.add_argument("--max-hits-per-post", metavar="N",
                         help="hits listed per post in an event or audit record (default 100; the verdict counts all)")
-    parser.add_argument("--max-record-bytes", type=int, metavar="N",
-                        help="largest event or audit record; larger ones are shortened (default 900000)")
+    parser.add_argument("--max-record-bytes", metavar="N",
+                        help="largest event, audit record or dead letter; larger ones are shortened (default 900000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("files", nargs="*", metavar="FILE", help="JSONL files ('-' or none: stdin)")
     scan.add_argument("--dead-letter", metavar="PATH", help="dead-letter JSONL file ('-': stderr, the default)")
     _limits(scan)
-    scan.add_argument("--batch-records", type=int, metavar="N", help="posts per screening call")
+    scan.add_argument("--batch-records", metavar="N", help="posts per screening call")
     scan.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
     scan.add_argument("--audit", metavar="PATH", help="append the audit trail to this JSONL file")
     scan.add_argument("--state", metavar="PATH", help="repeat-offender state in this SQLite file (default: in memory)")
@@ -81,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audit-topic", metavar="TOPIC", help="the audit trail (default screener.audit; '': off)")
     run.add_argument("--offenders-topic", metavar="TOPIC",
                      help="compacted changelog of repeat-offender state, partitioned like the input (default screener.offenders)")
-    run.add_argument("--rescan-window-s", type=int, metavar="S",
+    run.add_argument("--rescan-window-s", metavar="S",
                      help="on a new lexicon/policy version, rescan the input's last S seconds (default 0: off)")
     run.add_argument("--worker-id", metavar="ID", help="names this worker in audit records (default host:pid)")
-    run.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
+    run.add_argument("--metrics-port", metavar="PORT", help="Prometheus /metrics, /healthz, /readyz (default 9108; 0: off)")
     run.add_argument("--metrics-host", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
-    run.add_argument("--workers", type=int, metavar="N", help="worker processes in the group (default 1)")
-    run.add_argument("--broker-timeout-s", type=int, metavar="S",
+    run.add_argument("--workers", metavar="N", help="worker processes in the group (default 1)")
+    run.add_argument("--broker-timeout-s", metavar="S",
                      help="/readyz answers 503 once the broker has not answered for S seconds (default 10)")
     _limits(run)
     _client(run)
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     res = sub.add_parser("rescan", help="re-screen published posts; events only for verdicts that became stricter")
     _common(res)
-    res.add_argument("files", nargs="*", metavar="FILE", help="JSONL archives of posts (none: use --topic)")
+    res.add_argument("files", nargs="*", metavar="FILE", help="JSONL archives of posts ('-' or none: stdin; or --topic)")
     res.add_argument("--previous", metavar="PATH", action="append", default=[],
                      help="earlier events or audit JSONL: the verdicts posts were published under (repeatable)")
     res.add_argument("--checkpoint", metavar="PATH", help="resume from / record progress in this file")
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--progress", choices=("auto", "on", "off"), help="progress bar on stderr")
     res.add_argument("--topic", metavar="TOPIC", help="rescan a Kafka topic instead of files; events go to the events topic")
     start = res.add_mutually_exclusive_group()
-    start.add_argument("--from-offset", type=int, metavar="N", help="with --topic: start every partition at offset N")
+    start.add_argument("--from-offset", metavar="N", help="with --topic: start every partition at offset N")
     start.add_argument("--from-timestamp", metavar="ISO", help="with --topic: start at the first post at/after this time")
     res.add_argument("--previous-topic", metavar="TOPIC", action="append", default=[],
                      help="with --topic: topics of earlier events/audit (default: the events and audit topics)")

@@ -191,6 +191,9 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     ``checkpoint_path``."""
     if checkpoint_path and (not paths or "-" in paths):
         raise ConfigError("a resumable rescan needs files, not stdin")
+    odd = [p for p in paths if p != "-" and os.path.exists(p) and not os.path.isfile(p)]  # missing: chunks_of says so
+    if checkpoint_path and odd:
+        raise ConfigError(f"a resumable rescan needs regular files (it resumes at a byte offset), not {odd[0]}")
     inputs = [str(Path(p).resolve()) for p in paths]
     checkpoint = Checkpoint(checkpoint_path, {"inputs": inputs}, engine)
     summary = checkpoint.summary()

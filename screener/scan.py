@@ -179,10 +179,13 @@ def origin_of(chunk: Chunk) -> Callable[[int], dict[str, Any]]:
 def chunks_of(paths: Sequence[str], settings: Settings,
               resume: tuple[int, int, int] = (0, 0, 1)) -> Iterator[Chunk]:
     """:func:`screener.source.read_chunks`, with every path checked now,
-    before any line is screened, and read errors as :class:`InputError`."""
+    before any line is screened, and read errors as :class:`InputError`.
+
+    A path may be a pipe (``<(zcat posts.jsonl.gz)``, ``/dev/stdin``) as
+    well as a file: input is read once, front to back, like stdin."""
     for path in paths:
-        if path != "-" and not os.path.isfile(path):
-            reason = "no such file" if not os.path.exists(path) else "not a regular file"
+        if path != "-" and (not os.path.exists(path) or os.path.isdir(path)):
+            reason = "no such file" if not os.path.exists(path) else "is a directory"
             raise InputError(f"cannot read {path}: {reason}")
     if (not paths or "-" in paths) and sys.stdin is None:
         raise InputError("cannot read stdin: it is closed")

@@ -228,7 +228,8 @@ def read_chunks(paths: Sequence[str], max_records: int, max_bytes: int,
             yield from _chunks("<stdin>", stdin, max_records, max_bytes, index, skipped, max_line_bytes=max_line_bytes)
         else:
             with open(path, "rb", buffering=BUFFER_BYTES) as stream:
-                stream.seek(offset)
+                if offset:  # only a resumed file (rescan's checkpoint: regular files); a pipe cannot seek
+                    stream.seek(offset)
                 offset += _skip_bom(stream) if offset == 0 else 0
                 yield from _chunks(source_name(path), stream, max_records, max_bytes, index, offset, line, max_line_bytes)
 

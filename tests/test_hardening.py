@@ -279,7 +279,13 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
 
 @pytest.mark.parametrize("args,text", [
     (["scan", "{good}", "{tmp}/missing.jsonl"], "screener: cannot read {tmp}/missing.jsonl: no such file"),
-    (["scan", "{tmp}"], "screener: cannot read {tmp}: not a regular file"),
+    (["scan", "{tmp}"], "screener: cannot read {tmp}: is a directory"),
+    # integer flags parse as the settings do (found in review: argparse's int() took '1_000' and '٣')
+    (["scan", "--max-post-bytes", "1_000", "{good}"], "screener: max_post_bytes: must be a whole number, not '1_000'"),
+    (["scan", "--batch-records", "٣", "{good}"], "screener: batch_records: must be a whole number, not '٣'"),
+    (["rescan", "--topic", "posts", "--from-offset", "1_0"], "screener: --from-offset: must be 0 to 2**63-1, not 1_0"),
+    (["rescan", "--checkpoint", "{tmp}/ck", "/dev/null"],
+     "screener: a resumable rescan needs regular files (it resumes at a byte offset), not /dev/null"),
     (["scan", "--dead-letter", "{tmp}/no/dir/dead", "{good}"], "screener: cannot open --dead-letter {tmp}/no/dir/dead"),
     (["scan", "--audit", "{tmp}/no/dir/audit", "{good}"], "screener: cannot open --audit {tmp}/no/dir/audit"),
     (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
@@ -304,6 +310,25 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, args, text):
     garbage.write_bytes(b"\x00\xffnot a state, checkpoint or policy\n" * 10)
     names = {"tmp": str(tmp_path), "good": str(good), "garbage": str(garbage)}
     _one_line_error(_cli(*[a.format(**names) for a in args]), 2, text.format(**names))
+
+
+def test_scan_reads_a_pipe_named_on_the_command_line(tmp_path):
+    """Found in review: ``screener scan <(zcat posts.jsonl.gz)`` was refused
+    as "not a regular file", though stdin, also a pipe, is read."""
+    fifo = tmp_path / "posts.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as f:
+            f.write(b'{"id": 1, "text": "\xe8\xb5\x8c\xe5\x8d\x9a"}\nnot json\n')  # 赌博
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    proc = _cli("scan", "--dead-letter", str(tmp_path / "dead.jsonl"), str(fifo))
+    writer.join(timeout=10)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [json.loads(line)["post_id"] for line in proc.stdout.splitlines()] == [1]
+    assert b"posts=2 " in proc.stderr and b"dead_lettered=1 " in proc.stderr
 
 
 def test_closed_stdin_and_stdout_are_clear_errors(tmp_path):

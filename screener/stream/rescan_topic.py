@@ -13,6 +13,7 @@ where it stopped.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -33,7 +34,8 @@ from .clients import Record, Start, read_range
 
 log = logging.getLogger("screener.rescan")
 
-def start_from(offset: int | None, timestamp: str | None) -> Start:
+def start_from(offset: str | None, timestamp: str | None) -> Start:
+    """Where ``--from-offset`` / ``--from-timestamp`` start (neither: offset 0)."""
     if timestamp:
         try:
             parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
@@ -46,9 +48,10 @@ def start_from(offset: int | None, timestamp: str | None) -> Start:
         return ("timestamp", int(parsed.timestamp() * 1000))
     # Found by a hostile-input probe: a negative offset rescanned from the
     # start, one past 64 bits stopped with an internal error.
-    if offset is not None and not 0 <= offset < 1 << 63:
+    # ASCII digits only: int() also reads '1_000' and '٣', the settings do not.
+    if offset is not None and (not re.fullmatch(r"[0-9]{1,19}", offset.strip()) or int(offset) >= 1 << 63):
         raise ConfigError(f"--from-offset: must be 0 to 2**63-1, not {offset}")
-    return ("offset", offset or 0)
+    return ("offset", int(offset) if offset is not None else 0)
 
 
 def read_previous(settings: Settings, topics: Sequence[str], start: Start) -> Previous:
