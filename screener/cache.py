@@ -49,6 +49,8 @@ FORMAT = 1
 KEEP_PER_KIND = 8
 #: A header is a key and a few lengths; anything larger is not ours.
 _MAX_HEADER = 1 << 20
+#: Largest payload read: far above a real entry (100k terms: ~0.1 GB).
+MAX_PAYLOAD = 4 << 30
 #: Temporary files of a write that died are removed after this long.
 _STALE_TMP_S = 3600
 
@@ -167,7 +169,9 @@ class Cache:
         return sections
 
     def _read(self, path: Path, key: Mapping[str, Any]) -> dict[str, memoryview]:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        # O_NONBLOCK: a FIFO named like an entry must not block the open (it
+        # stalled every command for ever; found by a hostile-input probe).
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(path, flags)
         with os.fdopen(fd, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
@@ -191,8 +195,10 @@ class Cache:
             if _key_text(header["key"]) != _key_text(key):
                 differs = sorted(k for k in {*header["key"], *key} if header["key"].get(k) != key.get(k))
                 raise ValueError(f"made for another {', '.join(differs) or 'key'}")
-            names, lengths = header["names"], header["lengths"]
+            names, lengths = _layout(header)
             size = sum(map(_padded, lengths))
+            if size > MAX_PAYLOAD:  # read whole before the digest can refuse it
+                raise ValueError(f"payload of {size} bytes, over {MAX_PAYLOAD}")
             if st.st_size != len(start) + header_len + size:
                 raise ValueError(f"{st.st_size} bytes, expected {len(start) + header_len + size}")
             # One writable buffer per section: arrays made from them are
@@ -276,3 +282,15 @@ class Cache:
         except OSError as exc:  # another process pruned first, or the like: harmless
             if exc.errno not in (errno.ENOENT,):
                 log.debug("cache prune: %s", exc)
+
+
+def _layout(header: Any) -> tuple[list[str], list[int]]:
+    """The sections' names and lengths from a header, checked: the digest
+    covers the payload, not the header, and a flipped bit in a name made
+    every start fail on the missing section (found by a hostile-input probe)."""
+    names, lengths = header.get("names"), header.get("lengths")
+    if not (isinstance(names, list) and isinstance(lengths, list) and len(names) == len(lengths)
+            and all(type(n) is str for n in names) and len(set(names)) == len(names)
+            and all(type(n) is int and n >= 0 for n in lengths)):
+        raise ValueError("malformed header")
+    return names, lengths

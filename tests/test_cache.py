@@ -199,6 +199,52 @@ def test_a_damaged_fold_table_is_rebuilt(lexdir, tmp_path, monkeypatch):
     assert outcome(engine) == outcome(fresh)
 
 
+@pytest.mark.parametrize("names,read", [
+    (b'"names": ["uable"]', "hit:fold"),  # well-formed: read, but it holds no table
+    (b'"names": [7]', "bad:fold"), (b'"names": {}  ', "bad:fold"),  # malformed: refused
+])
+def test_a_fold_table_header_with_damaged_section_names_is_rebuilt(lexdir, tmp_path, monkeypatch, names, read):
+    """Found by a hostile-input probe: the digest covers the payload, not the
+    header; a flipped bit in the section name made every start fail (exit 70)
+    and the entry was never replaced."""
+    directory = tmp_path / "cache"
+    monkeypatch.setattr(compiled, "_TABLES", {})
+    fresh = Engine.build(lexdir, None, "aho", str(directory))
+    (entry,) = entries(directory, "fold")
+    data = entry.read_bytes()
+    assert data.count(b'"names": ["table"]') == 1
+    entry.write_bytes(data.replace(b'"names": ["table"]', names))
+    monkeypatch.setattr(compiled, "_TABLES", {})
+    before = stats()
+    engine = Engine.build(lexdir, None, "aho", str(directory))
+    assert delta(before) == {"hit:lexicon": 1, read: 1, "stored:fold": 1}
+    assert outcome(engine) == outcome(fresh)
+    assert b'"names": ["table"]' in entry.read_bytes()  # replaced
+
+
+def test_a_fifo_named_like_an_entry_is_a_miss_not_a_stall(lexdir, tmp_path):
+    """Found by a hostile-input probe: a FIFO in place of an entry blocked
+    every command for ever in open()."""
+    directory = tmp_path / "cache"
+    fresh = Engine.build(lexdir, None, "aho", str(directory))
+    (entry,) = entries(directory)
+    entry.unlink()
+    os.mkfifo(entry, 0o600)
+    before = stats()
+    engine = Engine.build(lexdir, None, "aho", str(directory))  # a stall here hangs the test
+    assert delta(before) == {"bad:lexicon": 1, "stored:lexicon": 1}
+    assert outcome(engine) == outcome(fresh)
+
+
+def test_an_entry_announcing_a_huge_payload_is_refused_unread(lexdir, tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    Engine.build(lexdir, None, "aho", str(directory))
+    monkeypatch.setattr(cache_module, "MAX_PAYLOAD", 64)
+    before = stats()
+    Engine.build(lexdir, None, "aho", str(directory))
+    assert delta(before)["bad:lexicon"] == 1
+
+
 def test_a_whole_entry_whose_content_fails_to_load_is_rebuilt(lexdir, tmp_path):
     """A valid digest over a database Hyperscan refuses (another CPU, another
     library build) is a miss too, found when the entry is loaded."""
