@@ -31,7 +31,7 @@ from .errors import ConfigError, InputError, OutputError
 from .files import read_regular
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
-from .scan import Outputs, Progress, chunks_of, origin_of
+from .scan import Outputs, Progress, check_apart, chunks_of, origin_of
 from .settings import Settings
 from .source import total_size
 
@@ -189,6 +189,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     """Rescan JSONL archives; events on ``out``, malformed lines to the
     dead-letter sink, audit records to ``settings.audit``. Resumes from
     ``checkpoint_path``."""
+    check_apart(paths, {"--checkpoint": checkpoint_path, "--audit": settings.audit, "--dead-letter": settings.dead_letter}, out)
     if checkpoint_path and (not paths or "-" in paths):
         raise ConfigError("a resumable rescan needs files, not stdin")
     odd = [p for p in paths if p != "-" and os.path.exists(p) and not os.path.isfile(p)]  # missing: chunks_of says so

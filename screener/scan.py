@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator, Sequence, TypeVar
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from . import audit, compact
 from .batch import Batch, BatchResult, Counts, Step, screen_batch
@@ -171,6 +172,48 @@ def _writing(option: str, path: str | None) -> Iterator[None]:
         raise OutputError(f"cannot write {option} {path or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
+def check_apart(inputs: Sequence[str], outputs: Mapping[str, str | None], out: BinaryIO | None = None) -> None:
+    """Refuse a run whose outputs are one of its inputs, or each other.
+
+    ``--audit X X`` read back its own records for ever (the file grew to
+    228 MB in 15 s), ``--dead-letter X X`` likewise, and ``rescan --audit X
+    --checkpoint X`` renamed the checkpoint over the audit trail after each
+    batch (found by a hostile-input probe). ``outputs``: option → path
+    (None or ``-``: not a file); ``out``: the events' stream, when it is a
+    file (``>> X``)."""
+    named: dict[Any, str] = {}
+    for path in inputs:
+        if path != "-":
+            named.setdefault(_identity(path), path)
+    seen: dict[Any, str] = {}
+    files = [(option, path) for option, path in outputs.items() if path not in (None, "", "-")]
+    for option, path in files:
+        identity = _identity(path)
+        if identity in named:
+            raise ConfigError(f"{option} {path} is the input {named[identity]}: it would read its own output")
+        if identity in seen:
+            raise ConfigError(f"{option} {path} is also {seen[identity]}: give each output its own file")
+        seen[identity] = f"{option} {path}"
+    if out is not None:
+        try:
+            st = os.fstat(out.fileno())
+        except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's buffer)
+            return
+        if stat.S_ISREG(st.st_mode) and ("inode", st.st_dev, st.st_ino) in named:
+            raise ConfigError(f"events (stdout) go to the input {named['inode', st.st_dev, st.st_ino]}: "
+                              "it would read its own output")
+
+
+def _identity(path: str) -> tuple[Any, ...]:
+    """The file a path names (device and inode), or for one that does not
+    exist yet the path it will have."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", st.st_dev, st.st_ino)
+
+
 def origin_of(chunk: Chunk) -> Callable[[int], dict[str, Any]]:
     """Where record ``i`` of a chunk came from, as the audit trail names it."""
     return lambda i: {"file": chunk.source, "line": chunk.first_line + i}
@@ -210,6 +253,7 @@ def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: Bina
     so a caller still has the counts when the run is cut short."""
     summary = summary if summary is not None else Summary()
     step = Step.of(settings, engine, bool(settings.audit))
+    check_apart(paths, {"--dead-letter": settings.dead_letter, "--audit": settings.audit, "--state": settings.state}, out)
     chunks = chunks_of(paths, settings)
     state = ScanState(engine, settings.state)
     started = time.perf_counter()

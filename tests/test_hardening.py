@@ -280,6 +280,13 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
 @pytest.mark.parametrize("args,text", [
     (["scan", "{good}", "{tmp}/missing.jsonl"], "screener: cannot read {tmp}/missing.jsonl: no such file"),
     (["scan", "{tmp}"], "screener: cannot read {tmp}: is a directory"),
+    # an output that is an input or another output (found by a hostile-input probe: --audit X X grew X for ever)
+    (["scan", "--audit", "{good}", "{good}"], "screener: --audit {good} is the input {good}: it would read its own output"),
+    (["scan", "--dead-letter", "{good}", "{good}"], "screener: --dead-letter {good} is the input {good}"),
+    (["scan", "--audit", "{tmp}/out", "--dead-letter", "{tmp}/out", "{good}"],
+     "screener: --audit {tmp}/out is also --dead-letter {tmp}/out: give each output its own file"),
+    (["rescan", "--audit", "{tmp}/out", "--checkpoint", "{tmp}/out", "{good}"],
+     "screener: --audit {tmp}/out is also --checkpoint {tmp}/out"),
     # integer flags parse as the settings do (found in review: argparse's int() took '1_000' and '٣')
     (["scan", "--max-post-bytes", "1_000", "{good}"], "screener: max_post_bytes: must be a whole number, not '1_000'"),
     (["scan", "--batch-records", "٣", "{good}"], "screener: batch_records: must be a whole number, not '٣'"),
@@ -329,6 +336,14 @@ def test_scan_reads_a_pipe_named_on_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert [json.loads(line)["post_id"] for line in proc.stdout.splitlines()] == [1]
     assert b"posts=2 " in proc.stderr and b"dead_lettered=1 " in proc.stderr
+
+
+def test_events_appended_to_the_input_are_refused(tmp_path):
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    before = good.read_bytes()
+    proc = subprocess.run(f"'{EXE}' scan '{good}' >> '{good}'", shell=True, stderr=subprocess.PIPE, timeout=120)
+    _one_line_error(proc, 2, f"screener: events (stdout) go to the input {good}: it would read its own output")
+    assert good.read_bytes() == before
 
 
 def test_closed_stdin_and_stdout_are_clear_errors(tmp_path):
