@@ -164,6 +164,9 @@ class Settings:
         kinds = field_kinds()
         for f in fields(self):
             check_type(f.name, getattr(self, f.name), kinds[f.name])
+            if isinstance(getattr(self, f.name), str) and "\x00" in getattr(self, f.name):
+                # No path, topic or id can hold one; open() raised ValueError, an internal error (found by a probe).
+                raise ConfigError(f"{f.name}: must not contain a NUL character (\\u0000)")
         if not self.lexicons:
             object.__setattr__(self, "lexicons", shipped_lexicons())
         if not self.policy:

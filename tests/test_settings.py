@@ -41,6 +41,7 @@ BAD_ENV = [
     ({"SCREENER_INPUT_TOPIC": ""}, r"input_topic: must be a Kafka topic name .*, not ''"),
     ({"SCREENER_BOOTSTRAP_SERVERS": " , "}, "bootstrap_servers: must name at least one broker"),
     ({"SCREENER_DEAD_LETTER": ""}, "dead_letter: must be a file, or - for stderr, not ''"),
+    ({"SCREENER_CACHE_DIR": "a\x00b"}, r"cache_dir: must not contain a NUL character \(\\u0000\)"),
     ({"SCREENER_EVENTS_TOPIC": "a b"}, r"events_topic: must be a Kafka topic name .*, not 'a b'"),
     ({"SCREENER_DEAD_LETTER_TOPIC": ".."}, "dead_letter_topic: must be a Kafka topic name"),
     ({"SCREENER_OFFENDERS_TOPIC": "x" * 250}, "offenders_topic: must be a Kafka topic name"),
