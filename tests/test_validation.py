@@ -389,6 +389,18 @@ def test_a_lexicon_entry_that_never_ends_or_never_opens_is_rejected_at_once(make
         load_lexicons(root)
 
 
+def test_a_file_name_that_is_not_utf8_is_rejected_by_line(make_lexicon):
+    """Found by a hostile-input probe: every command that loads such a set
+    stopped with an internal error (exit 70)."""
+    import os
+
+    root = make_lexicon({"a": "赌博\n"})
+    (root / os.fsdecode(b"bad\xff.txt")).write_text("测试词\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"bad\\xff.txt:0: file name is not UTF-8: rename it") as raised:
+        load_lexicons(root)
+    assert len(raised.value.problems) == 1
+
+
 def test_a_file_over_the_size_bound_is_rejected(tmp_path):
     from screener.files import read_regular
 

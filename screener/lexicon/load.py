@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -147,6 +148,12 @@ def _load(root: Path, cache: "Cache | None",
         raise LexiconError([Problem(str(root), 0, f"cannot list the directory: {os_reason(exc)}")]) from None
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    # Linux allows any bytes in a name; a category is named by its file, and
+    # such a name crashed every command that loads the set (found by a probe).
+    unnamed = [f for f in files if not _utf8(f.name)]
+    if unnamed:
+        raise LexiconError([Problem(os.fsencode(f).decode("utf-8", "backslashreplace"), 0,
+                                    "file name is not UTF-8: rename it (it names the category)") for f in unnamed])
     manifest = _manifest(root)
     categories = manifest.categories
     problems += manifest.problems
@@ -187,6 +194,14 @@ def _load(root: Path, cache: "Cache | None",
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary, pinyin=pinyin,
         notes=tuple(_collapse_notes(rules)),
     )
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
