@@ -12,6 +12,7 @@ versions, and why".
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
@@ -140,6 +141,9 @@ class AuditLog:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._stream: BinaryIO | None = open(path, "ab") if path else None
+        # fsync makes a file's records durable; a pipe or a terminal has
+        # nothing to sync and refuses (EINVAL: --audit >(gzip) failed).
+        self._sync = self._stream is not None and stat.S_ISREG(os.fstat(self._stream.fileno()).st_mode)
 
     @property
     def enabled(self) -> bool:
@@ -152,7 +156,8 @@ class AuditLog:
     def flush(self) -> None:
         if self._stream is not None:
             self._stream.flush()
-            os.fsync(self._stream.fileno())
+            if self._sync:
+                os.fsync(self._stream.fileno())
 
     def close(self) -> None:
         if self._stream is not None:

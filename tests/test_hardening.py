@@ -338,6 +338,21 @@ def test_scan_reads_a_pipe_named_on_the_command_line(tmp_path):
     assert b"posts=2 " in proc.stderr and b"dead_lettered=1 " in proc.stderr
 
 
+def test_the_audit_trail_may_go_to_a_pipe(tmp_path):
+    """Found by a hostile-input probe: ``--audit >(gzip > a.gz)`` stopped
+    the run with "Invalid argument" (fsync of a pipe)."""
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}, {"id": 2, "text": "你好"}])
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = _cli("scan", "--audit", str(fifo), str(good))
+    reader.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [json.loads(line).get("post_id") for line in got[0].splitlines() if b'"post_id"' in line] == [1]
+
+
 def test_events_appended_to_the_input_are_refused(tmp_path):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
     before = good.read_bytes()
