@@ -154,10 +154,18 @@ class Checkpoint:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"checkpoint {path} is unreadable ({exc}); remove it to start afresh") from None
             if saved.get("identity") != identity:
+                was = saved.get("identity")
+                if isinstance(was, dict) and {k: v for k, v in was.items() if k != "files"} == \
+                        {k: v for k, v in identity.items() if k != "files"}:
+                    raise ConfigError(f"checkpoint {path}: an input changed since it was written (size or "
+                                      "modification time); remove it to start afresh")
                 raise ConfigError(
-                    f"checkpoint {path} belongs to another rescan ({saved.get('identity')}); "
+                    f"checkpoint {path} belongs to another rescan ({was}); "
                     "remove it to start afresh")
             self.state = saved.get("state", {})
+            problem = _state_problem(self.state)
+            if problem:
+                raise ConfigError(f"checkpoint {path} is unreadable ({problem}); remove it to start afresh")
 
     @property
     def done(self) -> bool:
@@ -184,6 +192,45 @@ class Checkpoint:
             raise OutputError(f"cannot write --checkpoint {self.path}: {exc.strerror or exc}") from None
 
 
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's saved state, if anything: each field
+    of the kind a rescan writes. A wrong kind crashed the resume (exit 70),
+    ``"done": "no"`` counted as done (found by a hostile-input probe)."""
+    def whole(v: Any) -> bool:
+        return type(v) is int and v >= 0
+
+    counts = {f for f in RescanSummary.__dataclass_fields__}
+    checks = {
+        "done": lambda v: type(v) is bool,
+        "summary": lambda v: isinstance(v, dict) and all(
+            k in counts and (whole(n) or (k == "seconds" and type(n) in (int, float) and n >= 0)) for k, n in v.items()),
+        "next": lambda v: isinstance(v, list) and len(v) == 3 and all(map(whole, v)) and v[2] >= 1,
+        "noted": lambda v: isinstance(v, dict) and all(type(a) is str for a in v.values()),
+        "positions": lambda v: isinstance(v, dict) and all(k.isdigit() and whole(o) for k, o in v.items()),
+        "until_ms": whole,
+    }
+    for name, value in state.items():
+        check = checks.get(name)
+        if check is None or not check(value):
+            return f"{name!r} is not what a rescan writes"
+    return None
+
+
+def _file_stats(paths: Sequence[str]) -> list[list[int]]:
+    """Size and modification time of each input: a checkpoint resumes at a
+    byte offset, so new content at the same path must not be resumed (it was:
+    lines skipped silently, or 0 events for a 'finished' rescan)."""
+    stats = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:  # chunks_of reports it
+            stats.append([-1, -1])
+            continue
+        stats.append([st.st_size, st.st_mtime_ns])
+    return stats
+
+
 def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previous: Previous, out: BinaryIO,
                  checkpoint_path: str | None = None) -> RescanSummary:
     """Rescan JSONL archives; events on ``out``, malformed lines to the
@@ -196,7 +243,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     if checkpoint_path and odd:
         raise ConfigError(f"a resumable rescan needs regular files (it resumes at a byte offset), not {odd[0]}")
     inputs = [str(Path(p).resolve()) for p in paths]
-    checkpoint = Checkpoint(checkpoint_path, {"inputs": inputs}, engine)
+    checkpoint = Checkpoint(checkpoint_path, {"inputs": inputs, "files": _file_stats(paths)}, engine)
     summary = checkpoint.summary()
     if checkpoint.done:
         return summary

@@ -152,6 +152,38 @@ def test_a_checkpoint_of_another_rescan_is_refused(make_lexicon, tmp_path):
                      [str(archive)], Previous(), io.BytesIO(), checkpoint)
 
 
+def test_a_checkpoint_of_an_input_that_changed_is_refused(make_lexicon, tmp_path):
+    """Found by a hostile-input probe: a checkpoint named its inputs by path
+    only; new content there was resumed at the old byte offset (lines
+    skipped silently), or gave no events at all after a finished rescan."""
+    archive = _archive(tmp_path)
+    checkpoint = str(tmp_path / "cp")
+    engine = Engine.build(make_lexicon(NEW, MANIFEST), None, "aho")
+    rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), io.BytesIO(), checkpoint)
+    _archive(tmp_path, [(i + 100, text) for i, text in POSTS])  # new posts, same path
+    with pytest.raises(ConfigError, match="an input changed since it was written"):
+        rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), io.BytesIO(), checkpoint)
+
+
+@pytest.mark.parametrize("state", [
+    {"next": 5}, {"next": [0, 0, 1, 7]}, {"next": [0, -100, 1]}, {"summary": {"posts": "x"}}, {"summary": {"bogus": 1}},
+    {"noted": [1]}, {"noted": {"2": ["recall"]}}, {"done": "no"}, {"positions": {"x": 1}},
+])
+def test_a_checkpoint_whose_state_is_not_what_a_rescan_writes_is_refused(make_lexicon, tmp_path, state):
+    """Found by a hostile-input probe: such states crashed every resume
+    (exit 70), one after 10 events were out; "done": "no" counted as done."""
+    archive = _archive(tmp_path)
+    checkpoint = tmp_path / "cp"
+    engine = Engine.build(make_lexicon(NEW, MANIFEST), None, "aho")
+    rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), io.BytesIO(), str(checkpoint))
+    saved = orjson.loads(checkpoint.read_bytes())
+    checkpoint.write_bytes(orjson.dumps({**saved, "state": state}))
+    out = io.BytesIO()
+    with pytest.raises(ConfigError, match="is unreadable .* is not what a rescan writes"):
+        rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), out, str(checkpoint))
+    assert out.getvalue() == b""
+
+
 def test_rescan_cli(make_lexicon, tmp_path, capsys):
     from screener.cli import main
 
