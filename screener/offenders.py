@@ -31,6 +31,7 @@ does, within a few batches.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -44,6 +45,8 @@ from . import jsonio
 from .jsonio import BigInt
 from .judge import Tracker
 from .policy import OffenderConfig
+
+log = logging.getLogger("screener.offenders")
 
 T = TypeVar("T")
 H = TypeVar("H", bound=Hashable)
@@ -227,8 +230,26 @@ class Record:
 
     @classmethod
     def loads(cls, data: bytes) -> "Record":
+        """The record :meth:`dumps` wrote; ValueError for anything else.
+
+        Checked field by field: a row of other kinds (``{"v": {}, "b": true}``
+        without a trigger, a violation time that is a string) was accepted and
+        then failed every batch of the run, and ``"b": "false"`` counted as
+        blacklisted (found by a hostile-input probe)."""
         doc = jsonio.loads(data)
-        return cls(dict(doc["v"]), bool(doc["b"]), doc.get("t", ""))
+        if not isinstance(doc, dict) or not isinstance(doc.get("v"), dict) or type(doc.get("b")) is not bool \
+                or type(doc.get("t", "")) is not str:
+            raise ValueError("not an offender record")
+        violations = doc["v"]
+        if not all(type(t) in (int, float) and math.isfinite(t) for t in violations.values()):
+            raise ValueError("a violation time is not a number")
+        trigger = doc.get("t", "")
+        if doc["b"]:  # its events name the post that blacklisted it, by that post's id as JSON
+            try:
+                jsonio.loads(trigger)
+            except ValueError:
+                raise ValueError("a blacklisted account without the post that blacklisted it") from None
+        return cls(dict(violations), doc["b"], trigger)
 
 
 @dataclass
@@ -347,18 +368,35 @@ class Offenders:
         s.changed.clear()
         return out
 
-    def restore(self, shard: Hashable, items: Iterable[tuple[bytes, bytes | None]]) -> int:
+    def restore(self, shard: Hashable, items: Iterable[tuple[bytes, bytes | None]], strict: bool = True) -> int:
         """Replace a shard's state with the latest value per key (a changelog
-        read from the start, or a SQLite table). Returns the accounts kept."""
-        s = self.shards[shard] = Shard()
+        read from the start, or a SQLite table). Returns the accounts kept.
+
+        A record that is not one :meth:`Record.dumps` wrote raises ValueError
+        (``scan --state``: the file is refused at start), or with ``strict``
+        off is skipped with one log line (the worker's changelog: anyone who
+        can write the topic could otherwise stop every start)."""
+        s = Shard()
+        bad = 0
+        lookups: dict[bytes, Any] = {}
         for key, value in items:
             if value is None:
                 s.accounts.pop(key, None)
-            else:
-                s.accounts[key] = Record.loads(value)
-        for key, record in s.accounts.items():
-            if record.blacklisted:
-                s.blacklisted.add(_lookup(jsonio.loads(key)))
+                continue
+            try:
+                record = Record.loads(value)
+                lookups[key] = _lookup(jsonio.loads(key))
+                hash(lookups[key])
+            except (ValueError, TypeError) as exc:
+                if strict:
+                    raise ValueError(f"account {key[:80]!r}: {exc}") from None
+                bad += 1
+                continue
+            s.accounts[key] = record
+        s.blacklisted.update(lookups[key] for key, record in s.accounts.items() if record.blacklisted)
+        if bad:
+            log.error("offender state of %s: %d records that are not offender records skipped", shard, bad)
+        self.shards[shard] = s
         return len(s.accounts)
 
     def drop(self, shard: Hashable) -> None:

@@ -81,6 +81,45 @@ def test_state_round_trips_through_its_changes():
     assert restored.violation("p0", 7, "z", 7)[0]["post_ids"] == ["x", "y", "z"]
 
 
+@pytest.mark.parametrize("value,reason", [
+    (b'{"v":{},"b":true}', "without the post that blacklisted it"),  # every batch then failed
+    (b'{"v":{"p":"x"},"b":false}', "a violation time is not a number"),
+    (b'{"v":{},"b":"false","t":"1"}', "not an offender record"),  # counted as blacklisted
+    (b'{"v":[],"b":false}', "not an offender record"),
+    (b'[1]', "not an offender record"),
+    (b'not json', "account b'\"bad\"'"),
+])
+def test_a_record_that_dumps_did_not_write_is_refused_or_skipped(value, reason):
+    """Found by a hostile-input probe: such a row in a --state file was
+    accepted, and then failed every post of every run ("screening failed",
+    exit 0); a changelog record of the kind would stop every worker start."""
+    o = offenders()
+    o.violation("p0", "good", 1, 100)
+    changes = o.take_changes("p0")
+    with pytest.raises(ValueError, match=reason):
+        offenders().restore("p0", [*changes, (b'"bad"', value)])
+    tolerant = offenders()
+    assert tolerant.restore("p0", [*changes, (b'"bad"', value)], strict=False) == 1  # the worker: skipped, logged
+    assert [e["kind"] for e in tolerant.violation("p0", "good", 2, 200) + tolerant.violation("p0", "good", 3, 300)] \
+        == ["account_blacklist"]
+
+
+def test_a_state_file_with_a_foreign_row_is_refused_before_screening(tmp_path, capsys):
+    from screener.cli import main
+
+    db = tmp_path / "state.db"
+    SqliteStore(str(db)).close()
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO offenders VALUES (?, ?, ?)", ("scan", b'"someone"', b'{"v":{},"b":true}'))
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "赌博", "account_id": "a"}\n', encoding="utf-8")
+    assert main(["scan", "--state", str(db), str(posts)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not a usable screener state file (account b'\"someone\"': a blacklisted account without" in err
+
+
 def test_forgotten_accounts_become_tombstones():
     o = offenders(window_s=100)
     o.violation("p0", "a", 1, 0)

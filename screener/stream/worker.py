@@ -341,7 +341,7 @@ class Worker:
         for tp in fresh:
             items = restored.get(tp.partition, [])
             metrics.STATE_RESTORED.inc(len(items))
-            kept = self.offenders.restore(tp, items)
+            kept = self.offenders.restore(tp, items, strict=False)
             log.info("offender state of %s:%d restored: %d accounts from %d changelog records",
                      tp.topic, tp.partition, kept, len(items))
         log.info("offender state restored in %.2f s", time.monotonic() - started)
