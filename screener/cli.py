@@ -210,6 +210,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"--account is not JSON: {exc}") from None
     if not isinstance(account, dict):
         raise ConfigError("--account must be a JSON object")
+    if type(account.get("blacklisted", False)) is not bool:  # "false" was read as true (found by a probe)
+        raise ConfigError(f"--account: blacklisted must be true or false, not {account['blacklisted']!r}")
+    if args.bio is not None and not args.profile:
+        raise ConfigError("--bio is a profile's: give --profile too")
     if args.blacklisted:
         account["blacklisted"] = True
     report = explain(_engine(_settings(args)), args.text, account, profile=args.profile, bio=args.bio)

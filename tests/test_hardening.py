@@ -287,6 +287,10 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
      "screener: --audit {tmp}/out is also --dead-letter {tmp}/out: give each output its own file"),
     (["rescan", "--audit", "{tmp}/out", "--checkpoint", "{tmp}/out", "{good}"],
      "screener: --audit {tmp}/out is also --checkpoint {tmp}/out"),
+    # explain's account as given (found by a hostile-input probe: "false" judged as blacklisted; --bio ignored)
+    (["explain", "--account", '{{"blacklisted": "false"}}', "赌博"],
+     "screener: --account: blacklisted must be true or false, not 'false'"),
+    (["explain", "--bio", "加微信", "你好"], "screener: --bio is a profile's: give --profile too"),
     # integer flags parse as the settings do (found in review: argparse's int() took '1_000' and '٣')
     (["scan", "--max-post-bytes", "1_000", "{good}"], "screener: max_post_bytes: must be a whole number, not '1_000'"),
     (["scan", "--batch-records", "٣", "{good}"], "screener: batch_records: must be a whole number, not '٣'"),
