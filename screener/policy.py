@@ -265,7 +265,11 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
         target = _list_file(base, body)
         try:
             data = read_regular(target)
-            values = [line.split("#", 1)[0].strip() for line in data.decode("utf-8").splitlines()]
+            # Whole-line comments only, and a BOM skipped: an id may hold '#'
+            # ("u#42" was read as "u", recalling account "u"), and a BOM from
+            # Excel or Notepad made the first id never match (found by a probe).
+            values = [line.strip() for line in data.decode("utf-8-sig").splitlines()
+                      if not line.lstrip().startswith("#")]
         except (OSError, UnicodeDecodeError) as exc:
             return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
         return frozenset(v for v in values if v), problems, b"\0" + name.encode() + b"\0" + data
