@@ -10,8 +10,11 @@ a term to its neighbour (请加/微信) and makes suppression depend on guesses.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +28,45 @@ WINDOW = 8  # characters of context on each side of a hit (jieba words rarely ex
 MAX_WORD = 16  # longest word considered when checking whether a boundary is spanned
 
 
+def _digest(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+                hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _unseal(cache: Path) -> None:
+    """Remove jieba's dictionary cache unless it is the file :func:`_seal`
+    saw jieba write: jieba loads any marshal file there without a check,
+    and a damaged one gave it another dictionary silently (found by a
+    hostile-input probe). jieba then builds it again (~0.5 s)."""
+    seal = cache.with_name(cache.name + ".sha256")
+    try:
+        expected = seal.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        expected = ""
+    if cache.exists() and _digest(cache) != expected:
+        for path in (cache, seal):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _seal(cache: Path) -> None:
+    """Record the digest of the cache jieba has (just written, or checked)."""
+    digest = _digest(cache)
+    seal = cache.with_name(cache.name + ".sha256")
+    if digest is None:
+        return
+    with contextlib.suppress(OSError):
+        if seal.exists() and seal.read_text(encoding="ascii").strip() == digest:
+            return
+        tmp = seal.with_name(f"{seal.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest + "\n", encoding="ascii")
+        os.replace(tmp, seal)
+
+
 class Segmenter:
     """jieba, imported and its dictionary loaded only when a hit first needs
     a word-boundary check (import ~0.1 s, dictionary 0.5-1 s)."""
@@ -34,6 +76,7 @@ class Segmenter:
         self._trie: WordTrie | None = None
         self._lock = threading.Lock()
         self._cache_dir: Path | None = None
+        self._private: tempfile.TemporaryDirectory[str] | None = None
 
     def use_cache(self, directory: Path | None) -> None:
         """Keep jieba's dictionary cache (a marshal file) in screener's cache
@@ -49,10 +92,21 @@ class Segmenter:
 
                 jieba.setLogLevel(logging.WARNING)
                 tokenizer = jieba.Tokenizer()
+                sealed: Path | None = None
                 if self._cache_dir is not None and os.access(self._cache_dir, os.W_OK):
                     tokenizer.tmp_dir = os.fspath(self._cache_dir)
                     tokenizer.cache_file = f"jieba-{getattr(jieba, '__version__', 'unknown')}.cache"
+                    sealed = self._cache_dir / tokenizer.cache_file
+                    _unseal(sealed)
+                else:
+                    # Not jieba's default, $TMPDIR/jieba.cache, which it reuses
+                    # unchecked: any local user could plant a dictionary there
+                    # (found by a hostile-input probe: 大麻 in 这是个大麻烦 recalled).
+                    self._private = tempfile.TemporaryDirectory(prefix="screener-jieba-")
+                    tokenizer.tmp_dir = self._private.name
                 tokenizer.initialize()
+                if sealed is not None:
+                    _seal(sealed)
                 self._tokenizer = tokenizer
             return self._tokenizer
 

@@ -423,6 +423,38 @@ def test_jieba_keeps_its_dictionary_cache_in_the_cache_directory(tmp_path):
     assert [p.name for p in tmp_path.glob("jieba-*.cache")]
 
 
+def _plant_empty_dictionary(path: Path) -> None:
+    import marshal
+
+    path.write_bytes(marshal.dumps(({}, 0)))
+
+
+def test_a_jieba_cache_it_did_not_write_is_not_used(tmp_path):
+    """Found by a hostile-input probe: jieba loads any marshal file as its
+    dictionary; an empty one made 大麻 in 这是个大麻烦 a word of its own."""
+    first = Segmenter()
+    first.use_cache(tmp_path)
+    assert first.spanned("这是个大麻烦", 5)
+    (cache,) = tmp_path.glob("jieba-*.cache")
+    assert cache.with_name(cache.name + ".sha256").exists()
+    _plant_empty_dictionary(cache)
+    second = Segmenter()
+    second.use_cache(tmp_path)
+    assert second.spanned("这是个大麻烦", 5)  # rebuilt from jieba's dictionary, not the planted file
+    third = Segmenter()  # and the rebuilt cache is used again
+    third.use_cache(tmp_path)
+    assert third.spanned("这是个大麻烦", 5) and len(third._get().FREQ) > 100_000
+
+
+def test_without_a_cache_directory_jieba_never_reads_the_shared_temporary_one(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _plant_empty_dictionary(tmp_path / "jieba.cache")  # jieba's default, which any local user may write
+    segmenter = Segmenter()
+    assert segmenter.spanned("这是个大麻烦", 5)
+
+
 def test_lexicon_check_reads_the_fold_table_from_the_cache(tmp_path, monkeypatch):
     directory = tmp_path / "cache"
     env = {**os.environ, "SCREENER_CACHE_DIR": str(directory)}
