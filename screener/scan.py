@@ -88,7 +88,7 @@ class ScanState:
                 self.store = SqliteStore(path)
                 self.offenders.restore(SHARD, self.store.load(SHARD))
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"--state {path}: not a usable screener state file ({exc})") from None
+                raise ConfigError(f"--state {path}: {_state_problem(exc)}") from None
 
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if self.offenders is None:
@@ -112,6 +112,18 @@ class ScanState:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def _state_problem(exc: Exception) -> str:
+    """Why a state file cannot serve this run, as the operator can act on it."""
+    text = str(exc)
+    if "in use by another screener process" in text:
+        return "in use by another screener process; each run needs its own state file (or wait for it)"
+    if "database is locked" in text:
+        return "locked by another process"
+    if "readonly database" in text:
+        return "cannot write it (read-only)"
+    return f"not a usable screener state file ({text})"
 
 
 class Outputs:

@@ -120,6 +120,47 @@ def test_a_state_file_with_a_foreign_row_is_refused_before_screening(tmp_path, c
     assert out == "" and "not a usable screener state file (account b'\"someone\"': a blacklisted account without" in err
 
 
+def _scan_with_state(state, tmp_path, capsys) -> tuple[int, str, str]:
+    from screener.cli import main
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "赌博", "account_id": "a"}\n', encoding="utf-8")
+    code = main(["scan", "--state", str(state), str(posts)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_state_file_in_use_by_another_run_is_refused_before_screening(tmp_path, capsys):
+    """Found by a hostile-input probe: two scans sharing one state file each
+    wrote their own counts back over the other's (3 + 3 violations stored
+    as 3, no blacklist)."""
+    db = tmp_path / "state.db"
+    holder = SqliteStore(str(db))
+    try:
+        code, out, err = _scan_with_state(db, tmp_path, capsys)
+    finally:
+        holder.close()
+    assert (code, out) == (2, "")
+    assert "in use by another screener process" in err
+    assert _scan_with_state(db, tmp_path, capsys)[0] == 0  # free again once the other run ends
+
+
+def test_a_state_file_locked_or_not_a_file_is_refused_before_screening(tmp_path, capsys):
+    import sqlite3
+
+    db = tmp_path / "state.db"
+    SqliteStore(str(db)).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program writing it
+    try:
+        code, out, err = _scan_with_state(db, tmp_path, capsys)
+    finally:
+        other.close()
+    assert (code, out) == (2, "") and "locked by another process" in err
+    code, out, err = _scan_with_state("/dev/null", tmp_path, capsys)
+    assert (code, out) == (2, "") and "not a regular file" in err
+
+
 def test_forgotten_accounts_become_tombstones():
     o = offenders(window_s=100)
     o.violation("p0", "a", 1, 0)
