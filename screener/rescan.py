@@ -146,6 +146,11 @@ class Checkpoint:
         identity = {**identity, "lexicon_version": engine.lexicon_version, "policy_version": engine.policy_version}
         self.identity = identity
         self.state: dict[str, Any] = {}
+        if path:  # found now, not at the first batch's save, after its events were out (found by a probe)
+            where = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(where) or not os.access(where, os.W_OK):
+                raise OutputError(f"cannot write --checkpoint {path}: "
+                                  f"{'no directory' if not os.path.isdir(where) else 'directory not writable'} {where}")
         if path and Path(path).exists():
             try:
                 saved = orjson.loads(read_regular(path))

@@ -291,6 +291,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["explain", "--account", '{{"blacklisted": "false"}}', "赌博"],
      "screener: --account: blacklisted must be true or false, not 'false'"),
     (["explain", "--bio", "加微信", "你好"], "screener: --bio is a profile's: give --profile too"),
+    (["rescan", "--checkpoint", "{tmp}/no/dir/ck", "{good}"], "screener: cannot write --checkpoint {tmp}/no/dir/ck: no directory"),
     # integer flags parse as the settings do (found in review: argparse's int() took '1_000' and '٣')
     (["scan", "--max-post-bytes", "1_000", "{good}"], "screener: max_post_bytes: must be a whole number, not '1_000'"),
     (["scan", "--batch-records", "٣", "{good}"], "screener: batch_records: must be a whole number, not '٣'"),
