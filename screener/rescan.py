@@ -52,33 +52,56 @@ class Previous:
         if SEVERITY_OF_ACTION.get(action, 0) > SEVERITY_OF_ACTION[self.verdicts.get(key, "pass")]:
             self.verdicts[key] = action
 
-    def add(self, record: dict[str, Any]) -> None:
-        """An event (kind post / profile_flag) or an audit decision record."""
+    def add(self, record: dict[str, Any]) -> bool:
+        """An event (kind post / profile_flag) or an audit decision record;
+        False if it is neither (or its action or id cannot be one of ours:
+        a list as action, an id nested beyond what JSON writes, stopped the
+        rescan with an internal error; found by a hostile-input probe)."""
         kind = record.get("kind", "post")
-        if kind == "decision":
-            self.note(subject_key(record.get("subject", "post"), record.get("post_id")), record.get("action", "pass"))
-        elif kind == "post" and "post_id" in record:
-            self.note(subject_key("post", record["post_id"]), record.get("action", "pass"))
-        elif kind == "profile_flag":
-            self.note(subject_key("profile", record.get("profile_id")), record.get("action", "pass"))
+        action = record.get("action", "pass")
+        if type(action) is not str:
+            return False
+        try:
+            if kind == "decision":
+                key = subject_key(record.get("subject", "post"), record.get("post_id"))
+            elif kind == "post" and "post_id" in record:
+                key = subject_key("post", record["post_id"])
+            elif kind == "profile_flag":
+                key = subject_key("profile", record.get("profile_id"))
+            else:
+                return False
+        except (TypeError, ValueError, RecursionError):  # orjson's JSONEncodeError is a TypeError
+            return False
+        self.note(key, action)
+        return True
 
-    def load(self, lines: Iterable[bytes]) -> None:
+    def load(self, lines: Iterable[bytes]) -> tuple[int, int]:
+        """(lines, records recognised)."""
+        seen = recognised = 0
         for line in lines:
             if line.strip():
+                seen += 1
                 try:
                     record = jsonio.loads(line)
                 except ValueError:  # orjson's and json's decode errors both are
                     continue  # a torn last line; nothing else writes these files
-                if isinstance(record, dict):
-                    self.add(record)
+                if isinstance(record, dict) and self.add(record):
+                    recognised += 1
+        return seen, recognised
 
     def load_files(self, paths: Sequence[str]) -> None:
+        """Every file's verdicts; one with lines but no event or audit
+        record is refused: a compressed or wrong file was taken as "no
+        earlier verdicts", and every earlier recall was sent again."""
         for path in paths:
             try:
                 with open(path, "rb") as stream:
-                    self.load(stream)
+                    seen, recognised = self.load(stream)
             except OSError as exc:
                 raise InputError(f"cannot read --previous {path}: {exc.strerror or exc}") from None
+            if seen and not recognised:
+                raise InputError(f"--previous {path}: none of its {seen} lines is an event or audit record "
+                                 "(compressed? another kind of file?)")
 
     def get(self, key: bytes) -> str:
         return self.verdicts.get(key, "pass")

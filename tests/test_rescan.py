@@ -184,6 +184,31 @@ def test_a_checkpoint_whose_state_is_not_what_a_rescan_writes_is_refused(make_le
     assert out.getvalue() == b""
 
 
+def test_previous_records_of_other_shapes_are_skipped_and_a_file_of_none_is_refused(tmp_path):
+    """Found by a hostile-input probe: a gzip'd --previous was read as "no
+    earlier verdicts" (every earlier recall sent again), and an action that
+    is a list, or an id nested 1000 deep, stopped the rescan (exit 70)."""
+    from screener.errors import InputError
+    from screener.rescan import subject_key
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([
+        orjson.dumps({"kind": "post", "post_id": 1, "action": ["recall"]}),
+        b'{"kind": "post", "post_id": ' + b"[" * 1000 + b"1" + b"]" * 1000 + b', "action": "recall"}',
+        orjson.dumps({"kind": "post", "post_id": 2, "action": "recall"}),
+        b'{"torn',
+    ]) + b"\n")
+    previous = Previous()
+    previous.load_files([str(mixed)])
+    assert previous.verdicts == {subject_key("post", 2): "recall"}
+    packed = tmp_path / "events.jsonl.gz"
+    import gzip
+
+    packed.write_bytes(gzip.compress(mixed.read_bytes()))
+    with pytest.raises(InputError, match=r"events.jsonl.gz: none of its \d+ lines is an event or audit record"):
+        Previous().load_files([str(packed)])
+
+
 def test_rescan_cli(make_lexicon, tmp_path, capsys):
     from screener.cli import main
 
