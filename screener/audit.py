@@ -183,7 +183,10 @@ def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
 
 
 def _same(value: Any, wanted: str) -> bool:
-    return value is not None and (value == wanted or str(value) == wanted)
+    try:
+        return value is not None and (value == wanted or str(value) == wanted)
+    except RecursionError:  # an id nested ~1000 deep: no id we wrote (found by a hostile-input probe)
+        return False
 
 
 def select(records: Iterable[dict[str, Any]], post: str | None = None, account: str | None = None) -> list[dict[str, Any]]:

@@ -358,6 +358,18 @@ def test_the_audit_trail_may_go_to_a_pipe(tmp_path):
     assert [json.loads(line).get("post_id") for line in got[0].splitlines() if b'"post_id"' in line] == [1]
 
 
+def test_audit_reads_records_with_odd_times_and_ids(tmp_path):
+    """Found by a hostile-input probe: a number among the ISO times stopped
+    the sort, and a post id nested 1000 deep the id comparison (exit 70)."""
+    trail = tmp_path / "audit.jsonl"
+    trail.write_bytes(b'{"kind":"decision","post_id":2,"at":5}\n'
+                      b'{"kind":"decision","post_id":2,"at":"2026-01-01T00:00:00Z"}\n'
+                      b'{"kind":"x","post_id":' + b"[" * 1000 + b"]" * 1000 + b'}\n')
+    proc = _cli("audit", "--post", "2", "--audit", str(trail), "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [json.loads(line)["at"] for line in proc.stdout.splitlines()] == ["2026-01-01T00:00:00Z", 5]  # as text
+
+
 def test_events_appended_to_the_input_are_refused(tmp_path):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
     before = good.read_bytes()

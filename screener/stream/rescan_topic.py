@@ -166,8 +166,10 @@ def read_topic_records(settings: Settings, topic: str) -> Iterator[dict[str, Any
             for r in records:
                 if r.value:
                     try:
-                        yield jsonio.loads(r.value)
+                        record = jsonio.loads(r.value)
                     except ValueError:  # orjson's and json's decode errors both are
                         continue
+                    if isinstance(record, dict):  # select() reads fields of each
+                        yield record
     finally:
         consumer.close()
