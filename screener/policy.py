@@ -88,7 +88,10 @@ class Condition:
         if value is True or value is False:
             value = "true" if value else "false"
         elif type(value) is not str:
-            value = str(value)
+            try:
+                value = str(value)
+            except RecursionError:  # nested ~1000 deep: no policy word (it stopped the batch; found by a probe)
+                return self.negate
         return (value in self.values) != self.negate
 
 

@@ -278,6 +278,17 @@ def test_a_list_file_keeps_values_with_hash_and_skips_a_bom(tmp_path):
     assert [rule.matches({"id": a}, {}) for a in ("u42", "u#43", "u")] == [True, True, False]
 
 
+def test_an_account_attribute_nested_deeper_than_str_goes_matches_no_word(tmp_path):
+    path = tmp_path / "p.policy"
+    path.write_text("post gov: account.type=government -> flag\npost other: account.type!=government -> recall\n",
+                    encoding="utf-8")
+    deep: object = "government"
+    for _ in range(5000):
+        deep = [deep]
+    rules = load_policy(path, []).rules["post"]
+    assert [r.matches({"type": deep}, {}) for r in rules] == [False, True]
+
+
 def test_shipped_policy_loads_against_shipped_lexicons(shipped):
     from screener.settings import shipped_policy
 
