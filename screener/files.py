@@ -27,11 +27,16 @@ def read_regular(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> b
     >>> read_regular("/dev/null")
     Traceback (most recent call last):
     OSError: [Errno 22] not a regular file
+    >>> read_regular("/")
+    Traceback (most recent call last):
+    IsADirectoryError: [Errno 21] Is a directory
     """
     fd = os.open(os.fspath(Path(path)), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # before fdopen, which names a directory "[Errno 21] Is a directory: 3" (the fd)
+        os.close(fd)
+        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR)) if stat.S_ISDIR(mode) else OSError(errno.EINVAL, "not a regular file")
     with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"larger than {limit} bytes")

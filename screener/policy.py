@@ -208,7 +208,8 @@ def load_policy(path: str | Path | None, categories: Iterable[str]) -> Policy:
         return EMPTY_POLICY
     file = Path(path)
     if not file.is_file():
-        raise PolicyError([Problem(str(file), 0, "policy file not found")])
+        reason = "policy file not found" if not file.exists() else "is a directory" if file.is_dir() else "not a regular file"
+        raise PolicyError([Problem(str(file), 0, reason)])
     try:
         data = read_regular(file)
     except OSError as exc:

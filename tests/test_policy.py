@@ -250,7 +250,7 @@ def test_unreadable_policy_is_path_line_reason(tmp_path):
     folder.mkdir()
     with pytest.raises(PolicyError) as err:
         load_policy(folder, [])
-    assert [str(p) for p in err.value.problems] == [f"{folder}:0: policy file not found"]
+    assert [str(p) for p in err.value.problems] == [f"{folder}:0: is a directory"]
     loop = tmp_path / "loop.policy"
     loop.symlink_to(loop)
     with pytest.raises(PolicyError) as err:
