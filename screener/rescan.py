@@ -156,6 +156,10 @@ class RescanSummary:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+#: The file beside a checkpoint that holds the verdicts its rescan gave.
+NOTED_SUFFIX = ".noted"
+
+
 class Checkpoint:
     """Where a rescan got to, in a small JSON file replaced atomically.
 
@@ -194,6 +198,46 @@ class Checkpoint:
             problem = _state_problem(self.state)
             if problem:
                 raise ConfigError(f"checkpoint {path} is unreadable ({problem}); remove it to start afresh")
+        #: Verdicts this rescan gave (post key → action): a resumed rescan
+        #: must know them, or it recalls a post archived twice twice.
+        self.noted: dict[str, str] = {}
+        # Checkpoints of earlier versions held them inline: written beside it at the next save.
+        self._unwritten: dict[str, str] = dict(self.state.get("noted", {}))
+        self.noted.update(self._unwritten)
+        self._noted_bytes = 0
+        if path and self.state.get("noted_bytes"):
+            self._read_noted(path, self.state["noted_bytes"])
+
+    # The noted verdicts grow with the rescan; rewritten into the checkpoint
+    # after every batch they made the writes quadratic, and past the 64 MiB
+    # read bound a checkpoint could not be resumed (found by a hostile-input
+    # probe). They are appended to a file beside it; the checkpoint says how
+    # many of its bytes count (a crash between the two leaves a tail that
+    # does not).
+    def _read_noted(self, path: str, length: int) -> None:
+        noted = f"{path}{NOTED_SUFFIX}"
+        try:
+            if not os.path.isfile(noted) or os.path.getsize(noted) < length:
+                raise ValueError(f"{noted} is missing or shorter than the {length} bytes it recorded")
+            with open(noted, "rb") as stream:
+                for line in stream.read(length).splitlines():
+                    batch = orjson.loads(line)
+                    if not isinstance(batch, dict) or not all(type(a) is str for a in batch.values()):
+                        raise ValueError(f"{noted} holds a line that is not a batch's verdicts")
+                    self.noted.update(batch)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"checkpoint {path} is unreadable ({exc}); remove it and {noted} to start afresh") from None
+        self._noted_bytes = length
+
+    def _append_noted(self, batch: dict[str, str]) -> None:
+        assert self.path is not None
+        with open(f"{self.path}{NOTED_SUFFIX}", "ab") as stream:
+            stream.truncate(self._noted_bytes)  # a tail a crash left after the last checkpoint
+            stream.seek(self._noted_bytes)
+            stream.write(jsonio.dumps(batch, newline=True))
+            stream.flush()
+            os.fsync(stream.fileno())
+            self._noted_bytes = stream.tell()
 
     @property
     def done(self) -> bool:
@@ -205,17 +249,28 @@ class Checkpoint:
         summary.resumed_posts = summary.posts
         return summary
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any], noted: dict[str, str] | None = None) -> None:
+        """Record progress, and the verdicts given since the last save."""
         self.state = state
+        noted = {**self._unwritten, **(noted or {})}
+        self._unwritten = {}
+        self.noted.update(noted)
         if not self.path:
             return
+        done = bool(state.get("done"))
         tmp = f"{self.path}.tmp"
         try:
+            if noted and not done:
+                self._append_noted(noted)
+            if not done and self._noted_bytes:
+                state = {**state, "noted_bytes": self._noted_bytes}
             with open(tmp, "wb") as stream:
                 stream.write(jsonio.dumps({"identity": self.identity, "state": state}))
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(tmp, self.path)
+            if done and os.path.exists(f"{self.path}{NOTED_SUFFIX}"):
+                os.unlink(f"{self.path}{NOTED_SUFFIX}")  # a finished rescan resumes nothing
         except OSError as exc:
             raise OutputError(f"cannot write --checkpoint {self.path}: {exc.strerror or exc}") from None
 
@@ -236,6 +291,7 @@ def _state_problem(state: dict[str, Any]) -> str | None:
         "noted": lambda v: isinstance(v, dict) and all(type(a) is str for a in v.values()),
         "positions": lambda v: isinstance(v, dict) and all(k.isdigit() and whole(o) for k, o in v.items()),
         "until_ms": whole,
+        "noted_bytes": whole,
     }
     for name, value in state.items():
         check = checks.get(name)
@@ -275,7 +331,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     summary = checkpoint.summary()
     if checkpoint.done:
         return summary
-    previous.restore_noted(checkpoint.state.get("noted", {}))
+    previous.restore_noted(checkpoint.noted)
     resume = tuple(checkpoint.state.get("next", (0, 0, 1)))
     chunks = chunks_of(paths, settings, resume)
     step = Step.of(settings, engine, bool(settings.audit))
@@ -285,7 +341,6 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
     try:
         start = audit.rescan(settings.worker_id, engine, "start", {"inputs": inputs, "resumed_at": resume})
         outputs.write(BatchResult(audit=[start]), "", 0, [])
-        noted = dict(checkpoint.state.get("noted", {}))
         for chunk in chunks:
             batch = Batch(chunk.lines, origin_of(chunk))
             result = screen_batch(step, batch, review=previous)
@@ -294,8 +349,7 @@ def rescan_files(settings: Settings, engine: Engine, paths: Sequence[str], previ
             summary.rescreened += result.counts.posts - result.counts.dead_lettered
             summary.stricter += len(result.emitted)
             summary.dead_lettered += len(result.dead)
-            noted.update(previous.take_noted())
-            checkpoint.save({"next": list(chunk.resume_at), "summary": asdict(summary), "noted": noted})
+            checkpoint.save({"next": list(chunk.resume_at), "summary": asdict(summary)}, previous.take_noted())
             progress.update(chunk.end_offset, summary.posts)
         progress.close()
         summary.seconds = time.perf_counter() - started

@@ -142,6 +142,33 @@ def test_an_interrupted_rescan_resumes_after_its_last_finished_batch(make_lexico
     assert again.getvalue() == b""
 
 
+def test_the_verdicts_a_rescan_gave_are_kept_beside_its_checkpoint(make_lexicon, tmp_path):
+    """Found by a hostile-input probe: the verdicts were rewritten into the
+    checkpoint after every batch (writes quadratic in the rescan), and past
+    the 64 MiB read bound a checkpoint could not be resumed. Now they are
+    appended beside it, and a post archived twice is still recalled once
+    across a resume, even after a crash left a torn tail there."""
+    posts = [(i, "出售冰毒" if i % 7 == 0 else "今天天气不错") for i in range(1, 120)] + [(7, "出售冰毒")]
+    archive = _archive(tmp_path, posts)
+    engine = Engine.build(make_lexicon(NEW, MANIFEST), None, "aho")
+    settings = Settings(progress="off", batch_records=16)
+    checkpoint = tmp_path / "rescan.checkpoint"
+    noted = tmp_path / "rescan.checkpoint.noted"
+    first = FailingOutput(fail_at=5)
+    with pytest.raises(Interrupted):
+        rescan_files(settings, engine, [str(archive)], Previous(), first, str(checkpoint))
+    assert b"noted\"" not in checkpoint.read_bytes().replace(b"noted_bytes", b"")  # not inline
+    kept = noted.read_bytes()
+    assert kept.count(b"\n") == 4 and b"recall" in kept
+    with noted.open("ab") as f:
+        f.write(b'{"torn')  # a crash between the append and the checkpoint
+    second = io.BytesIO()
+    rescan_files(settings, engine, [str(archive)], Previous(), second, str(checkpoint))
+    ids = [e["post_id"] for e in _lines(first.getvalue() + second.getvalue())]
+    assert ids == sorted(set(ids)) and ids.count(7) == 1 and len(ids) == 119 // 7
+    assert not noted.exists()  # finished: nothing to resume
+
+
 def test_a_checkpoint_of_another_rescan_is_refused(make_lexicon, tmp_path):
     archive = _archive(tmp_path)
     checkpoint = str(tmp_path / "cp")

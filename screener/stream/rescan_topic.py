@@ -84,8 +84,7 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
     if checkpoint.done:
         return summary
     previous = read_previous(settings, previous_topics or default_previous_topics(settings), start)
-    noted = dict(checkpoint.state.get("noted", {}))
-    previous.restore_noted(noted)
+    previous.restore_noted(checkpoint.noted)
     step = Step.of(settings, engine, bool(settings.audit_topic))
     own_producer = producer is None
     if producer is None:
@@ -117,9 +116,8 @@ def rescan_topic(settings: Settings, engine: Engine, topic: str, start: Start,
             summary.rescreened += result.counts.posts - result.counts.dead_lettered
             summary.stricter += len(result.emitted)
             summary.dead_lettered += len(result.dead)
-            noted.update(previous.take_noted())
             checkpoint.save({"positions": {str(p): o for p, o in at.items()}, "until_ms": until_ms,
-                             "summary": asdict(summary), "noted": noted})
+                             "summary": asdict(summary)}, previous.take_noted())
             done_bytes += sum(len(r.value or b"") for r in records)
             progress.update(done_bytes, summary.posts)
         progress.close()
