@@ -161,6 +161,16 @@ def test_a_state_file_locked_or_not_a_file_is_refused_before_screening(tmp_path,
     assert (code, out) == (2, "") and "not a regular file" in err
 
 
+def test_a_state_file_without_offender_rules_is_named_unused(tmp_path, capsys):
+    from screener.cli import main
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "赌博", "account_id": "a"}\n', encoding="utf-8")
+    assert main(["scan", "--policy", "none", "--state", str(tmp_path / "s.db"), str(posts)]) == 0
+    assert "is not used: the policy counts no offenders" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_forgotten_accounts_become_tombstones():
     o = offenders(window_s=100)
     o.violation("p0", "a", 1, 0)
