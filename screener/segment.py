@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from .boundary import WordTrie
 
+log = logging.getLogger("screener.segment")
+
 WINDOW = 8  # characters of context on each side of a hit (jieba words rarely exceed 4)
 MAX_WORD = 16  # longest word considered when checking whether a boundary is spanned
 
@@ -67,6 +69,17 @@ def _seal(cache: Path) -> None:
         os.replace(tmp, seal)
 
 
+def _drop_partial(directory: Path, before: set[str], cache: Path) -> None:
+    """Remove the temporary file jieba left if it could not write its cache."""
+    if cache.exists():
+        return
+    for name in set(os.listdir(directory)) - before:
+        if name.startswith("tmp"):
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+    log.info("jieba could not write its dictionary cache in %s; it is built on each start", directory)
+
+
 class Segmenter:
     """jieba, imported and its dictionary loaded only when a hit first needs
     a word-boundary check (import ~0.1 s, dictionary 0.5-1 s)."""
@@ -104,9 +117,17 @@ class Segmenter:
                     # (found by a hostile-input probe: 大麻 in 这是个大麻烦 recalled).
                     self._private = tempfile.TemporaryDirectory(prefix="screener-jieba-")
                     tokenizer.tmp_dir = self._private.name
+                # jieba logs a failed dump of its cache (a full disk) with a
+                # traceback, on every run, and leaves its partial temporary
+                # file: the cache is an optimisation, so one quiet line and
+                # the file removed (found by a hostile-input probe).
+                jieba.setLogLevel(logging.CRITICAL)
+                before = set(os.listdir(tokenizer.tmp_dir)) if sealed is not None else set()
                 tokenizer.initialize()
+                jieba.setLogLevel(logging.WARNING)
                 if sealed is not None:
                     _seal(sealed)
+                    _drop_partial(Path(tokenizer.tmp_dir), before, sealed)
                 self._tokenizer = tokenizer
             return self._tokenizer
 

@@ -446,6 +446,24 @@ def test_a_jieba_cache_it_did_not_write_is_not_used(tmp_path):
     assert third.spanned("这是个大麻烦", 5) and len(third._get().FREQ) > 100_000
 
 
+def test_a_jieba_cache_that_cannot_be_written_leaves_no_file_and_no_traceback(tmp_path, monkeypatch, capfd):
+    """Found by a hostile-input probe: on a full disk jieba printed a
+    traceback on every start and left its partial tmpXXXX file."""
+    import errno
+
+    import jieba
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jieba.marshal, "dump", full)
+    segmenter = Segmenter()
+    segmenter.use_cache(tmp_path)
+    assert segmenter.spanned("这是个大麻烦", 5)
+    assert "Traceback" not in capfd.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")] == []
+
+
 def test_without_a_cache_directory_jieba_never_reads_the_shared_temporary_one(tmp_path, monkeypatch):
     import tempfile
 
