@@ -52,6 +52,21 @@ DEFAULT_IGNORABLE: tuple[tuple[int, int], ...] = (
     (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )
 _IGNORABLE = frozenset(chr(cp) for lo, hi in DEFAULT_IGNORABLE for cp in range(lo, hi + 1))
+#: CJK strokes written as separators (冰丶毒, 冰丨毒, 标题丨副标题): letters (Lo)
+#: by category, so no noise category covers them; in posts they are never
+#: words (found by an evasion probe). ``noise_keep`` still keeps them.
+SEPARATOR_STROKES = "丶丨"
+_ALWAYS_NOISE = _IGNORABLE | frozenset(SEPARATOR_STROKES)
+
+#: Styled Latin letters NFKC leaves as they are: negative circled and
+#: negative squared capitals (🅥🅧, 🆅🆇, s🅱) and small capitals (ᴠx, ꜱʙ),
+#: which evaders write for 加vx and sb (found by an evasion probe). There is
+#: no small capital x.
+_STYLED_LATIN: dict[str, str] = {
+    **{chr(0x1F150 + i): chr(0x61 + i) for i in range(26)},
+    **{chr(0x1F170 + i): chr(0x61 + i) for i in range(26)},
+    **dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ", "abcdefghijklmnopqrstuvwyz", strict=True)),
+}
 
 # Code point ranges whose characters can change under folding. Everything
 # outside them (unassigned planes, private use) maps to itself; skipping them
@@ -122,7 +137,7 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
     def is_noise(c: str) -> bool:
         if c in keep:
             return False
-        return c in extra or c in _IGNORABLE or unicodedata.category(c) in categories
+        return c in extra or c in _ALWAYS_NOISE or unicodedata.category(c) in categories
 
     table = np.arange(TABLE_SIZE, dtype=np.uint32)
     table[MARKUP] = DELETE
@@ -130,12 +145,12 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
     for lo, hi in _FOLD_RANGES:
         for cp in range(lo, hi):
             ch = chr(cp)
-            if (ch in extra or ch in _IGNORABLE) and ch not in keep:
+            if (ch in extra or ch in _ALWAYS_NOISE) and ch not in keep:
                 table[cp] = DELETE
                 continue
             # Fold before judging noise: circled letters (ⓕ) are symbols (So)
             # but stand for letters, so they must fold, not vanish.
-            out = _compat_fold(ch, is_noise) if config.compatibility else ch
+            out = _STYLED_LATIN.get(ch) or _compat_fold(ch, is_noise) if config.compatibility else ch
             if config.casefold:
                 low = out.lower()
                 out = low if len(low) == 1 else out

@@ -61,6 +61,11 @@ EVASIONS = [
     ("halfwidth hangul filler", "赌\uffa0博", [("赌博", "赌\uffa0博")]),
     ("hangul choseong filler", "赌\u115f\u1160博", [("赌博", "赌\u115f\u1160博")]),
     ("unassigned ignorable", "赌\U000e0100\U000e0fff博", [("赌博", "赌\U000e0100\U000e0fff博")]),
+    # strokes posts use as separators, and styled letters NFKC keeps (found by an evasion probe)
+    ("stroke separators", "赌丶博 赌丨博", [("赌博", "赌丶博"), ("赌博", "赌丨博")]),
+    ("negative squared letters", "🅵🆄🅲🅺", [("fuck", "🅵🆄🅲🅺")]),
+    ("negative circled letters", "🅕🅤🅒🅚", [("fuck", "🅕🅤🅒🅚")]),
+    ("small capitals", "ꜰᴜᴄᴋ", [("fuck", "ꜰᴜᴄᴋ")]),
     ("emoji inside", "赌😀博", [("赌博", "赌😀博")]),
     ("emoji with skin tone", "赌👍🏻博", [("赌博", "赌👍🏻博")]),
     ("html tag inside", "赌<b></b>博", [("赌博", "赌<b></b>博")]),
