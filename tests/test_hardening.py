@@ -652,6 +652,19 @@ def test_a_bad_lexicon_stops_the_supervisor_with_exit_2(tmp_path):
     assert "Traceback" not in err and "restarting" not in err
 
 
+def test_a_bad_client_option_stops_the_supervisor_with_exit_2(tmp_path):
+    """Found in review: a setting the Kafka client refuses fails after the
+    engine is built; it still failed every restart the same way."""
+    pytest.importorskip("confluent_kafka")
+    proc = subprocess.run([str(EXE), "run", "--workers", "2", "--metrics-port", "0", "--matcher", "aho",
+                           "--kafka-client", "confluent", "--kafka-option", "bogus.thing=1",
+                           "--bootstrap-servers", f"127.0.0.1:{_free_port()}"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert 'No such configuration property: "bogus.thing"' in err and "restarting" not in err
+
+
 def test_a_restart_that_meets_a_broken_lexicon_is_retried_while_the_others_serve(tmp_path):
     """Exit 2 stops the set only on a first start: later, the siblings still
     serve the version they built, and the operator may be mid-edit."""

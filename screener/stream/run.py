@@ -33,7 +33,9 @@ def configure_logging() -> None:
 
 def run_worker(settings: Settings, worker_id: str = "", on_built: Callable[[], None] = lambda: None) -> int:
     """One worker process; serves metrics itself unless it is a supervised child
-    (``on_built``: told once the engine is built, for the supervisor)."""
+    (``on_built``: told once the engine is built and the clients are made
+    and subscribed, for the supervisor: a setting that fails after that is
+    no first-start error)."""
     early = _StartupSignals().install()  # first: the imports and the build take seconds
     configure_logging()
     from . import metrics
@@ -48,7 +50,6 @@ def run_worker(settings: Settings, worker_id: str = "", on_built: Callable[[], N
     # batch and every record queued behind it (p99 at half load, issue 11).
     engine.posts.verifier.warm()
     engine.posts.pinyin.warm()  # and the pinyin pass's tables (~0.1 s at 50k terms)
-    on_built()
     log.info("worker %s: %s, matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
              worker_id or settings.worker_id, client_of(settings), engine.matcher_name, settings.lexicons, engine.lexicon_version,
              engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
@@ -61,7 +62,7 @@ def run_worker(settings: Settings, worker_id: str = "", on_built: Callable[[], N
     gc.collect()
     gc.freeze()
     health = metrics.Health(settings.broker_timeout_s)
-    worker = Worker(settings, engine, health)
+    worker = Worker(settings, engine, health, on_started=on_built)
     worker.install_signals()
     if early.stop:  # asked to stop while starting: nothing consumed, nothing to commit
         log.info("stop requested during start-up: exiting before joining the group")

@@ -6,9 +6,10 @@ The supervisor serves the metrics of all of them (prometheus-client's
 multiprocess mode), answers /healthz and /readyz for the set, forwards
 SIGTERM/SIGINT/SIGHUP, and restarts a process that dies (with backoff).
 
-A process that fails on its first start, before its engine is built, with a
-problem the operator must fix (exit 2: a bad lexicon, policy or setting;
-every restart would fail the same way) stops the set with exit 2, as ``screener run`` without ``--workers``
+A process that fails on its first start, before its engine and clients are
+made, with a problem the operator must fix (exit 2: a bad lexicon, policy,
+client option or setting; every restart would fail the same way) stops the
+set with exit 2, as ``screener run`` without ``--workers``
 does. On a later restart the same failure is retried instead: its siblings
 still serve the version they built, and the operator may be mid-edit.
 """
@@ -112,7 +113,7 @@ def run_supervised(settings: Settings) -> int:
     stopping = {"flag": False}
     restarts: dict[int, int] = {}  # restarts in a row per child (restart_backoff)
     started: dict[int, float] = {}
-    built: dict[int, Any] = {}  # set by the child once its engine is built
+    built: dict[int, Any] = {}  # set by the child once its engine and clients are made
     first = set(range(settings.workers))  # children still in their first start
 
     def start(index: int) -> None:

@@ -25,7 +25,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import audit
 from ..batch import Batch, BatchResult, Step, screen_batch
@@ -42,10 +42,13 @@ from .reload import LexiconReloader
 log = logging.getLogger("screener.worker")
 
 class Worker:
-    def __init__(self, settings: Settings, engine: Engine, health: metrics.Health) -> None:
+    def __init__(self, settings: Settings, engine: Engine, health: metrics.Health,
+                 on_started: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.engine = engine
         self.health = health
+        #: Told once the clients are made and subscribed: every setting held.
+        self.on_started = on_started
         self.stop_requested = threading.Event()
         self.deadline: float | None = None
         self.reloader = LexiconReloader(settings.lexicons, settings.policy_path, settings.matcher, engine,
@@ -82,6 +85,7 @@ class Worker:
         consumer = self.consumer
         assert consumer is not None
         consumer.subscribe(self.settings.input_topic, self._assigned, self._revoked)
+        self.on_started()
         self._check_topics()
         self.reloader.start()
         idle = IdleWait(self.health, self.settings.poll_timeout_ms, self.stop_requested)
