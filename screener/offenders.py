@@ -415,39 +415,28 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         if os.path.exists(path) and not os.path.isfile(path):  # /dev/null: "disk I/O error" and a /dev/null-journal
             raise sqlite3.OperationalError("not a regular file")
+        # Can we write? Found now, not after the first chunk's events are
+        # out (a read-only or locked file was; found by a probe). SQLite
+        # opens a file it cannot write read-only without a word, and needs
+        # the directory for its journal.
+        where = os.path.dirname(os.path.abspath(path))
+        if not os.access(where, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
         self.db = sqlite3.connect(path)
-        self._lock: int | None = None
         try:
+            # The file is this run's until it ends: two scans sharing it each
+            # wrote their own counts back over the other's (3 + 3 violations
+            # stored as 3, no blacklist; found by a hostile-input probe). In
+            # exclusive locking mode SQLite keeps the lock its first write
+            # takes until the connection closes, on every platform.
+            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("CREATE TABLE IF NOT EXISTS offenders (shard TEXT, account BLOB, state BLOB NOT NULL,"
                             " PRIMARY KEY (shard, account))")
             self.db.commit()
-            self._hold(path)
-            # Can we write? Found now, not after the first chunk's events are
-            # out (a read-only or locked file was; found by a probe). SQLite
-            # opens a file it cannot write read-only without a word, and
-            # needs the directory for its journal.
-            if not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)):
-                raise sqlite3.OperationalError("attempt to write a readonly database")
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.rollback()
+            self.db.execute("PRAGMA user_version = 1")  # that first write, now
         except BaseException:
-            self.close()
+            self.db.close()
             raise
-
-    def _hold(self, path: str) -> None:
-        """Hold the file for this run: two scans sharing it each wrote back
-        their own counts over the other's (3 + 3 violations stored as 3, no
-        blacklist; found by a hostile-input probe). SQLite's own locks last
-        one transaction only."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no advisory lock
-            return
-        self._lock = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise sqlite3.OperationalError("in use by another screener process") from None
 
     def load(self, shard: str) -> list[tuple[bytes, bytes | None]]:
         return [(bytes(k), bytes(v)) for k, v in
@@ -464,9 +453,6 @@ class SqliteStore:
 
     def close(self) -> None:
         self.db.close()
-        if self._lock is not None:
-            os.close(self._lock)  # releases the flock
-            self._lock = None
 
 
 class OffenderTracker(Tracker):

@@ -88,6 +88,7 @@ class ScanState:
                 self.store = SqliteStore(path)
                 self.offenders.restore(SHARD, self.store.load(SHARD))
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+                self.close()  # the file stays locked while its connection is open
                 raise ConfigError(f"--state {path}: {_state_problem(exc)}") from None
 
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
@@ -117,10 +118,8 @@ class ScanState:
 def _state_problem(exc: Exception) -> str:
     """Why a state file cannot serve this run, as the operator can act on it."""
     text = str(exc)
-    if "in use by another screener process" in text:
-        return "in use by another screener process; each run needs its own state file (or wait for it)"
     if "database is locked" in text:
-        return "locked by another process"
+        return "locked by another process (another scan using it, or another program); each run needs its own state file"
     if "readonly database" in text:
         return "cannot write it (read-only)"
     return f"not a usable screener state file ({text})"

@@ -141,8 +141,25 @@ def test_a_state_file_in_use_by_another_run_is_refused_before_screening(tmp_path
     finally:
         holder.close()
     assert (code, out) == (2, "")
-    assert "in use by another screener process" in err
+    assert "locked by another process (another scan using it" in err
     assert _scan_with_state(db, tmp_path, capsys)[0] == 0  # free again once the other run ends
+
+
+def test_a_state_file_refused_after_it_opened_is_closed_again(tmp_path, capsys):
+    """Found in review: a file opened and then refused (a foreign row) stayed
+    locked for the rest of the process."""
+    import sqlite3
+
+    db = tmp_path / "state.db"
+    SqliteStore(str(db)).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO offenders VALUES (?, ?, ?)", ("scan", b'"x"', b'{"v":{},"b":true}'))
+    conn.close()
+    assert _scan_with_state(db, tmp_path, capsys)[0] == 2
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM offenders")
+    conn.close()
+    assert _scan_with_state(db, tmp_path, capsys)[0] == 0
 
 
 def test_a_state_file_locked_or_not_a_file_is_refused_before_screening(tmp_path, capsys):
