@@ -76,8 +76,8 @@ class Previous:
         return True
 
     def load(self, lines: Iterable[bytes]) -> tuple[int, int]:
-        """(lines, records recognised)."""
-        seen = recognised = 0
+        """(lines, JSON objects among them); the objects that are verdicts are noted."""
+        seen = objects = 0
         for line in lines:
             if line.strip():
                 seen += 1
@@ -85,23 +85,24 @@ class Previous:
                     record = jsonio.loads(line)
                 except ValueError:  # orjson's and json's decode errors both are
                     continue  # a torn last line; nothing else writes these files
-                if isinstance(record, dict) and self.add(record):
-                    recognised += 1
-        return seen, recognised
+                if isinstance(record, dict):
+                    objects += 1
+                    self.add(record)  # other records (a rescan's start, a blacklist event) hold no verdict
+        return seen, objects
 
     def load_files(self, paths: Sequence[str]) -> None:
-        """Every file's verdicts; one with lines but no event or audit
-        record is refused: a compressed or wrong file was taken as "no
-        earlier verdicts", and every earlier recall was sent again."""
+        """Every file's verdicts; one with lines but not one JSON object is
+        refused: a compressed or wrong file was taken as "no earlier
+        verdicts", and every earlier recall was sent again."""
         for path in paths:
             try:
                 with open(path, "rb") as stream:
-                    seen, recognised = self.load(stream)
+                    seen, objects = self.load(stream)
             except OSError as exc:
                 raise InputError(f"cannot read --previous {path}: {exc.strerror or exc}") from None
-            if seen and not recognised:
-                raise InputError(f"--previous {path}: none of its {seen} lines is an event or audit record "
-                                 "(compressed? another kind of file?)")
+            if seen and not objects:
+                raise InputError(f"--previous {path}: none of its {seen} lines is a JSON object, "
+                                 "as events and audit records are (compressed? another kind of file?)")
 
     def get(self, key: bytes) -> str:
         return self.verdicts.get(key, "pass")

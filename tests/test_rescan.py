@@ -232,8 +232,13 @@ def test_previous_records_of_other_shapes_are_skipped_and_a_file_of_none_is_refu
     import gzip
 
     packed.write_bytes(gzip.compress(mixed.read_bytes()))
-    with pytest.raises(InputError, match=r"events.jsonl.gz: none of its \d+ lines is an event or audit record"):
+    with pytest.raises(InputError, match=r"events.jsonl.gz: none of its \d+ lines is a JSON object"):
         Previous().load_files([str(packed)])
+    quiet = tmp_path / "quiet-audit.jsonl"  # found in review: a rescan that made nothing stricter writes only these
+    quiet.write_bytes(b'{"kind": "rescan", "phase": "start"}\n{"kind": "account_blacklist", "account_id": "a"}\n')
+    previous = Previous()
+    previous.load_files([str(quiet)])
+    assert previous.verdicts == {}
 
 
 def test_rescan_cli(make_lexicon, tmp_path, capsys):
