@@ -269,15 +269,19 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
         target = _list_file(base, body)
         try:
             data = read_regular(target)
-            # Whole-line comments only, and a BOM skipped: an id may hold '#'
-            # ("u#42" was read as "u", recalling account "u"), and a BOM from
-            # Excel or Notepad made the first id never match (found by a probe).
-            values = [line.strip() for line in data.decode("utf-8-sig").splitlines()
+            # A comment starts a line or follows a space, and a BOM is
+            # skipped: an id may hold '#' ("u#42" was read as "u", recalling
+            # account "u"), and a BOM from Excel or Notepad made the first id
+            # never match (found by a probe); "u1  # ticket 42" stays u1.
+            values = [_LIST_COMMENT.split(line, 1)[0].strip() for line in data.decode("utf-8-sig").splitlines()
                       if not line.lstrip().startswith("#")]
         except (OSError, UnicodeDecodeError) as exc:
             return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
         return frozenset(v for v in values if v), problems, b"\0" + name.encode() + b"\0" + data
     return frozenset(v.strip() for v in body.split(",") if v.strip()), problems, b""
+
+
+_LIST_COMMENT = re.compile(r"\s#")
 
 
 def _statement(raw: str) -> tuple[str, str, str]:

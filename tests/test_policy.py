@@ -270,12 +270,12 @@ def test_policy_version_changes_with_its_lists(tmp_path):
 def test_a_list_file_keeps_values_with_hash_and_skips_a_bom(tmp_path):
     """Found by a hostile-input probe: '#' cut "u#42" to "u" (recalling
     account "u"), and a BOM made the first value never match."""
-    (tmp_path / "ids.txt").write_bytes("\ufeffu42\n# a comment\n  # another\nu#43\n\n".encode("utf-8"))
+    (tmp_path / "ids.txt").write_bytes("\ufeffu42\n# a comment\n  # another\nu#43\nu44\t# ticket 9\n\n".encode("utf-8"))
     path = tmp_path / "p.policy"
     path.write_text("list x: @ids.txt\npost p: account.id=@x -> flag\n", encoding="utf-8")
     [rule] = load_policy(path, []).rules["post"]
-    assert rule.conditions[0].values == frozenset({"u42", "u#43"})
-    assert [rule.matches({"id": a}, {}) for a in ("u42", "u#43", "u")] == [True, True, False]
+    assert rule.conditions[0].values == frozenset({"u42", "u#43", "u44"})
+    assert [rule.matches({"id": a}, {}) for a in ("u42", "u#43", "u44", "u")] == [True, True, True, False]
 
 
 def test_an_account_attribute_nested_deeper_than_str_goes_matches_no_word(tmp_path):
