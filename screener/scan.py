@@ -194,12 +194,14 @@ def check_apart(inputs: Sequence[str], outputs: Mapping[str, str | None], out: B
     file (``>> X``)."""
     named: dict[Any, str] = {}
     for path in inputs:
-        if path != "-":
+        if path != "-" and _identity(path) is not None:
             named.setdefault(_identity(path), path)
     seen: dict[Any, str] = {}
     files = [(option, path) for option, path in outputs.items() if path not in (None, "", "-")]
     for option, path in files:
         identity = _identity(path)
+        if identity is None:  # a device or pipe (/dev/null twice, /dev/stderr): nothing is read back
+            continue
         if identity in named:
             raise ConfigError(f"{option} {path} is the input {named[identity]}: it would read its own output")
         if identity in seen:
@@ -215,14 +217,14 @@ def check_apart(inputs: Sequence[str], outputs: Mapping[str, str | None], out: B
                               "it would read its own output")
 
 
-def _identity(path: str) -> tuple[Any, ...]:
-    """The file a path names (device and inode), or for one that does not
-    exist yet the path it will have."""
+def _identity(path: str) -> tuple[Any, ...] | None:
+    """The regular file a path names (device and inode), or for one that
+    does not exist yet the path it will have; None for anything else."""
     try:
         st = os.stat(path)
     except OSError:
         return ("path", os.path.realpath(path))
-    return ("inode", st.st_dev, st.st_ino)
+    return ("inode", st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
 def origin_of(chunk: Chunk) -> Callable[[int], dict[str, Any]]:

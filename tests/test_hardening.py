@@ -370,6 +370,14 @@ def test_audit_reads_records_with_odd_times_and_ids(tmp_path):
     assert [json.loads(line)["at"] for line in proc.stdout.splitlines()] == ["2026-01-01T00:00:00Z", 5]  # as text
 
 
+def test_devices_may_serve_as_several_outputs(tmp_path):
+    """Found in review: --dead-letter /dev/null --audit /dev/null was refused
+    as one file for two outputs."""
+    good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
+    proc = _cli("scan", "--dead-letter", "/dev/null", "--audit", "/dev/null", str(good))
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
 def test_events_appended_to_the_input_are_refused(tmp_path):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
     before = good.read_bytes()
