@@ -18,6 +18,7 @@ events keep their ids).
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,6 +191,9 @@ class Checkpoint:
                 was = saved.get("identity")
                 if isinstance(was, dict) and {k: v for k, v in was.items() if k != "files"} == \
                         {k: v for k, v in identity.items() if k != "files"}:
+                    if "files" not in was:
+                        raise ConfigError(f"checkpoint {path} was written by an earlier screener, which did not "
+                                          "record its inputs' sizes; remove it to start afresh")
                     raise ConfigError(f"checkpoint {path}: an input changed since it was written (size or "
                                       "modification time); remove it to start afresh")
                 raise ConfigError(
@@ -290,7 +294,7 @@ def _state_problem(state: dict[str, Any]) -> str | None:
             k in counts and (whole(n) or (k == "seconds" and type(n) in (int, float) and n >= 0)) for k, n in v.items()),
         "next": lambda v: isinstance(v, list) and len(v) == 3 and all(map(whole, v)) and v[2] >= 1,
         "noted": lambda v: isinstance(v, dict) and all(type(a) is str for a in v.values()),
-        "positions": lambda v: isinstance(v, dict) and all(k.isdigit() and whole(o) for k, o in v.items()),
+        "positions": lambda v: isinstance(v, dict) and all(re.fullmatch("[0-9]{1,9}", k) and whole(o) for k, o in v.items()),
         "until_ms": whole,
         "noted_bytes": whole,
     }

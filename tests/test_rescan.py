@@ -4,6 +4,7 @@ leaves everything else silent; an interrupted rescan resumes."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import orjson
 import pytest
@@ -190,11 +191,16 @@ def test_a_checkpoint_of_an_input_that_changed_is_refused(make_lexicon, tmp_path
     _archive(tmp_path, [(i + 100, text) for i, text in POSTS])  # new posts, same path
     with pytest.raises(ConfigError, match="an input changed since it was written"):
         rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), io.BytesIO(), checkpoint)
+    saved = orjson.loads(Path(checkpoint).read_bytes())
+    del saved["identity"]["files"]  # as screener wrote them before
+    Path(checkpoint).write_bytes(orjson.dumps(saved))
+    with pytest.raises(ConfigError, match="was written by an earlier screener"):
+        rescan_files(Settings(progress="off"), engine, [str(archive)], Previous(), io.BytesIO(), checkpoint)
 
 
 @pytest.mark.parametrize("state", [
     {"next": 5}, {"next": [0, 0, 1, 7]}, {"next": [0, -100, 1]}, {"summary": {"posts": "x"}}, {"summary": {"bogus": 1}},
-    {"noted": [1]}, {"noted": {"2": ["recall"]}}, {"done": "no"}, {"positions": {"x": 1}},
+    {"noted": [1]}, {"noted": {"2": ["recall"]}}, {"done": "no"}, {"positions": {"x": 1}}, {"positions": {"²": 1}},
 ])
 def test_a_checkpoint_whose_state_is_not_what_a_rescan_writes_is_refused(make_lexicon, tmp_path, state):
     """Found by a hostile-input probe: such states crashed every resume
