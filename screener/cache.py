@@ -171,7 +171,7 @@ class Cache:
     def _read(self, path: Path, key: Mapping[str, Any]) -> dict[str, memoryview]:
         # O_NONBLOCK: a FIFO named like an entry must not block the open (it
         # stalled every command for ever; found by a hostile-input probe).
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(path, flags)
         with os.fdopen(fd, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())

@@ -31,7 +31,7 @@ def read_regular(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> b
     Traceback (most recent call last):
     IsADirectoryError: [Errno 21] Is a directory
     """
-    fd = os.open(os.fspath(Path(path)), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    fd = os.open(os.fspath(Path(path)), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):  # before fdopen, which names a directory "[Errno 21] Is a directory: 3" (the fd)
         os.close(fd)

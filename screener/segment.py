@@ -69,15 +69,26 @@ def _seal(cache: Path) -> None:
         os.replace(tmp, seal)
 
 
-def _drop_partial(directory: Path, before: set[str], cache: Path) -> None:
-    """Remove the temporary file jieba left if it could not write its cache."""
-    if cache.exists():
-        return
+class _DumpFailures(logging.Handler):
+    """Stands in for jieba's console handler while it loads: a failed dump of
+    its cache (a full disk) is an error with a traceback there, on every
+    start; here it is noted, and the partial file removed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen = True
+
+
+def _drop_partial(directory: Path, before: set[str]) -> None:
+    """Remove the temporary file jieba left when it could not write its cache."""
     for name in set(os.listdir(directory)) - before:
         if name.startswith("tmp"):
             with contextlib.suppress(OSError):
                 (directory / name).unlink()
-    log.info("jieba could not write its dictionary cache in %s; it is built on each start", directory)
+    log.info("jieba could not write its dictionary cache in %s; it is built on each start until it can", directory)
 
 
 class Segmenter:
@@ -121,13 +132,17 @@ class Segmenter:
                 # traceback, on every run, and leaves its partial temporary
                 # file: the cache is an optimisation, so one quiet line and
                 # the file removed (found by a hostile-input probe).
-                jieba.setLogLevel(logging.CRITICAL)
                 before = set(os.listdir(tokenizer.tmp_dir)) if sealed is not None else set()
-                tokenizer.initialize()
-                jieba.setLogLevel(logging.WARNING)
+                failed = _DumpFailures()
+                handlers, jieba.default_logger.handlers = jieba.default_logger.handlers, [failed]
+                try:
+                    tokenizer.initialize()
+                finally:
+                    jieba.default_logger.handlers = handlers
                 if sealed is not None:
                     _seal(sealed)
-                    _drop_partial(Path(tokenizer.tmp_dir), before, sealed)
+                    if failed.seen:
+                        _drop_partial(Path(tokenizer.tmp_dir), before)
                 self._tokenizer = tokenizer
             return self._tokenizer
 

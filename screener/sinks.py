@@ -23,7 +23,7 @@ class ClosedStderr(io.TextIOWrapper):
     @classmethod
     def install(cls) -> None:
         if sys.stderr is None:
-            sys.stderr = cls(open(os.devnull, "wb"), encoding="utf-8")
+            sys.stderr = cls(open(os.devnull, "wb"), encoding="utf-8", errors="backslashreplace")  # as Python's own
 
 
 def open_sink(path: str | None, default: BinaryIO) -> BinaryIO:

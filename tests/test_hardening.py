@@ -409,6 +409,10 @@ def test_a_closed_stderr_keeps_messages_out_of_the_events_and_loses_no_dead_lett
     # Dead letters would go to the closed stderr: refused before anything is read (exit 2, nowhere to say why).
     refused = subprocess.run(f"'{EXE}' scan '{mixed}' 2>&-", shell=True, capture_output=True, timeout=120)
     assert (refused.returncode, refused.stdout) == (2, b"")
+    # A message naming a file that is not UTF-8 still ends in exit 2 (found in review: 1).
+    odd = subprocess.run(f"'{EXE}' audit --post 1 --audit \"$(printf 'nope\\377')\" 2>&-", shell=True,
+                         capture_output=True, timeout=120)
+    assert odd.returncode == 2
 
 
 def test_a_busy_metrics_port_is_a_clear_error(tmp_path):
