@@ -134,11 +134,13 @@ class Segmenter:
                 # the file removed (found by a hostile-input probe).
                 before = set(os.listdir(tokenizer.tmp_dir)) if sealed is not None else set()
                 failed = _DumpFailures()
-                handlers, jieba.default_logger.handlers = jieba.default_logger.handlers, [failed]
+                jlog = jieba.default_logger
+                handlers, propagate = jlog.handlers, jlog.propagate
+                jlog.handlers, jlog.propagate = [failed], False  # nor through the worker's root handler
                 try:
                     tokenizer.initialize()
                 finally:
-                    jieba.default_logger.handlers = handlers
+                    jlog.handlers, jlog.propagate = handlers, propagate
                 if sealed is not None:
                     _seal(sealed)
                     if failed.seen:
