@@ -261,6 +261,7 @@ class PinyinPass:
         joined[1:n] = latin[:-1] & latin[1:] & same_post[1:] & (ends[:-1] == kept[1:])
         starts = np.flatnonzero(latin & ~joined[:n])
         stops = np.flatnonzero(latin & ~joined[1:]) + 1
+        toned = self._tone_digits(stops, codes, kept, ends, same_post)
         # Words that may be made of the vocabulary: every letter pair possible,
         # first and last letters possible (numpy, before any Python).
         bad = np.zeros(n + 1, dtype=np.int64)
@@ -279,11 +280,12 @@ class PinyinPass:
         tokens_at: dict[int, tuple[str, int, bool]] = {}  # word start → (letters, stop, ruby of the Han before)
         any_seed = False
         sets = table.sets
-        for start, stop, follows in zip(starts[ask].tolist(), stops[ask].tolist(), after_han[ask].tolist()):
+        for start, stop, tone, follows in zip(starts[ask].tolist(), stops[ask].tolist(), toned[ask].tolist(),
+                                              after_han[ask].tolist()):
             text = raw[start:stop]
             ruby = follows and stop - start <= _LONGEST_READING and text in sets[int(row[start - 1])]
             if ruby or words.made_of_vocabulary(text):
-                tokens_at[start] = (text, stop, ruby)
+                tokens_at[start] = (text, stop + tone, ruby)
                 any_seed = any_seed or ruby or stop - start >= 2
         if not any_seed:
             return []
@@ -292,6 +294,27 @@ class PinyinPass:
                      | ((codes >= 0x20000) & (codes < 0x30000)))
         with_han = np.bincount(post_of[ideograph], minlength=len(posts.nstart) - 1) > 0
         return self._runs(posts, tokens_at, han, row, post_of, table, with_han)
+
+    @staticmethod
+    def _tone_digits(stops: np.ndarray, codes: np.ndarray, kept: np.ndarray, ends: np.ndarray,
+                     same_post: np.ndarray) -> np.ndarray:
+        """1 where a Latin word is followed, with nothing between, by one tone
+        digit (1-5) that is not part of a number: du4bo2 is du bo with its
+        tones, as pinyin is typed where tone marks cannot be (found by an
+        evasion probe). The digit joins the word's span, as a tone mark
+        would; a number (du45, qq123) is no tone."""
+        n = len(codes)
+        at = stops[stops < n]
+        tone = np.zeros(len(stops), dtype=np.int64)
+        if not len(at):
+            return tone
+        digit = (codes[at] >= 0x31) & (codes[at] <= 0x35) & same_post[at] & (ends[at - 1] == kept[at])
+        nxt = at + 1
+        inside = nxt < n
+        more = np.zeros(len(at), dtype=bool)  # another digit right after: a number
+        more[inside] = (codes[nxt[inside]] >= 0x30) & (codes[nxt[inside]] <= 0x39) & same_post[nxt[inside]]
+        tone[: len(at)] = digit & ~more
+        return tone
 
     def _runs(self, posts: Refolded, tokens_at: dict[int, tuple[str, int, bool]], han: np.ndarray,
               row: np.ndarray, post_of: np.ndarray, table: CharTable, with_han: np.ndarray

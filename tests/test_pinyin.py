@@ -72,6 +72,10 @@ WRITTEN = [
     ("repeated character with ruby", "天(tiān)天(tiān)向上", [("天天向上", "天(tiān)天(tiān)向上", "pinyin")]),
     ("a letter as a character reference", "来&#100;ubo", [("赌博", "&#100;ubo", "pinyin")]),
     ("two hits in one post", "dubo和dama", [("赌博", "dubo", "pinyin"), ("大麻", "dama", "pinyin")]),
+    # tones typed as digits (found by an evasion probe)
+    ("tone digits", "来du4bo2", [("赌博", "du4bo2", "pinyin")]),
+    ("tone digit before a Han character", "网上du3博", [("赌博", "du3博", "pinyin")]),
+    ("tone digits as ruby", "赌du3博bo2", [("赌博", "赌du3博bo2", "pinyin")]),
 ]
 
 NOT_HITS = [
@@ -89,6 +93,8 @@ NOT_HITS = [
     ("allow entry in ruby", "打赌(dǔ)博"),
     ("the word check at a CJK edge", "du博彩"),  # cuts through 博彩
     ("literal term is not a pinyin hit", "赌博"),
+    ("a number is no tone", "来du45bo"),
+    ("a digit out of the tone range", "来du7bo"),
 ]
 
 
