@@ -19,6 +19,16 @@ from pathlib import Path
 MAX_FILE_BYTES = 64 << 20
 
 
+def directory_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why no file could be created or replaced at ``path`` (a checkpoint
+    renamed into place, SQLite's journal beside its file), or None; asked
+    before a run starts, not when its first results are out already."""
+    where = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(where):
+        return f"no directory {where}"
+    return None if os.access(where, os.W_OK) else f"directory not writable {where}"
+
+
 def read_regular(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file at ``path``; :class:`OSError` for
     anything else (a FIFO, a device, a directory) or a file over ``limit``,

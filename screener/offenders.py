@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Hashable, Iterable, Sequence, TypeVar
 
 from . import jsonio
+from .files import directory_problem
 from .jsonio import BigInt
 from .judge import Tracker
 from .policy import OffenderConfig
@@ -419,8 +420,7 @@ class SqliteStore:
         # out (a read-only or locked file was; found by a probe). SQLite
         # opens a file it cannot write read-only without a word, and needs
         # the directory for its journal.
-        where = os.path.dirname(os.path.abspath(path))
-        if not os.access(where, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        if directory_problem(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
             raise sqlite3.OperationalError("attempt to write a readonly database")
         self.db = sqlite3.connect(path)
         try:

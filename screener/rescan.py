@@ -29,7 +29,7 @@ import orjson
 from . import audit, jsonio
 from .batch import Batch, BatchResult, Step, screen_batch
 from .errors import ConfigError, InputError, OutputError
-from .files import read_regular
+from .files import directory_problem, read_regular
 from .judge import Engine, Judgement
 from .lexicon.model import SEVERITY_OF_ACTION
 from .scan import Outputs, Progress, check_apart, chunks_of, origin_of
@@ -175,11 +175,10 @@ class Checkpoint:
         identity = {**identity, "lexicon_version": engine.lexicon_version, "policy_version": engine.policy_version}
         self.identity = identity
         self.state: dict[str, Any] = {}
-        if path:  # found now, not at the first batch's save, after its events were out (found by a probe)
-            where = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(where) or not os.access(where, os.W_OK):
-                raise OutputError(f"cannot write --checkpoint {path}: "
-                                  f"{'no directory' if not os.path.isdir(where) else 'directory not writable'} {where}")
+        # Found now, not at the first batch's save, after its events were out (found by a probe).
+        problem = directory_problem(path) if path else None
+        if problem:
+            raise OutputError(f"cannot write --checkpoint {path}: {problem}")
         if path and Path(path).exists():
             try:
                 saved = orjson.loads(read_regular(path))
@@ -257,9 +256,8 @@ class Checkpoint:
     def save(self, state: dict[str, Any], noted: dict[str, str] | None = None) -> None:
         """Record progress, and the verdicts given since the last save."""
         self.state = state
-        noted = {**self._unwritten, **(noted or {})}
+        noted = {**self._unwritten, **(noted or {})}  # ``self.noted`` served the start; Previous has the rest
         self._unwritten = {}
-        self.noted.update(noted)
         if not self.path:
             return
         done = bool(state.get("done"))

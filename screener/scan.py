@@ -194,8 +194,9 @@ def check_apart(inputs: Sequence[str], outputs: Mapping[str, str | None], out: B
     file (``>> X``)."""
     named: dict[Any, str] = {}
     for path in inputs:
-        if path != "-" and _identity(path) is not None:
-            named.setdefault(_identity(path), path)
+        identity = _identity(path) if path != "-" else None
+        if identity is not None:
+            named.setdefault(identity, path)
     seen: dict[Any, str] = {}
     files = [(option, path) for option, path in outputs.items() if path not in (None, "", "-")]
     for option, path in files:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
-import os
 from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..errors import LexiconError, Problem
 from ..files import read_regular
+from ..source import source_name
 from ..normalise import NormaliseConfig, Normaliser, collapse_runs
 from .lookalike import DATA_FILES, Generated, LookalikeKind, LookalikeSummary, generate
 from .model import Category, Pattern, Rule
@@ -152,10 +152,10 @@ def _load(root: Path, cache: "Cache | None",
     warnings: list[Problem] = []
     # Linux allows any bytes in a name; a category is named by its file, and
     # such a name crashed every command that loads the set (found by a probe).
-    unnamed = [f for f in files if not _utf8(f.name)]
+    unnamed = [f for f in files if source_name(f.name) != f.name]
     if unnamed:
-        raise LexiconError([Problem(os.fsencode(f).decode("utf-8", "backslashreplace"), 0,
-                                    "file name is not UTF-8: rename it (it names the category)") for f in unnamed])
+        raise LexiconError([Problem(source_name(str(f)), 0, "file name is not UTF-8: rename it (it names the category)")
+                            for f in unnamed])
     manifest = _manifest(root)
     categories = manifest.categories
     problems += manifest.problems
@@ -196,14 +196,6 @@ def _load(root: Path, cache: "Cache | None",
         normaliser, tuple(sorted(warnings, key=lambda p: (p.path, p.line))), lookalikes=summary, pinyin=pinyin,
         notes=tuple(_collapse_notes(rules)),
     )
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -111,10 +111,9 @@ def run_supervised(settings: Settings) -> int:
     config = _settings_dict(settings)
     processes: dict[int, multiprocessing.process.BaseProcess] = {}
     stopping = {"flag": False}
-    restarts: dict[int, int] = {}  # restarts in a row per child (restart_backoff)
+    restarts: dict[int, int] = {}  # restarts in a row per child (restart_backoff); none yet: its first start
     started: dict[int, float] = {}
     built: dict[int, Any] = {}  # set by the child once its engine and clients are made
-    first = set(range(settings.workers))  # children still in their first start
 
     def start(index: int) -> None:
         built[index] = context.Event()
@@ -157,7 +156,7 @@ def run_supervised(settings: Settings) -> int:
                 if process.is_alive() or index in codes:
                     continue
                 multiprocess.mark_process_dead(process.pid)
-                if index in first and process.exitcode == USAGE and not built[index].is_set():
+                if index not in restarts and process.exitcode == USAGE and not built[index].is_set():
                     log.error("worker %d could not start (exit 2: see its message above); stopping", index)
                     fatal = stopping["flag"] = True
                     forward(signal.SIGTERM, None)
@@ -165,7 +164,6 @@ def run_supervised(settings: Settings) -> int:
                     codes[index] = process.exitcode or 0
                     continue
                 log.error("worker %d (pid %d) exited with %s; restarting", index, process.pid, process.exitcode)
-                first.discard(index)
                 wait, restarts[index] = restart_backoff(restarts.get(index, 0), time.monotonic() - started[index])
                 backoff = time.monotonic() + wait
                 while time.monotonic() < backoff and not stopping["flag"]:
