@@ -94,6 +94,11 @@ class FoldConfig:
     traditional: bool = True
     compatibility: bool = True  # NFKC: full-width, styled letters, ① → 1
     casefold: bool = True
+    #: (character, what it stands for) pairs, applied to a character and to
+    #: whatever the folds above make of it (so ＋ and ﹢ follow +), before
+    #: noise is judged: ("+", "加") reads +vx as 加vx. Sorted pairs, so that
+    #: the config stays hashable and its repr stable.
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 def _compat_fold(ch: str, is_noise: Callable[[str], bool]) -> str:
@@ -147,6 +152,7 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
             return False
         return c in extra or c in _ALWAYS_NOISE or unicodedata.category(c) in categories
 
+    aliases = dict(config.aliases)
     table = np.arange(TABLE_SIZE, dtype=np.uint32)
     table[MARKUP] = DELETE
     cjk: list[str] = []
@@ -164,12 +170,17 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
                 out = low if len(low) == 1 else out
             if config.compatibility:
                 out = LATIN_LOOKALIKES.get(out, out)
+            out = aliases.get(ch) or aliases.get(out, out)
             if is_noise(out):
                 table[cp] = DELETE
                 continue
             table[cp] = ord(out)
             if config.traditional and unicodedata.category(out) == "Lo" and ord(out) >= 0x2E80:
                 cjk.append(out)
+    for ch, out in aliases.items():  # a key outside the ranges above (private use, say)
+        if not any(lo <= ord(ch) < hi for lo, hi in _FOLD_RANGES):
+            table[ord(ch)] = DELETE if is_noise(out) else ord(out)
+            cjk.append(out)
     if config.traditional:
         # Traditional → Simplified on top of compatibility folding, so that
         # full-width or compatibility forms of traditional characters fold too.

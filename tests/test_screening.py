@@ -152,6 +152,31 @@ def test_offsets_point_at_original(backend, make_lexicon):
     assert all(h.matched == text[h.start:h.end] for h in hits)
 
 
+ALIASES = [
+    # [normalise] aliases: a character written for another (contact-drainage ads write 加 as a plus)
+    ("plus sign", "有意+vx私聊", [("加vx", "+vx")]),
+    ("full-width plus follows +", "有意＋VX私聊", [("加vx", "＋VX")]),
+    ("small plus follows +", "有意\ufe62微信", [("加微信", "\ufe62微信")]),
+    ("heavy plus sign", "➕微信：abc123", [("加微信", "➕微信")]),
+    ("plus sign between spaces", "有意 + 微 信", [("加微信", "+ 微 信")]),
+    ("a plus that is no 加", "1+1=2，c++", []),
+    ("the aliased character itself", "加微信", [("加微信", "加微信")]),
+]
+
+
+@pytest.mark.parametrize("name,text,expected", ALIASES, ids=[r[0] for r in ALIASES])
+def test_aliases(backend, make_lexicon, name, text, expected):
+    manifest = '[normalise]\naliases = { "+" = "加", "➕" = "加" }\n'
+    screener = screener_for({"spam": "加微信 ; mode=substring\n加vx ; mode=substring\n"}, backend, make_lexicon, manifest)
+    assert _hits(screener, text) == expected
+
+
+def test_without_aliases_a_plus_sign_is_noise(backend, make_lexicon):
+    screener = screener_for({"spam": "加微信 ; mode=substring\n"}, backend, make_lexicon)
+    assert _hits(screener, "有意+微信") == []
+    assert _hits(screener, "有意加+微信") == [("加微信", "加+微信")]
+
+
 def test_strictest_action_wins(backend, make_lexicon):
     screener = screener_for(LEXICON, backend, make_lexicon)
     flag, recall, both, clean = screener.screen(["傻逼", "冰毒", "傻逼卖冰毒", "你好"])

@@ -121,6 +121,11 @@ BAD_MANIFESTS = [
     ("[normalise]\nnoise_categories = 'Zs'\n", 2, "[normalise]: noise_categories must be an array of Unicode general categories"),
     ("[normalise]\nnoise_categories = ['Zs', 3]\n", 2, "[normalise]: noise_categories must be an array of Unicode general categories"),
     ("[normalise]\nnoise_categories = ['Zs', 'Xx']\n", 2, "[normalise]: noise_categories unknown Unicode general category 'Xx'"),
+    ("[normalise]\naliases = '+加'\n", 2, "[normalise]: aliases must be a table of one character to another"),
+    ("[normalise]\naliases = { '+' = 3 }\n", 2, "[normalise]: aliases '+' must map to a string, not 3 (an integer)"),
+    ("[normalise]\naliases = { '+' = '加号' }\n", 2, "[normalise]: aliases must map one character to one character: '+' = '加号'"),
+    ("[normalise]\naliases = { '++' = '加' }\n", 2, "[normalise]: aliases must map one character to one character: '++' = '加'"),
+    ("[normalise]\naliases = { '+' = '+' }\n", 2, "[normalise]: aliases '+' is mapped to itself"),
     ("[normalise]\n\n\nfold_everything = true\n", 4, "[normalise]: unknown setting 'fold_everything'"),
     ("[colours]\nred = 1\n", 1, "unknown table [colours]"),
 ]

@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..charmap import DEFAULT_NOISE_CATEGORIES, FoldConfig
 from ..errors import Problem
@@ -347,7 +347,7 @@ def _normalise(spec: Any, where: _KeyLines) -> tuple[NormaliseConfig, list[Probl
     def bad(name: str, reason: str) -> None:
         problems.append(where.problem(table, name, f"[normalise]: {name} {reason}"))
 
-    known = ("noise_categories", *_STR_SETTINGS, *_BOOL_SETTINGS)
+    known = ("noise_categories", "aliases", *_STR_SETTINGS, *_BOOL_SETTINGS)
     for name in spec:
         if name not in known:
             problems.append(where.problem(table, name, f"[normalise]: unknown setting {name!r} (known: {', '.join(known)})"))
@@ -362,7 +362,29 @@ def _normalise(spec: Any, where: _KeyLines) -> tuple[NormaliseConfig, list[Probl
         bad("noise_categories", f"must be an array of Unicode general categories (\"Zs\", \"Po\", ...), not {_describe(noise)}")
     elif unknown := sorted(set(noise) - GENERAL_CATEGORIES):
         bad("noise_categories", f"unknown Unicode general categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(map(repr, unknown))}")
+    aliases = spec.get("aliases", {})
+    if reason := _aliases_problem(aliases):
+        bad("aliases", reason)
     if problems:
         return NormaliseConfig(), problems
-    fold: Mapping[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "html"}
+    fold: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "html"}
+    fold["aliases"] = tuple(sorted(aliases.items()))
     return NormaliseConfig(FoldConfig(**fold), spec.get("html", True)), []
+
+
+def _aliases_problem(aliases: Any) -> str | None:
+    """Why ``aliases`` is no table of one character to another, or None.
+
+    >>> _aliases_problem({"+": "加"}) is None, _aliases_problem({"+": "加号"})
+    (True, "must map one character to one character: '+' = '加号'")
+    """
+    if not isinstance(aliases, dict):
+        return f'must be a table of one character to another ({{ "+" = "加" }}), not {_describe(aliases)}'
+    for key, value in aliases.items():
+        if not isinstance(value, str):
+            return f"{key!r} must map to a string, not {_describe(value)}"
+        if len(key) != 1 or len(value) != 1:
+            return f"must map one character to one character: {key!r} = {value!r}"
+        if key == value:
+            return f"{key!r} is mapped to itself"
+    return None
