@@ -149,6 +149,27 @@ def test_only_the_moderated_everywhere_categories_carry_terms(shipped):
             assert all(line.startswith("#") or not line.strip() for line in body.splitlines())
 
 
+SHIPPED_SPAM = [
+    ("有意者+vx详聊", "flag"),
+    ("➕微信领福利", "flag"),
+    ("加QQ加微信", "flag"),
+    ("付款支持支付宝+微信", "pass"),
+    ("支持QQ+微信登录", "pass"),
+    ("支持微信+QQ登录", "pass"),
+    ("新版增加微信支付", "pass"),
+]
+
+
+@pytest.fixture(scope="module")
+def shipped_screener() -> Screener:
+    return Screener(load_lexicons(LEXICONS), "auto")
+
+
+@pytest.mark.parametrize("text,action", SHIPPED_SPAM)
+def test_shipped_set_reads_a_plus_as_jia_and_allows_the_conjunction(shipped_screener, text, action):
+    assert shipped_screener.screen([text])[0].action == action
+
+
 def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path, monkeypatch):
     """Engine.build hands the pattern texts to a compile thread before the
     pinyin spellings are made; the engine is the one a plain build makes, a
