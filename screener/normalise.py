@@ -423,6 +423,7 @@ CLAUSE_MARKS = "，。！？；：｡,.!?;:\n\r\u2028\u2029"
 #: Points at or above its end read its last entry, which is False.
 _CLAUSE = np.zeros(max(map(ord, CLAUSE_MARKS)) + 2, dtype=bool)
 _CLAUSE[[ord(ch) for ch in CLAUSE_MARKS]] = True
+_CJK_FROM = 0x2E80  # CJK radicals onwards, as verify's "CJK" edge (kana and Hangul too)
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,8 @@ class Folded:
     (after the run's last character, or its decoded entity); ``runs``: how many
     characters the run had; ``gaps``: whether an evidence separator (a deleted
     character not in :data:`CLAUSE_MARKS`) lies between this character and the
-    next. All positions are in the joined points.
+    next; ``clauses``: whether a deleted clause mark does, between two CJK
+    characters. All positions are in the joined points.
     """
 
     codes: np.ndarray
@@ -442,6 +444,7 @@ class Folded:
     ends: np.ndarray
     runs: np.ndarray
     gaps: np.ndarray
+    clauses: np.ndarray
 
 
 def fold_points(table: np.ndarray, points: np.ndarray, extend: dict[int, int],
@@ -473,13 +476,24 @@ def fold_points(table: np.ndarray, points: np.ndarray, extend: dict[int, int],
         hit = where < len(lasts)
         hit[hit] = lasts[where[hit]] == at[hit]
         ends[where[hit]] = np.fromiter(extend.values(), dtype=np.int64, count=len(extend))[hit]
-    evidence = np.zeros(len(points) + 1, dtype=np.int64)
     clause = _CLAUSE.take(np.minimum(points, len(_CLAUSE) - 1))
-    np.cumsum(deleted & ~clause, out=evidence[1:])
-    gaps = np.zeros(len(starts), dtype=bool)
+    codes = keys[heads]
+    gaps, clauses = _between(deleted & ~clause, starts, ends), _between(deleted & clause, starts, ends)
+    # Only between two CJK characters: Latin words have no clause inside
+    # them, and f.u.c.k is an evasion (so is Ⓕ.ⓤ-c⒦).
+    cjk = codes >= _CJK_FROM
+    clauses[:-1] &= cjk[:-1] & cjk[1:]
+    return Folded(codes, starts, ends, nexts - heads, gaps, clauses)
+
+
+def _between(marked: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether a ``marked`` point lies between each kept character and the next."""
+    seen = np.zeros(len(marked) + 1, dtype=np.int64)
+    np.cumsum(marked, out=seen[1:])
+    out = np.zeros(len(starts), dtype=bool)
     if len(starts) > 1:
-        gaps[:-1] = evidence[starts[1:]] > evidence[ends[:-1]]
-    return Folded(keys[heads], starts, ends, nexts - heads, gaps)
+        out[:-1] = seen[starts[1:]] > seen[ends[:-1]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -489,7 +503,8 @@ class Normalised:
     Normalised character ``i`` came from ``original[starts[i]:ends[i]]``: one
     character, a decoded entity, or a run of ``runs[i]`` repeated ones (with
     deleted characters between them, if the author put any). ``gaps[i]``:
-    whether a separator lies between it and the next (see :class:`Folded`).
+    whether a separator lies between it and the next, ``clauses[i]`` whether
+    a clause mark does (see :class:`Folded`).
 
     >>> n = Normaliser().normalise("赌*赌博")
     >>> n.text, n.span(0, 2), n.runs
@@ -502,6 +517,7 @@ class Normalised:
     ends: list[int]
     runs: list[int]
     gaps: list[bool]
+    clauses: list[bool]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original ``[start, end)`` of normalised ``[start, end)``; end > start."""
@@ -516,6 +532,13 @@ class Normalised:
         """Whether the author put a separator in every gap of normalised
         ``[start, end)`` (which has at least two characters)."""
         return end - start > 1 and all(self.gaps[start:end - 1])
+
+    def clause_split(self, start: int, end: int) -> bool:
+        """Whether a clause mark lies in a gap of normalised ``[start, end)``
+        and some other gap holds nothing: two clauses (再加，微信支付), not a
+        term taken apart (加。微。信, 加 微，信). See :data:`CLAUSE_MARKS`."""
+        marks = self.clauses[start:end - 1]
+        return any(marks) and not all(m or g for m, g in zip(marks, self.gaps[start:end - 1]))
 
 
 @dataclass(frozen=True)
@@ -569,7 +592,8 @@ class Normaliser:
         points, extend = self._points(text)
         f = fold_points(self.table, points, extend)
         folded = f.codes.astype("<u4").tobytes().decode("utf-32-le")
-        return Normalised(text, folded, f.starts.tolist(), f.ends.tolist(), f.runs.tolist(), f.gaps.tolist())
+        return Normalised(text, folded, f.starts.tolist(), f.ends.tolist(), f.runs.tolist(), f.gaps.tolist(),
+                          f.clauses.tolist())
 
     def fold_string(self, text: str) -> str:
         """Just the normalised text (lexicon terms, tests)."""

@@ -38,7 +38,8 @@ class Refolded:
     with its folded code (``codes``), its original position (``kept``: the
     first character of its run) and the original end (``ends``: after the
     run's last character, or its decoded entity), all in joined coordinates,
-    its run length (``runs``) and whether a separator follows it (``gaps``),
+    its run length (``runs``), whether a separator follows it (``gaps``)
+    and whether a clause mark does (``clauses``),
     as :class:`screener.normalise.Normalised` has them.
     """
 
@@ -52,6 +53,7 @@ class Refolded:
     nstart: np.ndarray  # int64, one per post and one past the end
     runs: np.ndarray  # int64
     gaps: np.ndarray  # bool
+    clauses: np.ndarray  # bool: a clause mark follows
 
     @property
     def repeats(self) -> np.ndarray:
@@ -99,6 +101,11 @@ class RefoldedPost:
         base = int(self._posts.nstart[self._p])
         return end - start > 1 and bool(self._posts.gaps[base + start:base + end - 1].all())
 
+    def clause_split(self, start: int, end: int) -> bool:
+        base = int(self._posts.nstart[self._p])
+        marks = self._posts.clauses[base + start:base + end - 1]
+        return bool(marks.any()) and not (marks | self._posts.gaps[base + start:base + end - 1]).all()
+
 
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     """Every text normalised, as one :class:`Refolded`.
@@ -116,4 +123,4 @@ def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     f = fold_points(normaliser.table, points, extend, ostart[1:] - 1)
     nstart = np.searchsorted(f.starts, ostart)
     text = f.codes.astype("<u4").tobytes().decode("utf-32-le")
-    return Refolded(texts, text, raw, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps)
+    return Refolded(texts, text, raw, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps, f.clauses)

@@ -102,6 +102,8 @@ class PostText(Protocol):
 
     def separated(self, start: int, end: int) -> bool: ...
 
+    def clause_split(self, start: int, end: int) -> bool: ...
+
 
 _KINDS = ("other", "latin", "digit", "cjk")
 
@@ -235,6 +237,8 @@ class Verifier:
         if a is not None:
             entry = self.lexicons.rules[a.rule]
             return Decision(hit, False, f"inside allow entry {entry.label!r} ({entry.path}:{entry.line})")
+        if hit.rule.kind == "term" and post.clause_split(hit.norm_start, hit.norm_end):
+            return Decision(hit, False, "a clause mark in some of its gaps, not all: two clauses")
         if hit.rule.mode == "substring":
             return Decision(hit, True, "kept")
         if hit.rule.kind == "term":

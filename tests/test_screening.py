@@ -102,6 +102,17 @@ BOUNDARIES = [
     ("substring mode ignores words", "请加微信", [("加微信", "加微信")]),
 ]
 
+CLAUSES = [
+    # a clause mark in one gap while another holds nothing: two clauses, not the term
+    ("clause mark in one gap of three", "再加，微信支付也行", []),
+    ("line break in one gap of three", "我想再加\n微信群里的人", []),
+    ("ascii comma in one gap of three", "输了就加,微信再说", []),
+    ("clause mark in every gap", "加。微。信", [("加微信", "加。微。信")]),
+    ("clause mark and a separator", "加 微，信", [("加微信", "加 微，信")]),
+    ("clause mark in the only gap", "赌，博。", [("赌博", "赌，博")]),
+    ("clause mark next to the term", "来，加微信", [("加微信", "加微信")]),
+]
+
 ALLOWLIST = [
     ("allow entry suppresses", "我参加微信公开课", []),
     ("outside allow span still fires", "我参加微信公开课，有事加微信", [("加微信", "加微信")]),
@@ -119,7 +130,8 @@ COMBINATIONS = [
 ]
 
 
-TABLES = {"evasion": EVASIONS, "boundary": BOUNDARIES, "allowlist": ALLOWLIST, "combination": COMBINATIONS}
+TABLES = {"evasion": EVASIONS, "boundary": BOUNDARIES, "clause": CLAUSES, "allowlist": ALLOWLIST,
+          "combination": COMBINATIONS}
 ROWS = [(group, *row) for group, rows in TABLES.items() for row in rows]
 
 
@@ -214,18 +226,22 @@ _TERMS = ["赌博", "冰毒", "fuck", "加微信"]
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_hits_map_back_to_the_original(data, make_lexicon):
-    """Plant a term with noise between its characters: it is found, and every
-    hit's ``text[start:end]`` re-normalises to its term."""
+    """Plant a term with noise between its characters: it is found (unless a
+    clause mark sits in one gap of a CJK term and nothing in another: two
+    clauses), and every hit's ``text[start:end]`` re-normalises to its term."""
     lexicon = {"x": "\n".join(f"{t} ; mode=substring" for t in _TERMS) + "\n"}
     if not hasattr(test_hits_map_back_to_the_original, "screener"):
         test_hits_map_back_to_the_original.screener = screener_for(lexicon, "auto", make_lexicon)
     screener = test_hits_map_back_to_the_original.screener
     term = data.draw(st.sampled_from(_TERMS))
-    planted = "".join(c + data.draw(_NOISE) for c in term[:-1]) + term[-1]
+    noise = [data.draw(_NOISE) for _ in term[:-1]]
+    planted = "".join(c + n for c, n in zip(term, noise)) + term[-1]
     text = data.draw(_FILLER) + planted + data.draw(_FILLER)
     result = screener.screen([text])[0]
     fold = screener.lexicons.normaliser.fold_string
-    assert any(h.rule.label == term and h.matched == planted for h in result.hits), (text, result.hits)
+    clauses = term != "fuck" and "，" in noise and "" in noise
+    found = any(h.rule.label == term and h.matched == planted for h in result.hits)
+    assert found != clauses, (text, result.hits)
     for hit in result.hits:
         assert text[hit.start:hit.end] == hit.matched
         assert fold(hit.matched) == hit.rule.label
