@@ -61,20 +61,29 @@ _ALWAYS_NOISE = _IGNORABLE | frozenset(SEPARATOR_STROKES)
 #: Styled Latin letters NFKC leaves as they are: negative circled and
 #: negative squared capitals (🅥🅧, 🆅🆇, s🅱) and small capitals (ᴠx, ꜱʙ),
 #: which evaders write for 加vx and sb (found by an evasion probe). There is
-#: no small capital x.
+#: no small capital x. Also the lunate sigmas ϲ Ϲ, drawn like c, which NFKC
+#: would turn into ς and Σ (fuϲk; found by a second probe).
 _STYLED_LATIN: dict[str, str] = {
     **{chr(0x1F150 + i): chr(0x61 + i) for i in range(26)},
     **{chr(0x1F170 + i): chr(0x61 + i) for i in range(26)},
     **dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ", "abcdefghijklmnopqrstuvwyz", strict=True)),
+    "ϲ": "c", "Ϲ": "c",
 }
+#: Greek capitals drawn like Latin ones, before case folding: their small
+#: letters are drawn otherwise (Ν is N, but ν is v; Β is B, β is not).
+#: Lower-cased first, ΤΝΤ read tvt and ΣΒ stayed Greek (found by a second
+#: evasion probe). Cyrillic capitals look like their small letters, which
+#: :data:`LATIN_LOOKALIKES` folds.
+CAPITAL_LOOKALIKES: dict[str, str] = dict(zip(
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "abezhikmnoptyx", strict=True))
 #: Cyrillic and Greek letters drawn like Latin ones, after case folding
 #: (ТNТ → тnт → tnt): evaders write vх, fuсk, аv网址 and ѕb with them, and
 #: NFKC keeps them (found by an evasion probe, 14 of 14 missed). Text in those
 #: scripts folds the same way on both sides (a Cyrillic term still matches
 #: its own spelling); only which Latin terms it can spell changes.
 LATIN_LOOKALIKES: dict[str, str] = dict(zip(
-    "авекмнорстухѕіјԛԝһӏԁ" "αεικνοτρχ",
-    "abekmhopctyxsijqwhld" "aeikvotpx", strict=True))
+    "авекмнорстухѕіјԛԝһӏԁьѵ" "αεικνοτρχ",
+    "abekmhopctyxsijqwhldbv" "aeikvotpx", strict=True))
 
 # Code point ranges whose characters can change under folding. Everything
 # outside them (unassigned planes, private use) maps to itself; skipping them
@@ -165,6 +174,8 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
             # Fold before judging noise: circled letters (ⓕ) are symbols (So)
             # but stand for letters, so they must fold, not vanish.
             out = _STYLED_LATIN.get(ch) or _compat_fold(ch, is_noise) if config.compatibility else ch
+            if config.compatibility:
+                out = CAPITAL_LOOKALIKES.get(out, out)
             if config.casefold:
                 low = out.lower()
                 out = low if len(low) == 1 else out
