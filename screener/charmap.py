@@ -123,6 +123,15 @@ def _compat_fold(ch: str, is_noise: Callable[[str], bool]) -> str:
     return folded if len(folded) == 1 else ch
 
 
+def variant_chars() -> dict[str, str]:
+    """Variant characters OpenCC leaves alone (砲 for 炮, 愽 for 博, the
+    Japanese 売 for 卖), from ``screener/data/variant_chars.tsv``."""
+    from importlib.resources import files
+
+    text = files("screener").joinpath("data", "variant_chars.tsv").read_text(encoding="utf-8")
+    return dict(line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+
+
 def _opencc_char_map(chars: list[str]) -> dict[str, str]:
     """Character-level Traditional/Taiwan/Hong Kong → Simplified from OpenCC.
 
@@ -194,8 +203,9 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
             cjk.append(out)
     if config.traditional:
         # Traditional → Simplified on top of compatibility folding, so that
-        # full-width or compatibility forms of traditional characters fold too.
-        t2s = _opencc_char_map(sorted(set(cjk)))
+        # full-width or compatibility forms of traditional characters fold
+        # too; variant characters OpenCC does not know as well.
+        t2s = {**variant_chars(), **_opencc_char_map(sorted(set(cjk)))}
         remap = np.arange(TABLE_SIZE, dtype=np.uint32)
         for src, dst in t2s.items():
             remap[ord(src)] = ord(dst)

