@@ -48,7 +48,7 @@ def decision(obj: dict[str, Any], judged: Judgement, engine: Engine, worker: str
         "action": judged.action,
         "event_id": emitted.event["event_id"] if emitted else None,
         "hits": [
-            {**h.to_event(), "lexicon_action": h.hit.rule.action,
+            {**h.to_event(), "lexicon_action": h.hit.action,
              "policy": f"{h.rule.id} ({h.rule.source})" if h.rule else "lexicon action"}
             for h in judged.hits
         ],

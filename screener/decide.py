@@ -16,7 +16,7 @@ def decide(hits: Sequence[Hit]) -> Verdict:
     >>> decide([])
     'pass'
     """
-    return strictest([hit.rule.action for hit in hits])
+    return strictest([hit.action for hit in hits])
 
 
 def strictest(actions: Sequence[str]) -> Verdict:

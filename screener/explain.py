@@ -47,7 +47,7 @@ def explain(engine: Engine, text: str, account: dict[str, Any] | None = None, *,
             judged_hit = by_hit.get((name, d.hit.start, d.hit.end, d.hit.rule.id))
             candidates.append({
                 "field": name, "term": d.hit.rule.label, "written": d.hit.rule.written,
-                "category": d.hit.rule.category, "action": d.hit.rule.action, "mode": d.hit.rule.mode,
+                "category": d.hit.rule.category, "action": d.hit.action, "mode": d.hit.rule.mode,
                 "rule_id": d.hit.rule.id, "source": f"{d.hit.rule.path}:{d.hit.rule.line}",
                 "start": d.hit.start, "end": d.hit.end, "matched": d.hit.matched, "variant": d.hit.variant,
                 "kept": d.kept, "reason": d.reason,

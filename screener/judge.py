@@ -44,7 +44,7 @@ class JudgedHit:
         out = self.hit.to_event()
         out["action"] = self.action
         if self.rule is not None:
-            out["lexicon_action"] = self.hit.rule.action
+            out["lexicon_action"] = self.hit.action
             out["policy_rule"] = self.rule.id
         if self.field is not None:
             out["field"] = self.field
@@ -226,8 +226,8 @@ class Engine:
     def _judge_hits(self, scope: str, hits: Sequence[Hit], account: dict[str, Any], name: str | None = None) -> list[JudgedHit]:
         out = []
         for hit in hits:
-            facts = {"category": hit.rule.category, "action": hit.rule.action, "term": hit.rule.label, "field": name}
-            action, rule = self.policy.judge_hit(scope, account, facts, hit.rule.action)
+            facts = {"category": hit.rule.category, "action": hit.action, "term": hit.rule.label, "field": name}
+            action, rule = self.policy.judge_hit(scope, account, facts, hit.action)
             out.append(JudgedHit(hit, action, rule, name))
         return out
 

@@ -70,9 +70,20 @@ class Hit:
     #: ``rule.label`` is the lexicon term it stands for.
     variant: VariantKind = "literal"
 
+    @property
+    def action(self) -> str:
+        """What this hit asks for: its term's action, but at most ``flag``
+        for a term written wholly in pinyin. Without tones pinyin is
+        ambiguous (xuexi is 学习 far more often than 血洗, bingdu is 病毒),
+        so such a hit goes to a reviewer; 冰du or du博, which keep a
+        character of the term, are evidence enough."""
+        if self.variant == "pinyin" and self.rule.action == "recall" and not _has_cjk(self.matched):
+            return "flag"
+        return self.rule.action
+
     def to_event(self) -> dict[str, object]:
         return {
-            "term": self.rule.label, "category": self.rule.category, "action": self.rule.action,
+            "term": self.rule.label, "category": self.rule.category, "action": self.action,
             "start": self.start, "end": self.end, "matched": self.matched, "rule_id": self.rule.id,
             "variant": self.variant,
         }
@@ -106,6 +117,10 @@ class PostText(Protocol):
 
 
 _KINDS = ("other", "latin", "digit", "cjk")
+
+
+def _has_cjk(text: str) -> bool:
+    return any(ch >= "\u2e80" and ch.isalpha() for ch in text)
 
 
 def _edge_kind(ch: str) -> str:

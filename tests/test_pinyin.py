@@ -161,6 +161,24 @@ def test_no_latin_letters_no_work(screeners):
     assert p.gated(["阿a姨", "大a"]) == [0]  # one letter after a term's character it is a reading of (ruby)
 
 
+ACTIONS = [
+    # written wholly in pinyin a term is ambiguous (no tones): a recall term only flags
+    ("pinyin only", "来dubo", "flag"),
+    ("pinyin only, spaced", "来 du bo 吧", "flag"),
+    ("a character of the term kept", "来du博", "recall"),
+    ("ruby keeps the characters", "赌(dǔ)博(bó)", "recall"),
+    ("a flag term stays a flag", "买yinhangka", "flag"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "action"), ACTIONS, ids=[r[0] for r in ACTIONS])
+def test_a_term_written_wholly_in_pinyin_flags_at_most(make_lexicon, backend, name, text, action):
+    root = make_lexicon({"gambling": "赌博 ; action=recall\n", "banking": "银行卡\n"})
+    screening = Screener(load_lexicons(root), backend).screen([text])[0]
+    assert [h.variant for h in screening.hits] == ["pinyin"]
+    assert (screening.action, [h.to_event()["action"] for h in screening.hits]) == (action, [action])
+
+
 def test_explain_shows_the_pinyin_hit(screeners):
     report = explain(Engine.of(screeners["aho"]), "来 du bo 吧")
     assert [(c["term"], c["matched"], c["variant"], c["kept"]) for c in report["candidates"]] == [
