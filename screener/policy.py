@@ -50,9 +50,11 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COND = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<op>!=|=)(?P<value>\S+)$")
 #: ASCII digits only (str.isdigit() accepts '²', which int() rejects), and
 #: few enough that int() never sees a huge string.
-_DURATION = re.compile(r"^([0-9]{1,12})([smhd]?)$")
+#: The unit is required: window=30 was read as 30 seconds where 30 days was
+#: meant, and nothing said so (found by a policy probe).
+_DURATION = re.compile(r"^([0-9]{1,12})([smhd])$")
 _COUNT = re.compile(r"^[0-9]{1,12}$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Bounds of ``offenders:`` (policy/README.md). A window over a year or a
 #: threshold over 1000 is a typo, not a policy: the offender state keeps every
 #: violation of the window, and a window of 10^20 days overflowed datetime at
@@ -406,7 +408,7 @@ def _offenders(body: str, where: tuple[str, int]) -> tuple[OffenderConfig | None
         elif key == "count" and value and set(value.split(",")) <= {"flag", "recall"}:
             options["count"] = frozenset(value.split(","))
         else:
-            known = (f"threshold=N (1-{MAX_THRESHOLD}), window=N[s|m|h|d] (1s-{MAX_WINDOW_S // 86400}d), "
+            known = (f"threshold=N (1-{MAX_THRESHOLD}), window=Ns|Nm|Nh|Nd (1s-{MAX_WINDOW_S // 86400}d), "
                      "clear=true|false, count=flag,recall")
             problems.append(Problem(*where, f"offenders: bad option {token!r} (known: {known})"))
     if "threshold" not in options and not problems:
