@@ -275,21 +275,27 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
             # skipped: an id may hold '#' ("u#42" was read as "u", recalling
             # account "u"), and a BOM from Excel or Notepad made the first id
             # never match (found by a probe); "u1  # ticket 42" stays u1.
-            values = [_LIST_COMMENT.split(line, 1)[0].strip() for line in data.decode("utf-8-sig").splitlines()
-                      if not line.lstrip().startswith("#")]
+            values = [_uncommented(line) for line in data.decode("utf-8-sig").splitlines()]
         except (OSError, UnicodeDecodeError) as exc:
             return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
         return frozenset(v for v in values if v), problems, b"\0" + name.encode() + b"\0" + data
     return frozenset(v.strip() for v in body.split(",") if v.strip()), problems, b""
 
 
-_LIST_COMMENT = re.compile(r"\s#")
+_COMMENT = re.compile(r"\s#")
+
+
+def _uncommented(line: str) -> str:
+    """``line`` without its comment, stripped: ``#`` starts one at the line's
+    start or after a space, so a value may hold it (``u#42``; cut at the
+    ``#`` it recalled account ``u``, in a list file and inline alike)."""
+    return "" if line.lstrip().startswith("#") else _COMMENT.split(line, 1)[0].strip()
 
 
 def _statement(raw: str) -> tuple[str, str, str]:
     """A policy line without its comment, split at its first ":" (head,
     ":" or "", body); all three empty for a blank or comment line."""
-    return raw.split("#", 1)[0].strip().partition(":")
+    return _uncommented(raw).partition(":")
 
 
 def _list_file(base: Path, body: str) -> Path:

@@ -279,6 +279,19 @@ def test_a_list_file_keeps_values_with_hash_and_skips_a_bom(tmp_path):
     assert [rule.matches({"id": a}, {}) for a in ("u42", "u#43", "u44", "u")] == [True, True, True, False]
 
 
+def test_a_policy_line_keeps_values_with_hash(tmp_path):
+    """Found by a policy probe: inline, 'list denied: u#42, u3' was cut at
+    the '#', recalling account "u" and neither of the two."""
+    path = tmp_path / "p.policy"
+    path.write_text("# a policy\nlist denied: u#42, u3  # from ticket 7\n"
+                    "post deny: account.id=@denied -> recall # comment\npost one: account.id=v#1 -> flag\n",
+                    encoding="utf-8")
+    deny, one = load_policy(path, []).rules["post"]
+    assert deny.conditions[0].values == frozenset({"u#42", "u3"}) and deny.effect == "recall"
+    assert [deny.matches({"id": a}, {}) for a in ("u#42", "u3", "u")] == [True, True, False]
+    assert one.conditions[0].values == frozenset({"v#1"})
+
+
 def test_an_account_attribute_nested_deeper_than_str_goes_matches_no_word(tmp_path):
     path = tmp_path / "p.policy"
     path.write_text("post gov: account.type=government -> flag\npost other: account.type!=government -> recall\n",
