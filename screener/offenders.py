@@ -214,6 +214,10 @@ class Record:
     violations: dict[str, float] = field(default_factory=dict)  # post key → event time
     blacklisted: bool = False
     trigger: str = ""  # the post whose violation blacklisted the account
+    #: The event time of that violation: posts published after it are the
+    #: blacklisted account's (:meth:`Offenders.is_blacklisted`). 0 in a
+    #: record written before screener kept it: every post is.
+    since: float = 0.0
 
     def expire(self, now: float, window_s: int) -> None:
         horizon = now - window_s
@@ -228,7 +232,9 @@ class Record:
         """Serialised state, or None (a tombstone) when there is nothing to keep."""
         if not self.violations and not self.blacklisted:
             return None
-        return jsonio.dumps({"v": self.violations, "b": self.blacklisted, "t": self.trigger})
+        if self.blacklisted:
+            return jsonio.dumps({"v": self.violations, "b": True, "t": self.trigger, "s": self.since})
+        return jsonio.dumps({"v": self.violations, "b": False, "t": self.trigger})
 
     @classmethod
     def loads(cls, data: bytes) -> "Record":
@@ -245,21 +251,25 @@ class Record:
         violations = doc["v"]
         if not all(type(t) in (int, float) and math.isfinite(t) for t in violations.values()):
             raise ValueError("a violation time is not a number")
+        since = doc.get("s", 0.0)
+        if type(since) not in (int, float) or not math.isfinite(since):
+            raise ValueError("the blacklisting time is not a number")
         trigger = doc.get("t", "")
         if doc["b"]:  # its events name the post that blacklisted it, by that post's id as JSON
             try:
                 jsonio.loads(trigger)
             except ValueError:
                 raise ValueError("a blacklisted account without the post that blacklisted it") from None
-        return cls(dict(violations), doc["b"], trigger)
+        return cls(dict(violations), doc["b"], trigger, float(since))
 
 
 @dataclass
 class Shard:
     accounts: dict[bytes, Record] = field(default_factory=dict)  # by the account id as JSON
-    #: Blacklisted accounts by :func:`_lookup` key: asked for every post of a
-    #: batch when post rules exist, where serialising each id would cost more.
-    blacklisted: set[Any] = field(default_factory=set)
+    #: Blacklisted accounts by :func:`_lookup` key, with the time since when
+    #: (:attr:`Record.since`): asked for every post of a batch when post
+    #: rules exist, where serialising each id would cost more.
+    blacklisted: dict[Any, float] = field(default_factory=dict)
     #: Stream time, for the sweep only (module docstring): 0 until a batch
     #: sets it, also after a restore (a restored clock could only be a guess).
     clock: float = 0.0
@@ -298,9 +308,35 @@ class Offenders:
             found = self.shards[key] = Shard()
         return found
 
-    def is_blacklisted(self, shard: Hashable, account_id: Any) -> bool:
+    def listed(self, shard: Hashable, account_id: Any) -> bool:
+        """Whether ``account_id`` is on the shard's blacklist at all (cheap:
+        asked for every post)."""
         s = self.shards.get(shard)
         return s is not None and bool(s.blacklisted) and _lookup(account_id) in s.blacklisted
+
+    def is_blacklisted(self, shard: Hashable, account_id: Any, t: float | None = None) -> bool:
+        """Whether a post of ``account_id`` published at ``t`` is a
+        blacklisted account's: published after the violation that
+        blacklisted it and, with ``clear``, while the account still had
+        ``threshold`` violations within the window before ``t``. A post's
+        answer so depends on the account's own violations and the post's
+        time, not on when it is screened: a post screened again (a replay,
+        an at-least-once redelivery) is judged as it was the first time,
+        where it had turned into an escalated recall with a new event id
+        (found by a policy probe). Without ``t``: blacklisted now."""
+        s = self.shards.get(shard)
+        if s is None or not s.blacklisted:
+            return False
+        since = s.blacklisted.get(_lookup(account_id))
+        if since is None or t is None:
+            return since is not None
+        if t <= since:
+            return False
+        if not self.config.clear:
+            return True
+        record = s.accounts[jsonio.dumps(account_id)]
+        horizon = t - self.config.window_s
+        return sum(1 for v in record.violations.values() if horizon < v <= t) >= self.config.threshold
 
     def violation(self, shard: Hashable, account_id: Any, post_id: Any, t: float) -> list[dict[str, Any]]:
         """Count one violation; the ``account_blacklist`` event if it crosses the threshold."""
@@ -313,8 +349,8 @@ class Offenders:
         s.changed.add(key)
         if record.blacklisted or len(record.violations) < self.config.threshold:
             return []
-        record.blacklisted, record.trigger = True, post_key
-        s.blacklisted.add(_lookup(account_id))
+        record.blacklisted, record.trigger, record.since = True, post_key, t
+        s.blacklisted[_lookup(account_id)] = t
         return [self._event("account_blacklist", account_id, record, t)]
 
     def sweep(self, shard: Hashable) -> list[dict[str, Any]]:
@@ -331,9 +367,12 @@ class Offenders:
                 record = s.accounts[key]
                 record.expire(s.clock, self.config.window_s)
                 if len(record.violations) < self.config.threshold:
-                    events.append(self._event("account_cleared", jsonio.loads(key), record, s.clock))
+                    # Never dated before the blacklisting it undoes: the
+                    # shard clock is a median of every account's times.
+                    at = max(s.clock, record.since)
+                    events.append(self._event("account_cleared", jsonio.loads(key), record, at))
                     record.blacklisted = False
-                    s.blacklisted.discard(item)
+                    del s.blacklisted[item]
                     s.changed.add(key)
         if s.clock - s.swept >= max(60, self.config.window_s / 20):
             s.swept = s.clock
@@ -395,7 +434,7 @@ class Offenders:
                 bad += 1
                 continue
             s.accounts[key] = record
-        s.blacklisted.update(lookups[key] for key, record in s.accounts.items() if record.blacklisted)
+        s.blacklisted.update((lookups[key], record.since) for key, record in s.accounts.items() if record.blacklisted)
         if bad:
             log.error("offender state of %s: %d records that are not offender records skipped", shard, bad)
         self.shards[shard] = s
@@ -469,7 +508,10 @@ class OffenderTracker(Tracker):
         self.touched: set[Hashable] = set()
 
     def blacklisted(self, index: int, account_id: Any) -> bool:
-        return self.offenders.is_blacklisted(self.shard_of(index), account_id)
+        shard = self.shard_of(index)
+        # The post's time only for a listed account: parsing it for every post cost more.
+        return self.offenders.listed(shard, account_id) and \
+            self.offenders.is_blacklisted(shard, account_id, self.time_of(index))
 
     def violation(self, index: int, account_id: Any, post_id: Any, action: str) -> None:
         if action in self.offenders.config.count:

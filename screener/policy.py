@@ -86,7 +86,12 @@ class Condition:
         attribute = self.attribute
         value = account.get(attribute) if attribute is not None else hit.get(self.key)
         if value is None:
-            return self.negate
+            if attribute != "blacklisted":
+                return self.negate
+            # Only the offender state says blacklisted (the judge drops a
+            # post's own field): absent, the account is not, so
+            # account.blacklisted=false holds (it never did; policy probe).
+            value = False
         if value is True or value is False:
             value = "true" if value else "false"
         elif type(value) is not str:

@@ -67,6 +67,43 @@ def test_without_clear_a_blacklist_stays():
     assert o.sweep("p0") == [] and o.is_blacklisted("p0", "a")
 
 
+def test_a_post_is_a_blacklisted_accounts_only_after_the_violation_that_blacklisted_it():
+    """Found by a policy probe: a post screened again after its account was
+    blacklisted (a replay, an at-least-once redelivery) became an escalated
+    recall with a new event id. Its answer now depends on its own time."""
+    o = offenders(clear=False)
+    for post in (1, 2, 3):
+        o.violation("p0", "a", post, 100 + post)
+    assert [o.is_blacklisted("p0", "a", t) for t in (101, 103, 104, 10 * DAY)] == [False, False, True, True]
+    assert o.is_blacklisted("p0", "a") and not o.is_blacklisted("p0", "b", 104)
+    restored = offenders(clear=False)
+    restored.restore("p0", o.take_changes("p0"))
+    assert [restored.is_blacklisted("p0", "a", t) for t in (103, 104)] == [False, True]
+
+
+def test_with_clear_a_lapsed_blacklist_is_not_applied_before_the_sweep_runs():
+    """Found by a policy probe: an account blacklisted 200 days before was
+    still escalated until the end-of-batch sweep cleared it."""
+    o = offenders()
+    for post in (1, 2, 3):
+        o.violation("p0", "a", post, 100 + post)
+    assert o.is_blacklisted("p0", "a", 104) and o.is_blacklisted("p0", "a", 100 + HOUR)
+    assert not o.is_blacklisted("p0", "a", 102 + HOUR)  # post 1 left the window before this post
+    assert not o.is_blacklisted("p0", "a", 200 * DAY) and o.is_blacklisted("p0", "a")  # not swept yet
+
+
+def test_a_clear_is_never_dated_before_the_blacklist_it_undoes():
+    """Found by a policy probe: the shard clock (a median over every
+    account) dated a clear an hour before the blacklist."""
+    o = offenders(threshold=2)
+    o.violation("p0", "a", 1, 1000)
+    [blacklist] = o.violation("p0", "a", 2, 2000)
+    o.violation("p0", "a", 3, 2000 + 2 * HOUR)  # the account's own clock moves on: 1 and 2 leave
+    o.shard("p0").clock = 1500
+    [cleared] = o.sweep("p0")
+    assert cleared["kind"] == "account_cleared" and cleared["at"] == blacklist["at"] == iso(2000)
+
+
 def test_state_round_trips_through_its_changes():
     o = offenders()
     for post in (1, 2, 3):
@@ -88,6 +125,7 @@ def test_state_round_trips_through_its_changes():
     (b'{"v":[],"b":false}', "not an offender record"),
     (b'[1]', "not an offender record"),
     (b'not json', "account b'\"bad\"'"),
+    (b'{"v":{},"b":true,"t":"1","s":"x"}', "the blacklisting time is not a number"),
 ])
 def test_a_record_that_dumps_did_not_write_is_refused_or_skipped(value, reason):
     """Found by a hostile-input probe: such a row in a --state file was
@@ -455,6 +493,31 @@ def test_scan_state_survives_a_restart_and_tightens_policy(make_lexicon, tmp_pat
     from screener.cli import main
 
     assert main(["audit", "--audit", str(tmp_path / "audit.jsonl"), "--account", "a", "--json"]) == 0
+
+
+def test_a_post_screened_again_gets_the_same_decision_and_event(make_lexicon, tmp_path):
+    """Found by a policy probe: the same file scanned twice with --state
+    flagged posts 1-5 and then recalled all five with new event ids; a post
+    delivered twice in one run was flagged, then recalled."""
+    from screener.judge import Engine
+
+    root = make_lexicon(FILES, MANIFEST)
+    policy = tmp_path / "p.policy"
+    policy.write_text("offenders: threshold=3 window=1h\nhit escalate: account.blacklisted=true -> escalate\n",
+                      encoding="utf-8")
+    engine = Engine.build(root, policy, "aho")
+    settings = Settings(lexicons=str(root), policy=str(policy), state=str(tmp_path / "state.sqlite"),
+                        dead_letter=str(tmp_path / "dead.jsonl"), progress="off")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_bytes(_posts([1, 2, 3, 2, 4]))
+    runs = []
+    for _ in range(2):
+        out = io.BytesIO()
+        run_scan(settings, engine, [str(posts)], out)
+        runs.append([(e["post_id"], e["action"], e["event_id"]) for e in _events(out) if e["kind"] == "post"])
+    assert [(post, action) for post, action, _ in runs[0]] == [(1, "flag"), (2, "flag"), (3, "flag"), (2, "flag"),
+                                                             (4, "recall")]
+    assert runs[1] == runs[0]
 
 
 def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, capsys):

@@ -279,6 +279,17 @@ def test_a_list_file_keeps_values_with_hash_and_skips_a_bom(tmp_path):
     assert [rule.matches({"id": a}, {}) for a in ("u42", "u#43", "u44", "u")] == [True, True, True, False]
 
 
+def test_blacklisted_false_holds_for_an_account_the_state_does_not_list():
+    """Found by a policy probe: only the offender state says blacklisted
+    (the judge drops a post's own field), so a rule on false never held."""
+    from screener.policy import Condition
+
+    clean = Condition("account.blacklisted", False, frozenset({"false"}), "account.blacklisted=false")
+    assert clean.holds({"id": "a"}, {}) and not clean.holds({"id": "a", "blacklisted": True}, {})
+    listed = Condition("account.blacklisted", False, frozenset({"true"}), "account.blacklisted=true")
+    assert not listed.holds({"id": "a"}, {}) and listed.holds({"blacklisted": True}, {})
+
+
 def test_a_policy_line_keeps_values_with_hash(tmp_path):
     """Found by a policy probe: inline, 'list denied: u#42, u3' was cut at
     the '#', recalling account "u" and neither of the two."""
