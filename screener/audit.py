@@ -231,6 +231,8 @@ def _render(r: dict[str, Any]) -> list[str]:
             lines.append(f"    suppressed {s['matched']!r} = {s['term']!r} ({s['category']}): {s['reason']}")
         if r.get("post_rule"):
             lines.append(f"    post rule {r['post_rule']}")
+        for note in r.get("notes") or []:  # how the message was read (a time not believed); the text had left it out
+            lines.append(f"    note: {note}")
         lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
     elif r["kind"] in ("account_blacklist", "account_cleared"):
         lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "

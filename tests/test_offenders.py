@@ -525,7 +525,7 @@ def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, caps
 
     root = make_lexicon({**FILES, "abuse": "坏蛋\nallow: 坏蛋糕\n"}, MANIFEST)
     posts = tmp_path / "posts.jsonl"
-    posts.write_bytes(b'{"id": 1, "text": "\\u4f60\\u662f\\u574f\\u86cb", "account_id": "a"}\n'
+    posts.write_bytes(b'{"id": 1, "text": "\\u4f60\\u662f\\u574f\\u86cb", "account_id": "a", "published_at": "9999-01-01"}\n'
                       b'{"id": 2, "text": "\\u574f\\u86cb\\u7cd5\\u597d\\u5403", "account_id": "a"}\n'
                       b'{"id": 3, "text": "nothing here", "account_id": "b"}\n'
                       b'not json\n')
@@ -544,6 +544,8 @@ def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, caps
     assert main(["audit", "--audit", str(audit_log), "--post", "1"]) == 0
     out = capsys.readouterr().out
     assert "FLAG" in out and "rule abuse/" in out and '"line":1' in out
+    # the note on how the post was read is in the text too, not only in --json (policy probe)
+    assert "note: published_at '9999-01-01' is outside 1970..now+1d; processing time used" in out
     assert main(["audit", "--audit", str(audit_log), "--account", "a", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["audit", "--audit", str(audit_log), "--post", "99"]) == 1
