@@ -518,6 +518,10 @@ class Normalised:
     runs: list[int]
     gaps: list[bool]
     clauses: list[bool]
+    #: The original's code points with the HTML rule applied (a decoded
+    #: character reference at its ``&``, :data:`MARKUP` over the rest and
+    #: over tags): what the word check reads a neighbour from.
+    points: np.ndarray = field(compare=False, repr=False)
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original ``[start, end)`` of normalised ``[start, end)``; end > start."""
@@ -593,7 +597,7 @@ class Normaliser:
         f = fold_points(self.table, points, extend)
         folded = f.codes.astype("<u4").tobytes().decode("utf-32-le")
         return Normalised(text, folded, f.starts.tolist(), f.ends.tolist(), f.runs.tolist(), f.gaps.tolist(),
-                          f.clauses.tolist())
+                          f.clauses.tolist(), points)
 
     def fold_string(self, text: str) -> str:
         """Just the normalised text (lexicon terms, tests)."""

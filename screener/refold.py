@@ -24,7 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .normalise import Normaliser, code_points, fold_points
+from .charmap import MARKUP
+from .normalise import Normaliser, fold_points
 
 _SEP = "\x00"  # as encode_batch: no HTML construct may contain it
 
@@ -33,7 +34,9 @@ _SEP = "\x00"  # as encode_batch: no HTML construct may contain it
 class Refolded:
     """Posts ``0..n-1``, normalised, in flat arrays.
 
-    Original characters of post ``p``: ``raw[ostart[p]:ostart[p + 1] - 1]``;
+    Original characters of post ``p``: ``points[ostart[p]:ostart[p + 1] - 1]``
+    (with the HTML rule applied: a decoded character reference's character at
+    its ``&``, :data:`~screener.charmap.MARKUP` over the rest and over tags);
     its normalised characters: flat indices ``nstart[p]:nstart[p + 1]``, each
     with its folded code (``codes``), its original position (``kept``: the
     first character of its run) and the original end (``ends``: after the
@@ -45,7 +48,7 @@ class Refolded:
 
     originals: Sequence[str]
     text: str  # every post's normalised text, one after the other
-    raw: np.ndarray  # uint32 code points of the joined originals
+    points: np.ndarray  # uint32 code points of the joined originals, HTML rule applied
     codes: np.ndarray  # uint32 folded code per normalised character
     kept: np.ndarray  # int64
     ends: np.ndarray  # int64
@@ -65,6 +68,22 @@ class Refolded:
             np.cumsum(self.runs > 1, out=cached[1:])
             object.__setattr__(self, "_repeats", cached)
         return cached
+
+    def past_markup(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`screener.verify._past_markup` of each of ``before`` (going
+        back) and ``after`` (going on), in numpy passes. A post separator is
+        no markup, so no answer leaves its post by more than that separator."""
+        markup = self.points == MARKUP
+        if not markup.any():  # the common case: no tag, no character reference
+            return before, after
+        at = np.arange(len(markup), dtype=np.int64)
+        back = np.maximum.accumulate(np.where(markup, -1, at))
+        on = np.minimum.accumulate(np.where(markup, len(markup), at)[::-1])[::-1]
+        inside = (before >= 0) & (before < len(markup))
+        before = np.where(inside, back[np.clip(before, 0, len(markup) - 1)], before)
+        inside = (after >= 0) & (after < len(markup))
+        after = np.where(inside, on[np.clip(after, 0, len(markup) - 1)], after)
+        return before, after
 
     def post_text(self, p: int) -> str:
         return self.text[self.nstart[p]:self.nstart[p + 1]]
@@ -118,9 +137,8 @@ def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     ostart = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths + 1, out=ostart[1:])
-    raw = code_points(joined)
     points, extend = normaliser.batch_points(texts, joined, ostart[1:] - 1)
     f = fold_points(normaliser.table, points, extend, ostart[1:] - 1)
     nstart = np.searchsorted(f.starts, ostart)
     text = f.codes.astype("<u4").tobytes().decode("utf-32-le")
-    return Refolded(texts, text, raw, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps, f.clauses)
+    return Refolded(texts, text, points, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps, f.clauses)

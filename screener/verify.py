@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from . import boundary, compact
-from .charmap import DELETE
+from .charmap import DELETE, MARKUP
 from .lexicon import LexiconSet, Rule
 from .lexicon.model import VariantKind
 from .match import Candidate
@@ -269,11 +269,12 @@ class Verifier:
         text = norm.text
         first, last = _edge_kind(text[start]), _edge_kind(text[end - 1])
         o_start, o_end = norm.span(start, end)
-        before, after = self._folded(norm.original, o_start - 1), self._folded(norm.original, o_end)
-        for kind, neighbour, index in ((first, before, o_start - 1), (last, after, o_end)):
+        b_index, a_index = _past_markup(norm.points, o_start - 1, -1), _past_markup(norm.points, o_end, 1)
+        before, after = self._folded(norm.points, b_index), self._folded(norm.points, a_index)
+        for kind, neighbour, index in ((first, before, b_index), (last, after, a_index)):
             if kind in ("latin", "digit") and neighbour and _edge_kind(neighbour) == kind:
                 what = "Latin word" if kind == "latin" else "number"
-                return f"inside a {what} (next to {norm.original[index]!r})"
+                return f"inside a {what} (next to {chr(norm.points[index])!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
         # word boundary already, and so is one that no dictionary word spans;
         # only the rest needs jieba (the costly part of verification). A term
@@ -298,17 +299,19 @@ class Verifier:
         post, start, end = np.array(asked, dtype=np.int64).T
         gs, ge = posts.nstart[post] + start, posts.nstart[post] + end
         o_start, o_end = posts.kept[gs], posts.ends[ge - 1]
-        # The folded original neighbours, as _folded reads them (DELETE: none or noise).
-        before = np.where(o_start > posts.ostart[post],
-                          self._table.take(posts.raw[np.maximum(o_start - 1, 0)]), DELETE)
-        after = np.where(o_end < posts.ostart[post + 1] - 1,
-                         self._table.take(posts.raw[np.minimum(o_end, len(posts.raw) - 1)]), DELETE)
+        # The folded original neighbours, as _folded reads them (DELETE: none
+        # or noise), past markup (_past_markup).
+        b_index, a_index = posts.past_markup(o_start - 1, o_end)
+        points = posts.points
+        before = np.where(b_index >= posts.ostart[post], self._table.take(points[np.maximum(b_index, 0)]), DELETE)
+        after = np.where(a_index < posts.ostart[post + 1] - 1,
+                         self._table.take(points[np.minimum(a_index, len(points) - 1)]), DELETE)
         k_first, k_last, k_before, k_after = _kinds(posts.codes[gs], posts.codes[ge - 1], before, after)
         at_start = np.isin(k_first, (1, 2)) & (k_before == k_first)
         latin = at_start | (np.isin(k_last, (1, 2)) & (k_after == k_last))
         for q in np.flatnonzero(latin).tolist():
-            index, kind = (o_start[q] - 1, k_first[q]) if at_start[q] else (o_end[q], k_last[q])
-            out[asked[q]] = f"inside a {'Latin word' if kind == 1 else 'number'} (next to {chr(posts.raw[index])!r})"
+            index, kind = (b_index[q], k_first[q]) if at_start[q] else (a_index[q], k_last[q])
+            out[asked[q]] = f"inside a {'Latin word' if kind == 1 else 'number'} (next to {chr(points[index])!r})"
         # A CJK edge next to punctuation, space or the end of the post is a
         # word boundary already, and a term separated in every gap is not
         # checked there; the others go to the pre-filter and jieba.
@@ -332,12 +335,23 @@ class Verifier:
                     out[keys[j]] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
         return out
 
-    def _folded(self, original: str, index: int) -> str:
+    def _folded(self, points: np.ndarray, index: int) -> str:
         """The folded original character at ``index`` ('' if none or noise)."""
-        if not 0 <= index < len(original):
+        if not 0 <= index < len(points):
             return ""
-        code = self._table[ord(original[index])]
+        code = self._table[points[index]]
         return "" if code == DELETE else chr(code)
+
+
+def _past_markup(points: np.ndarray, index: int, step: int) -> int:
+    """``index``, or the first position from it in direction ``step`` that is
+    not markup. A neighbour is read as a browser shows the text: a decoded
+    character reference (大麻&#28902; is 大麻烦) and past a tag (<b>大麻</b>烦).
+    Reading the raw ``;`` or ``>`` as the neighbour skipped the word check
+    (a span probe: the README's own 这是个大麻烦 was recalled written so)."""
+    while 0 <= index < len(points) and points[index] == MARKUP:
+        index += step
+    return index
 
 
 def _reasons(text: str, answers: boundary.EdgeAnswers, keys: Sequence[tuple[int, int, int]]

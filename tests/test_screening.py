@@ -99,6 +99,13 @@ BOUNDARIES = [
     ("jieba: 大麻 inside 大麻烦", "这是个大麻烦", []),
     ("jieba: 赌博 across 打赌/博士", "我打赌博士明天会来", []),
     ("jieba: real 大麻", "他因为吸食大麻被抓", [("大麻", "大麻")]),
+    # the neighbour is read as a browser shows the text (found by a span probe)
+    ("jieba: neighbour written as a reference", "这是个大麻&#28902;", []),
+    ("jieba: neighbour past a tag", "这是个<b>大麻</b>烦", []),
+    ("jieba: real 大麻 in bold", "他因为吸食<b>大麻</b>被抓", [("大麻", "大麻")]),
+    ("latin: neighbours past tags", "I h<b>av</b>e a nice day", []),
+    ("latin: neighbours written as references", "I &#104;av&#101; a nice day", []),
+    ("latin: a tag between words", "watch <b>av</b> now", [("av", "av")]),
     ("latin inside word", "I have a nice day", []),
     ("latin between cjk", "测av试", [("av", "av")]),
     ("latin next to digits", "1av2", [("av", "av")]),
