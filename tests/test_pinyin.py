@@ -37,6 +37,8 @@ LEXICON = {
 }
 
 WRITTEN = [
+    # a part in pinyin counts as wide as its characters for within= (found by a span probe)
+    ("combination, both parts in pinyin", "。daikai各类fapiao。", [("代开+发票", "daikai各类fapiao", "pinyin")]),
     ("ruby in brackets", "赌(dǔ)博(bó)", [("赌博", "赌(dǔ)博(bó)", "pinyin")]),
     ("ruby after each character", "赌dǔ博bó", [("赌博", "赌dǔ博bó", "pinyin")]),
     ("ruby, one character", "来赌(du)博吧", [("赌博", "赌(du)博", "pinyin")]),
