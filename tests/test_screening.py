@@ -202,6 +202,16 @@ def test_without_aliases_a_plus_sign_is_noise(backend, make_lexicon):
     assert _hits(screener, "有意加+微信") == [("加微信", "加+微信")]
 
 
+@pytest.mark.parametrize("text,matched", [
+    ("赌博\u0301x", "赌博\u0301"), ("赌博\ufe0f", "赌博\ufe0f"), ("赌博\U0001f3fd!", "赌博\U0001f3fd"),
+    ("赌\u0301博", "赌\u0301博"), ("赌博\u200d\u0301 ok", "赌博\u200d\u0301"), ("赌博 \u0301", "赌博"),
+])
+def test_a_span_ends_after_the_marks_of_its_last_character(backend, make_lexicon, text, matched):
+    """Found by a span probe: the span ended inside the grapheme 博\u0301."""
+    [hit] = screener_for(LEXICON, backend, make_lexicon).screen([text])[0].hits
+    assert (hit.matched, text[hit.start:hit.end]) == (matched, matched)
+
+
 def test_strictest_action_wins(backend, make_lexicon):
     screener = screener_for(LEXICON, backend, make_lexicon)
     flag, recall, both, clean = screener.screen(["傻逼", "冰毒", "傻逼卖冰毒", "你好"])
@@ -315,7 +325,7 @@ def _window_scanning_everything(found, parts, within: int):
 
 
 @settings(max_examples=500, deadline=None)
-@given(data=st.data(), n_parts=st.integers(1, 3), within=st.integers(0, 30))
+@given(data=st.data(), n_parts=st.integers(1, 3), within=st.integers(1, 30))  # within=1-10000 in a lexicon
 def test_smallest_window_stops_early_with_the_same_answer(data, n_parts, within):
     """``_smallest_window`` stops scanning ``within`` characters on (a post
     of 20,000 + 20,000 parts took 24 s, scanning on to the other part from
