@@ -63,6 +63,11 @@ EVASIONS = [
     ("unassigned ignorable", "赌\U000e0100\U000e0fff博", [("赌博", "赌\U000e0100\U000e0fff博")]),
     # strokes posts use as separators, and styled letters NFKC keeps (found by an evasion probe)
     ("stroke separators", "赌丶博 赌丨博", [("赌博", "赌丶博"), ("赌博", "赌丨博")]),
+    ("letters drawn as separators", "赌ǀ博 冰ー毒 赌ˇ博", [("赌博", "赌ǀ博"), ("冰毒", "冰ー毒"), ("赌博", "赌ˇ博")]),
+    ("hangul and kana letters stay", "赌ㅣ博 赌ノ博", []),
+    ("private use and unassigned separators", "赌\ue000博 赌\U000f0000博 赌\uffff博 赌\U00050000博",
+     [("赌博", "赌\ue000博"), ("赌博", "赌\U000f0000博"), ("赌博", "赌\uffff博"), ("赌博", "赌\U00050000博")]),
+    ("unassigned in the ideographic planes stays", "赌\U00031350博", []),
     ("negative squared letters", "🅵🆄🅲🅺", [("fuck", "🅵🆄🅲🅺")]),
     ("negative circled letters", "🅕🅤🅒🅚", [("fuck", "🅕🅤🅒🅚")]),
     ("small capitals", "ꜰᴜᴄᴋ", [("fuck", "ꜰᴜᴄᴋ")]),

@@ -46,7 +46,8 @@ MAX_TERM_CHARS = 256
 #: (normalisation rules, variant expansion), so versions stay honest.
 # 7: [normalise] aliases, a clause mark in one gap of a term splits it,
 # Greek capitals fold by their own look, variant characters OpenCC leaves
-# alone fold (screener/data/variant_chars.tsv); 6: the strokes 丶丨 are noise, styled Latin letters NFKC keeps (🅥, ᴠ) and
+# alone fold (screener/data/variant_chars.tsv), private-use and unassigned
+# points and letters drawn as separators (ǀ ー) are noise; 6: the strokes 丶丨 are noise, styled Latin letters NFKC keeps (🅥, ᴠ) and
 # Cyrillic/Greek letters drawn like Latin ones (х, ν) fold to Latin; 5:
 # default-ignorable characters (Hangul fillers) are noise; 4: runs of a
 # repeated CJK character fold to one, pinyin patterns (issue 10); 2: HTML rule of issue 9
