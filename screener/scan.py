@@ -94,7 +94,12 @@ class ScanState:
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if self.offenders is None:
             return NO_TRACKER
-        return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i]))
+        # A post without a published_at counts at the stream's time (its
+        # batch's clock, else the shard's), not at processing time, which
+        # made it its account's latest violation and expired the account's
+        # archived ones (found by a policy probe). None: processing time.
+        stream = clock_of(objects) or self.offenders.shard(SHARD).clock or None
+        return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i], stream))
 
     def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
                batch: Batch) -> list[dict[str, Any]]:

@@ -520,6 +520,29 @@ def test_a_post_screened_again_gets_the_same_decision_and_event(make_lexicon, tm
     assert runs[1] == runs[0]
 
 
+@pytest.mark.parametrize("undated_at", [0, 3, 7])
+def test_an_undated_post_counts_at_the_streams_time_not_now(make_lexicon, tmp_path, undated_at):
+    """Found by a policy probe: in an archive, one post without a
+    published_at counted at processing time, became its account's latest
+    violation and expired the archived ones: no blacklist."""
+    from screener.judge import Engine
+
+    root = make_lexicon(FILES, MANIFEST)
+    policy = tmp_path / "p.policy"
+    policy.write_text("offenders: threshold=5 window=30d\n", encoding="utf-8")
+    engine = Engine.build(root, policy, "aho")
+    settings = Settings(policy=str(policy), dead_letter=str(tmp_path / "dead.jsonl"), progress="off", batch_records=3)
+    start = 1_700_000_000  # 2023: long before now
+    lines = [orjson.dumps({"id": i, "text": "你是坏蛋", "account": {"id": "a"}, "published_at": start + i * HOUR})
+             for i in range(8)]
+    lines.insert(undated_at, orjson.dumps({"id": "undated", "text": "你是坏蛋", "account": {"id": "a"}}))
+    posts = tmp_path / "posts.jsonl"
+    posts.write_bytes(b"\n".join(lines) + b"\n")
+    out = io.BytesIO()
+    summary = run_scan(settings, engine, [str(posts)], out)
+    assert summary.blacklisted == 1, [e for e in _events(out) if e["kind"] != "post"]
+
+
 def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, capsys):
     from screener.cli import main
 
