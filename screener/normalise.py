@@ -541,6 +541,8 @@ class Normalised:
         """Whether a clause mark lies in a gap of normalised ``[start, end)``
         and some other gap holds nothing: two clauses (再加，微信支付), not a
         term taken apart (加。微。信, 加 微，信). See :data:`CLAUSE_MARKS`."""
+        if end - start < 3:  # one gap: marked or not, never both
+            return False
         marks = self.clauses[start:end - 1]
         return any(marks) and not all(m or g for m, g in zip(marks, self.gaps[start:end - 1]))
 

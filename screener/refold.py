@@ -69,6 +69,21 @@ class Refolded:
             object.__setattr__(self, "_repeats", cached)
         return cached
 
+    @property
+    def clause_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Clause marks, and gaps holding a clause mark or a separator,
+        before each normalised character (cumulative): every hit asks
+        :meth:`RefoldedPost.clause_split`, in O(1) with these."""
+        cached = self.__dict__.get("_clause_counts")
+        if cached is None:
+            marks = np.zeros(len(self.clauses) + 1, dtype=np.int64)
+            np.cumsum(self.clauses, out=marks[1:])
+            apart = np.zeros(len(self.clauses) + 1, dtype=np.int64)
+            np.cumsum(self.clauses | self.gaps, out=apart[1:])
+            cached = (marks, apart)
+            object.__setattr__(self, "_clause_counts", cached)
+        return cached
+
     def past_markup(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:func:`screener.verify._past_markup` of each of ``before`` (going
         back) and ``after`` (going on), in numpy passes. A post separator is
@@ -121,9 +136,12 @@ class RefoldedPost:
         return end - start > 1 and bool(self._posts.gaps[base + start:base + end - 1].all())
 
     def clause_split(self, start: int, end: int) -> bool:
-        base = int(self._posts.nstart[self._p])
-        marks = self._posts.clauses[base + start:base + end - 1]
-        return bool(marks.any()) and not (marks | self._posts.gaps[base + start:base + end - 1]).all()
+        if end - start < 3:  # one gap: marked or not, never both (most terms)
+            return False
+        marks, apart = self._posts.clause_counts
+        lo = int(self._posts.nstart[self._p]) + start
+        hi = lo + end - start - 1  # the gaps of [start, end)
+        return marks[hi] > marks[lo] and apart[hi] - apart[lo] < hi - lo
 
 
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:

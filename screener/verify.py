@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -70,18 +70,19 @@ class Hit:
     #: How the author wrote it (:data:`screener.lexicon.model.VariantKind`);
     #: ``rule.label`` is the lexicon term it stands for.
     variant: VariantKind = "literal"
+    #: What this hit asks for: its term's action, but at most ``flag`` for a
+    #: term written wholly in pinyin. Without tones pinyin is ambiguous
+    #: (xuexi is 学习 far more often than 血洗, bingdu is 病毒), so such a hit
+    #: goes to a reviewer; 冰du or du博, which keep a character of the term,
+    #: are evidence enough. (A combination's hit holds the text between its
+    #: parts: daikai各类fapiao keeps none.) Set once: every stage reads it.
+    action: str = field(init=False)
 
-    @property
-    def action(self) -> str:
-        """What this hit asks for: its term's action, but at most ``flag``
-        for a term written wholly in pinyin. Without tones pinyin is
-        ambiguous (xuexi is 学习 far more often than 血洗, bingdu is 病毒),
-        so such a hit goes to a reviewer; 冰du or du博, which keep a
-        character of the term, are evidence enough. (A combination's hit
-        holds the text between its parts: daikai各类fapiao keeps none.)"""
-        if self.variant == "pinyin" and self.rule.action == "recall" and set(self.rule.label).isdisjoint(self.matched):
-            return "flag"
-        return self.rule.action
+    def __post_init__(self) -> None:
+        action = self.rule.action
+        if self.variant == "pinyin" and action == "recall" and set(self.rule.label).isdisjoint(self.matched):
+            action = "flag"
+        object.__setattr__(self, "action", action)
 
     def to_event(self) -> dict[str, object]:
         return {
@@ -199,8 +200,10 @@ class Verifier:
         o_start, o_end = post.span(start, end)
         if variant == "pinyin":
             o_end = _close_ruby(post.original, o_start, o_end)
-        o_end = _past_extenders(post.original, o_end)
-        matched = post.original[o_start:o_end]
+        original = post.original
+        if o_end < len(original) and not "\u4e00" <= original[o_end] <= "\u9fff":  # CJK: no mark (the common case)
+            o_end = _past_extenders(original, o_end)
+        matched = original[o_start:o_end]
         if variant == "literal" and self._traditional(matched):
             variant = "traditional"
         return Hit(rule, o_start, o_end, matched, start, end, variant)
