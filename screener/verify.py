@@ -283,6 +283,19 @@ class Verifier:
         # separated in every gap is not checked there at all (module docstring).
         if norm.separated(start, end):
             return None
+        marks = [k for k in range(start, end - 1) if norm.clauses[k]]
+        if marks:  # each edge is read within its own clause (_clause_bounds)
+            left, right = text[:marks[0] + 1], text[marks[-1] + 1:]
+            at = marks[-1] + 1
+            check_start = first == "cjk" and bool(before) and self.segmenter.spanned(left, start)
+            check_end = last == "cjk" and bool(after) and self.segmenter.spanned(right, end - at)
+            why = None
+            if check_start:
+                why = _cut_by(self.segmenter.tokens(left, start, len(left)), start, len(left), True, False)
+            if why is None and check_end:
+                tokens = [(w, s + at, e + at) for w, s, e in self.segmenter.tokens(right, 0, end - at)]
+                why = _cut_by(tokens, at, end, False, True)
+            return why
         check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
         check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
         if check_start or check_end:
@@ -323,18 +336,22 @@ class Verifier:
         apart = (ge - gs > 1) & (separated[ge - 1] - separated[gs] == ge - 1 - gs)
         ask = np.flatnonzero(need * ~latin * ~apart)
         if len(ask):
+            lo, hi, qs, qe, qneed, ask = _clause_bounds(posts, post, gs, ge, need, ask)
             segment = not boundary.jieba_only()
-            answers = boundary.check_edges(self.segmenter.trie(), posts.codes, posts.nstart[post[ask]],
-                                           posts.nstart[post[ask] + 1], gs[ask], ge[ask], need[ask], segment)
+            answers = boundary.check_edges(self.segmenter.trie(), posts.codes, lo, hi, qs, qe, qneed, segment)
             keys = [asked[q] for q in ask.tolist()]
             if segment:
                 out.update(_reasons(posts.text, answers, keys))
             else:
-                for j in np.flatnonzero(answers.checked).tolist():
-                    k, s, e = keys[j]
-                    flags = int(answers.checked[j])
-                    tokens = self.segmenter.tokens(posts.post_text(k), s, e)
-                    out[keys[j]] = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
+                for j in np.flatnonzero(answers.checked).tolist():  # a start edge's query comes last, and wins
+                    k, base = keys[j][0], int(posts.nstart[keys[j][0]])
+                    flags, s, e = int(answers.checked[j]), int(qs[j]) - base, int(qe[j]) - base
+                    at = int(lo[j]) - base
+                    text = posts.post_text(k)[at:int(hi[j]) - base]
+                    tokens = [(w, a + at, b + at) for w, a, b in self.segmenter.tokens(text, s - at, e - at)]
+                    why = _cut_by(tokens, s, e, bool(flags & 1), bool(flags & 2))
+                    if why is not None:
+                        out[keys[j]] = why
         return out
 
     def _folded(self, points: np.ndarray, index: int) -> str:
@@ -369,6 +386,40 @@ def _past_markup(points: np.ndarray, index: int, step: int) -> int:
     while 0 <= index < len(points) and points[index] == MARKUP:
         index += step
     return index
+
+
+def _clause_bounds(posts: Refolded, post: np.ndarray, gs: np.ndarray, ge: np.ndarray, need: np.ndarray,
+                   ask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The edge queries for ``ask``: (window start, window end, query start,
+    query end, edges, index into the candidates) per query.
+
+    A term with a clause mark in a gap (its kept ones have one in every gap
+    that holds nothing) has each edge read within its own clause: the start
+    edge in the text up to the first mark, the end edge from the last one.
+    Read whole, jieba glued the term across the mark, 小军，火气 as 军火 (an
+    evasion probe); words never run across clause marks. Such a query
+    becomes two, the end edge's first, so that where both cut the start
+    edge's reason is the one kept (as the per-post path: start first)."""
+    lo, hi = posts.nstart[post[ask]], posts.nstart[post[ask] + 1]
+    qs, qe, qneed = gs[ask], ge[ask], need[ask]
+    marks = np.flatnonzero(posts.clauses)
+    if not len(marks):
+        return lo, hi, qs, qe, qneed, ask
+    first = np.searchsorted(marks, qs)  # the first mark at or after the start
+    last = np.searchsorted(marks, qe - 1) - 1  # the last mark before the end's gap
+    split = (first < len(marks)) & (marks[np.minimum(first, len(marks) - 1)] < qe - 1)
+    if not split.any():
+        return lo, hi, qs, qe, qneed, ask
+    c1, c2 = marks[np.minimum(first, len(marks) - 1)] + 1, marks[np.maximum(last, 0)] + 1
+    whole = ~split
+    ends = split & (qneed & 2 > 0)
+    starts = split & (qneed & 1 > 0)
+    parts = (
+        (lo[whole], hi[whole], qs[whole], qe[whole], qneed[whole], ask[whole]),
+        (c2[ends], hi[ends], c2[ends], qe[ends], np.full(ends.sum(), 2, dtype=np.int64), ask[ends]),
+        (lo[starts], c1[starts], qs[starts], c1[starts], np.full(starts.sum(), 1, dtype=np.int64), ask[starts]),
+    )
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def _reasons(text: str, answers: boundary.EdgeAnswers, keys: Sequence[tuple[int, int, int]]

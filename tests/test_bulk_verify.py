@@ -170,6 +170,21 @@ def test_verify_many_equals_verify_per_post(screeners, backend, texts):
     assert _bulk(screener, texts) == _per_post(screener, texts)
 
 
+CLAUSE_SPLIT = ["昨天去赌，博客没更新", "他的儿子叫小军，火气很大", "小军，火气", "来玩赌，博，日赚千元", "他说大，麻烦你了", "这是个大。麻烦",
+                "我打赌，博士明天会来", "赌\n博\n吧", "打，赌博士", "网。贷，秒。批", "大麻，烦死了"]
+
+
+def test_a_clause_split_term_reads_each_edge_in_its_own_clause(screeners, backend):
+    """Found by an evasion probe: jieba read 小军，火气 without the comma and
+    kept 军火 (小/军火/气). Each edge is now read within its clause, in bulk
+    as per post."""
+    screener = screeners[backend]
+    assert _bulk(screener, CLAUSE_SPLIT) == _per_post(screener, CLAUSE_SPLIT)
+    kept = {i: [d.hit.matched for d in decisions if d.kept] for i, (_, decisions) in _bulk(screener, CLAUSE_SPLIT).items()}
+    assert "赌，博" not in kept.get(0, [])  # 去/赌博/客 read whole; 博客 in its own clause
+    assert "赌，博" in kept.get(3, [])  # 来玩赌，博，日赚千元: taken apart, and kept
+
+
 def _unfiltered(screener: Screener, texts: list[str]) -> dict:
     """Candidates as the matcher reports them, before ``drop_short_runs``."""
     batch = screener.lexicons.normaliser.encode_batch(texts, screener.matcher.alphabet)

@@ -104,6 +104,9 @@ BOUNDARIES = [
     ("jieba: 大麻 inside 大麻烦", "这是个大麻烦", []),
     ("jieba: 赌博 across 打赌/博士", "我打赌博士明天会来", []),
     ("jieba: real 大麻", "他因为吸食大麻被抓", [("大麻", "大麻")]),
+    # a term split by a clause mark: each edge is read within its own clause (evasion probe)
+    ("jieba: each edge in its own clause", "昨天去赌，博客没更新", []),
+    ("jieba: a split term on clause edges", "来玩赌，博，日赚千元", [("赌博", "赌，博")]),
     # the neighbour is read as a browser shows the text (found by a span probe)
     ("jieba: neighbour written as a reference", "这是个大麻&#28902;", []),
     ("jieba: neighbour past a tag", "这是个<b>大麻</b>烦", []),
