@@ -546,6 +546,14 @@ class Normalised:
         marks = self.clauses[start:end - 1]
         return any(marks) and not all(m or g for m, g in zip(marks, self.gaps[start:end - 1]))
 
+    def marked_gaps(self, start: int, end: int) -> list[int]:
+        """The gaps of normalised ``[start, end)`` that hold a clause mark, as
+        offsets into it (gap ``k`` lies after its character ``k``)."""
+        return [k for k, marked in enumerate(self.clauses[start:end - 1]) if marked]
+
+    def norm_text(self, start: int, end: int) -> str:
+        return self.text[start:end]
+
 
 @dataclass(frozen=True)
 class Alphabet:

@@ -143,6 +143,14 @@ class RefoldedPost:
         hi = lo + end - start - 1  # the gaps of [start, end)
         return marks[hi] > marks[lo] and apart[hi] - apart[lo] < hi - lo
 
+    def marked_gaps(self, start: int, end: int) -> list[int]:
+        base = int(self._posts.nstart[self._p]) + start
+        return np.flatnonzero(self._posts.clauses[base:base + end - start - 1]).tolist()
+
+    def norm_text(self, start: int, end: int) -> str:
+        base = int(self._posts.nstart[self._p])
+        return self._posts.text[base + start:base + end]
+
 
 def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     """Every text normalised, as one :class:`Refolded`.

@@ -118,6 +118,10 @@ class PostText(Protocol):
 
     def clause_split(self, start: int, end: int) -> bool: ...
 
+    def marked_gaps(self, start: int, end: int) -> list[int]: ...
+
+    def norm_text(self, start: int, end: int) -> str: ...
+
 
 _KINDS = ("other", "latin", "digit", "cjk")
 
@@ -138,6 +142,8 @@ class Verifier:
         self.lexicons = lexicons
         self.segmenter = segmenter
         self._table = lexicons.normaliser.table
+        #: Word ends of a hit's text read alone (_between_words), by text.
+        self._word_bounds: dict[str, frozenset[int]] = {}
         #: Rules whose hits (or parts) must not cut through a word.
         self._word_checked = lexicons.rules.word_checked()
 
@@ -254,8 +260,9 @@ class Verifier:
         if a is not None:
             entry = self.lexicons.rules[a.rule]
             return Decision(hit, False, f"inside allow entry {entry.label!r} ({entry.path}:{entry.line})")
-        if hit.rule.kind == "term" and post.clause_split(hit.norm_start, hit.norm_end):
-            return Decision(hit, False, "a clause mark in some of its gaps, not all: two clauses")
+        if hit.rule.kind == "term" and hit.variant != "pinyin" and post.clause_split(hit.norm_start, hit.norm_end) \
+                and self._between_words(post, hit.norm_start, hit.norm_end):
+            return Decision(hit, False, "a clause mark between two of its words and none in another gap: two clauses")
         if hit.rule.mode == "substring":
             return Decision(hit, True, "kept")
         if hit.rule.kind == "term":
@@ -265,6 +272,17 @@ class Verifier:
             if post.separated(hit.norm_start, hit.norm_end):
                 return Decision(hit, True, "kept: a separator in every gap (CJK edges not checked)")
         return Decision(hit, True, "kept: on word boundaries")
+
+    def _between_words(self, post: PostText, start: int, end: int) -> bool:
+        """Whether every clause mark in ``[start, end)`` falls between two
+        words of the term as jieba reads it alone: 再加，微信 (加 / 微信) is two
+        clauses; 海洛.因 and 加微，信 cut a word apart, which is an evasion
+        (found by a review: one mark anywhere had dropped any term)."""
+        text = post.norm_text(start, end)
+        bounds = self._word_bounds.get(text)
+        if bounds is None:
+            bounds = self._word_bounds[text] = frozenset(e for _, _, e in self.segmenter.tokens(text, 0, len(text)))
+        return all(k + 1 in bounds for k in post.marked_gaps(start, end))
 
     def _cut(self, norm: Normalised, start: int, end: int) -> str | None:
         """Why ``[start, end)`` cuts through a word, or None if it does not."""

@@ -132,6 +132,9 @@ CLAUSES = [
     ("clause mark and a separator", "加 微，信", [("加微信", "加 微，信")]),
     ("clause mark in the only gap", "赌，博。", [("赌博", "赌，博")]),
     ("clause mark next to the term", "来，加微信", [("加微信", "加微信")]),
+    # ... only between two words of the term as jieba reads it alone (a review: 海洛.因 had passed)
+    ("clause mark inside one word of the term", "上互联，网", [("互联网", "互联，网")]),
+    ("clause mark between the term's words", "我爱赌博，网站不错", [("赌博", "赌博")]),
 ]
 
 ALLOWLIST = [
