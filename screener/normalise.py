@@ -408,6 +408,15 @@ class NormaliseConfig:
     html: bool = True
 
 
+#: Tags a browser shows as a line or block break (the start of one): the
+#: word check reads no neighbour across them (fuck<br>you, <li>sb</li><li>),
+#: where it reads across inline ones (h<b>av</b>e is have; found by a review).
+BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:br|p|div|li|ul|ol|dl|dt|dd|tr|td|th|table|thead|tbody|tfoot|caption|h[1-6]|blockquote|pre|hr"
+    r"|section|article|header|footer|nav|aside|figure|figcaption|main|form|fieldset|legend|address|details"
+    r"|summary|center|option|select|textarea|iframe|img|video|audio)(?![A-Za-z0-9])", re.IGNORECASE)
+
+
 #: Deleted characters that are not evidence of an evasion when they separate
 #: the characters of a term: the marks that end a sentence or clause, and line
 #: breaks. Words never run across them, so a term split by one is more often

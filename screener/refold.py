@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .charmap import MARKUP
-from .normalise import Normaliser, fold_points
+from .normalise import BLOCK_TAG, Normaliser, fold_points
 
 _SEP = "\x00"  # as encode_batch: no HTML construct may contain it
 
@@ -57,6 +57,7 @@ class Refolded:
     runs: np.ndarray  # int64
     gaps: np.ndarray  # bool
     clauses: np.ndarray  # bool: a clause mark follows
+    barriers: np.ndarray | None = None  # where a block tag starts (BLOCK_TAG), if any
 
     @property
     def repeats(self) -> np.ndarray:
@@ -91,6 +92,8 @@ class Refolded:
         markup = self.points == MARKUP
         if not markup.any():  # the common case: no tag, no character reference
             return before, after
+        if self.barriers is not None:  # a block tag's '<' stops the walk: no neighbour across it
+            markup[self.barriers] = False
         at = np.arange(len(markup), dtype=np.int64)
         back = np.maximum.accumulate(np.where(markup, -1, at))
         on = np.minimum.accumulate(np.where(markup, len(markup), at)[::-1])[::-1]
@@ -167,4 +170,8 @@ def refold(normaliser: Normaliser, texts: Sequence[str]) -> Refolded:
     f = fold_points(normaliser.table, points, extend, ostart[1:] - 1)
     nstart = np.searchsorted(f.starts, ostart)
     text = f.codes.astype("<u4").tobytes().decode("utf-32-le")
-    return Refolded(texts, text, points, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps, f.clauses)
+    barriers = None
+    if normaliser.config.html and "<" in joined:
+        barriers = np.fromiter((m.start() for m in BLOCK_TAG.finditer(joined)), dtype=np.int64)
+    return Refolded(texts, text, points, f.codes, f.starts, f.ends, ostart, nstart, f.runs, f.gaps, f.clauses,
+                    barriers)

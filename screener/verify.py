@@ -37,7 +37,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from .charmap import DELETE, MARKUP
 from .lexicon import LexiconSet, Rule
 from .lexicon.model import VariantKind
 from .match import Candidate
-from .normalise import Normalised
+from .normalise import BLOCK_TAG, Normalised
 from .refold import Refolded, refold
 from .segment import DEFAULT_SEGMENTER, Segmenter
 
@@ -289,7 +289,9 @@ class Verifier:
         text = norm.text
         first, last = _edge_kind(text[start]), _edge_kind(text[end - 1])
         o_start, o_end = norm.span(start, end)
-        b_index, a_index = _past_markup(norm.points, o_start - 1, -1), _past_markup(norm.points, o_end, 1)
+        barriers = _barriers(norm.original) if "<" in norm.original and self.lexicons.normaliser.config.html else ()
+        b_index = _past_markup(norm.points, o_start - 1, -1, barriers)
+        a_index = _past_markup(norm.points, o_end, 1, barriers)
         before, after = self._folded(norm.points, b_index), self._folded(norm.points, a_index)
         for kind, neighbour, index in ((first, before, b_index), (last, after, a_index)):
             if kind in ("latin", "digit") and neighbour and _edge_kind(neighbour) == kind:
@@ -395,13 +397,20 @@ def _extends(ch: str) -> bool:
     return ch == "\u200d" or "\U0001f3fb" <= ch <= "\U0001f3ff" or unicodedata.category(ch) in ("Mn", "Me")
 
 
-def _past_markup(points: np.ndarray, index: int, step: int) -> int:
+def _barriers(original: str) -> frozenset[int]:
+    """Where the block tags of ``original`` start (:data:`~screener.normalise.BLOCK_TAG`)."""
+    return frozenset(m.start() for m in BLOCK_TAG.finditer(original))
+
+
+def _past_markup(points: np.ndarray, index: int, step: int, barriers: Collection[int] = ()) -> int:
     """``index``, or the first position from it in direction ``step`` that is
     not markup. A neighbour is read as a browser shows the text: a decoded
     character reference (大麻&#28902; is 大麻烦) and past a tag (<b>大麻</b>烦).
     Reading the raw ``;`` or ``>`` as the neighbour skipped the word check
-    (a span probe: the README's own 这是个大麻烦 was recalled written so)."""
-    while 0 <= index < len(points) and points[index] == MARKUP:
+    (a span probe: the README's own 这是个大麻烦 was recalled written so).
+    A block tag's ``<`` (``barriers``) stops the walk: it reads as a break,
+    and markup folds to nothing, so there is no neighbour (fuck<br>you)."""
+    while 0 <= index < len(points) and points[index] == MARKUP and index not in barriers:
         index += step
     return index
 

@@ -86,7 +86,7 @@ SENTENCES = (
     [l.strip() for l in NEWS.read_text(encoding="utf-8").splitlines() if l.strip()] if NEWS.exists() else []
 )
 
-_NOISE = ["*", " ", "\u200b", "😀", "👍🏻", "<b>", "</b>", "&nbsp;", "&#36172;", "&amp;", "&", "<3", "A&B", "a<b",
+_NOISE = ["*", " ", "\u200b", "😀", "👍🏻", "<b>", "</b>", "<br>", "<li>", "&nbsp;", "&#36172;", "&amp;", "&", "<3", "A&B", "a<b",
           "，", "。", "\ufe0f", "\r\n", "\x00", "·", "-", "+", "%", "#", "_", "."]
 _LATIN = ["av", "AV", "have", "sb", "SB", "Middlesb", "fuck", "ＦＵＣＫ", "ok", "T恤", "b超", "qq123", "QQ1234"]
 _DIGITS = ["1", "8888", "88888", "2026", "１２", "3.5", "٣"]

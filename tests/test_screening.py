@@ -114,6 +114,9 @@ BOUNDARIES = [
     ("latin: neighbours past tags", "I h<b>av</b>e a nice day", []),
     ("latin: neighbours written as references", "I &#104;av&#101; a nice day", []),
     ("latin: a tag between words", "watch <b>av</b> now", [("av", "av")]),
+    # ... but a block or line-break tag is a break (a review: fuck<br>you had been suppressed)
+    ("latin: a line break tag", "fuck<br>you <li>sb</li><li>ok</li>", [("fuck", "fuck"), ("sb", "sb")]),
+    ("jieba: a block tag", "这是个大麻<p>烦", [("大麻", "大麻")]),
     ("latin inside word", "I have a nice day", []),
     ("latin between cjk", "测av试", [("av", "av")]),
     ("latin next to digits", "1av2", [("av", "av")]),
