@@ -47,7 +47,8 @@ def explain(engine: Engine, text: str, account: dict[str, Any] | None = None, *,
             judged_hit = by_hit.get((name, d.hit.start, d.hit.end, d.hit.rule.id))
             candidates.append({
                 "field": name, "term": d.hit.rule.label, "written": d.hit.rule.written,
-                "category": d.hit.rule.category, "action": d.hit.action, "mode": d.hit.rule.mode,
+                "category": d.hit.rule.category, "action": d.hit.action, "term_action": d.hit.rule.action,
+                "mode": d.hit.rule.mode,
                 "rule_id": d.hit.rule.id, "source": f"{d.hit.rule.path}:{d.hit.rule.line}",
                 "start": d.hit.start, "end": d.hit.end, "matched": d.hit.matched, "variant": d.hit.variant,
                 "kept": d.kept, "reason": d.reason,
@@ -75,6 +76,14 @@ def _written_as(variant: str) -> str:
     return "" if variant == "literal" else f" written as {variant}"
 
 
+def _action(candidate: dict[str, Any]) -> str:
+    """A candidate's action, and the term's own where the hit asks for less
+    (a term written wholly in pinyin flags at most)."""
+    if candidate["action"] == candidate["term_action"]:
+        return str(candidate["action"])
+    return f"{candidate['action']}: the term says {candidate['term_action']}, but it is written wholly in pinyin"
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"lexicon    {report['lexicon_dir']} (version {report['lexicon_version']}, matcher {report['matcher']})",
@@ -89,7 +98,7 @@ def render(report: dict[str, Any]) -> str:
         where = f"{c['field']} " if report["kind"] == "profile" else ""
         lines.append(
             f"  {mark} {where}[{c['start']},{c['end']}) {c['matched']!r} = {c['term']!r}{_written_as(c['variant'])} "
-            f"({c['category']}, {c['action']}, {c['mode']}; {c['source']}): {c['reason']}"
+            f"({c['category']}, {_action(c)}, {c['mode']}; {c['source']}): {c['reason']}"
         )
         if c["kept"]:
             lines.append(f"           policy: {c['policy_action']} <- {c['policy']}")

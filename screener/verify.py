@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Callable, Collection, Mapping, Protocol, Sequence
 
@@ -71,18 +71,13 @@ class Hit:
     #: ``rule.label`` is the lexicon term it stands for.
     variant: VariantKind = "literal"
     #: What this hit asks for: its term's action, but at most ``flag`` for a
-    #: term written wholly in pinyin. Without tones pinyin is ambiguous
-    #: (xuexi is 学习 far more often than 血洗, bingdu is 病毒), so such a hit
-    #: goes to a reviewer; 冰du or du博, which keep a character of the term,
-    #: are evidence enough. (A combination's hit holds the text between its
-    #: parts: daikai各类fapiao keeps none.) Set once: every stage reads it.
-    action: str = field(init=False)
+    #: term written wholly in pinyin (:meth:`Verifier._hit`). Set once:
+    #: every stage reads it. Empty: the term's action.
+    action: str = ""
 
     def __post_init__(self) -> None:
-        action = self.rule.action
-        if self.variant == "pinyin" and action == "recall" and set(self.rule.label).isdisjoint(self.matched):
-            action = "flag"
-        object.__setattr__(self, "action", action)
+        if not self.action:
+            object.__setattr__(self, "action", self.rule.action)
 
     def to_event(self) -> dict[str, object]:
         return {
@@ -212,7 +207,15 @@ class Verifier:
         matched = original[o_start:o_end]
         if variant == "literal" and self._traditional(matched):
             variant = "traditional"
-        return Hit(rule, o_start, o_end, matched, start, end, variant)
+        action = rule.action
+        if variant == "pinyin" and action == "recall" and set(post.norm_text(start, end)).isdisjoint(rule.label.replace("+", "")):
+            # Without tones pinyin is ambiguous (xuexi is 学习 far more often
+            # than 血洗, bingdu is 病毒): written wholly in it, a term goes to a
+            # reviewer. 冰du, 賭bo, &#36172;bo and du博 keep a character of the
+            # term (read folded), which is evidence enough; a combination's hit
+            # also holds the text between its parts (daikai各类fapiao).
+            action = "flag"
+        return Hit(rule, o_start, o_end, matched, start, end, variant, action)
 
     def _traditional(self, matched: str) -> bool:
         """Whether the author wrote a CJK character that folds to another one

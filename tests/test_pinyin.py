@@ -170,15 +170,27 @@ ACTIONS = [
     ("a character of the term kept", "来du博", "recall"),
     ("ruby keeps the characters", "赌(dǔ)博(bó)", "recall"),
     ("a flag term stays a flag", "买yinhangka", "flag"),
+    ("a combination wholly in pinyin, + between", "。daikai+各类+fapiao。", "flag"),
+    # the kept character is read folded (a review: 賭bo and &#36172;bo had been capped)
+    ("a traditional character of the term kept", "来賭bo", "recall"),
+    ("a character of the term as a reference", "来&#36172;bo", "recall"),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "action"), ACTIONS, ids=[r[0] for r in ACTIONS])
 def test_a_term_written_wholly_in_pinyin_flags_at_most(make_lexicon, backend, name, text, action):
-    root = make_lexicon({"gambling": "赌博 ; action=recall\n", "banking": "银行卡\n"})
+    root = make_lexicon({"gambling": "赌博 ; action=recall\n", "banking": "银行卡\n", "fraud": "代开 + 发票 ; action=recall\n"})
     screening = Screener(load_lexicons(root), backend).screen([text])[0]
     assert [h.variant for h in screening.hits] == ["pinyin"]
     assert (screening.action, [h.to_event()["action"] for h in screening.hits]) == (action, [action])
+
+
+def test_explain_says_why_a_pinyin_hit_asks_less_than_its_term(make_lexicon):
+    """Found by a review: explain showed the capped flag as the lexicon's own."""
+    screener = Screener(load_lexicons(make_lexicon({"gambling": "赌博 ; action=recall\n"})), "aho")
+    report = explain(Engine.of(screener), "来 du bo 吧")
+    assert [(c["action"], c["term_action"]) for c in report["candidates"]] == [("flag", "recall")]
+    assert "flag: the term says recall, but it is written wholly in pinyin" in render(report)
 
 
 def test_explain_shows_the_pinyin_hit(screeners):
