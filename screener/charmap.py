@@ -121,7 +121,7 @@ class FoldConfig:
     compatibility: bool = True  # NFKC: full-width, styled letters, ① → 1
     casefold: bool = True
     #: (character, what it stands for) pairs, applied to a character and to
-    #: whatever the folds above make of it (so ＋ and ﹢ follow +), before
+    #: every character that folds as it does (so ＋ and ﹢ follow +), before
     #: noise is judged: ("+", "加") reads +vx as 加vx. Sorted pairs, so that
     #: the config stays hashable and its repr stable.
     aliases: tuple[tuple[str, str], ...] = ()
@@ -194,23 +194,32 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
     table = np.arange(TABLE_SIZE, dtype=np.uint32)
     table[MARKUP] = DELETE
     cjk: list[str] = []
+    def fold(ch: str) -> str:
+        # Fold before judging noise: circled letters (ⓕ) are symbols (So)
+        # but stand for letters, so they must fold, not vanish.
+        out = _STYLED_LATIN.get(ch) or _compat_fold(ch, is_noise) if config.compatibility else ch
+        if config.compatibility:
+            out = CAPITAL_LOOKALIKES.get(out, out)
+        if config.casefold:
+            low = out.lower()
+            out = low if len(low) == 1 else out
+        if config.compatibility:
+            out = LATIN_LOOKALIKES.get(out, out)
+        return out
+
+    # An alias applies to its key and to every character that folds as the
+    # key does ("V" to Ｖ, 𝐕, Ⓥ and v; found by a review), and before the
+    # characters that are always noise ("ー" = "一" had been ignored).
+    by_fold = {fold(key): value for key, value in aliases.items()}
     for lo, hi in _FOLD_RANGES:
         for cp in range(lo, hi):
             ch = chr(cp)
-            if (ch in extra or ch in _ALWAYS_NOISE) and ch not in keep:
+            alias = aliases.get(ch)
+            if alias is None and (ch in extra or ch in _ALWAYS_NOISE) and ch not in keep:
                 table[cp] = DELETE
                 continue
-            # Fold before judging noise: circled letters (ⓕ) are symbols (So)
-            # but stand for letters, so they must fold, not vanish.
-            out = _STYLED_LATIN.get(ch) or _compat_fold(ch, is_noise) if config.compatibility else ch
-            if config.compatibility:
-                out = CAPITAL_LOOKALIKES.get(out, out)
-            if config.casefold:
-                low = out.lower()
-                out = low if len(low) == 1 else out
-            if config.compatibility:
-                out = LATIN_LOOKALIKES.get(out, out)
-            out = aliases.get(ch) or aliases.get(out, out)
+            out = fold(ch)
+            out = alias or by_fold.get(out, out)
             if is_noise(out):
                 table[cp] = DELETE
                 continue

@@ -210,6 +210,15 @@ def test_aliases(backend, make_lexicon, name, text, expected):
     assert _hits(screener, text) == expected
 
 
+def test_an_alias_applies_to_what_folds_as_its_key_and_before_noise(backend, make_lexicon):
+    """Found by a review: a key "V" missed Ｖ, 𝐕, Ⓥ and v, and an alias of a
+    character that is always noise ("ー") was ignored without a word."""
+    manifest = '[normalise]\naliases = { "V" = "微", "ー" = "一" }\n'
+    screener = screener_for({"spam": "加微信 ; mode=substring\n", "porn": "一夜情\n"}, backend, make_lexicon, manifest)
+    assert [_hits(screener, f"加{v}信") for v in "VＶ𝐕Ⓥv"] == [[("加微信", f"加{v}信")] for v in "VＶ𝐕Ⓥv"]
+    assert _hits(screener, "找ー夜情") == [("一夜情", "ー夜情")]
+
+
 def test_without_aliases_a_plus_sign_is_noise(backend, make_lexicon):
     screener = screener_for({"spam": "加微信 ; mode=substring\n"}, backend, make_lexicon)
     assert _hits(screener, "有意+微信") == []
