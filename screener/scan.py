@@ -98,8 +98,14 @@ class ScanState:
         # batch's clock, else the shard's), not at processing time, which
         # made it its account's latest violation and expired the account's
         # archived ones (found by a policy probe). None: processing time.
+        # Only for a post without one: a published_at that is no time ("x")
+        # gets processing time, as the audit record's note says (a review).
         stream = clock_of(objects) or self.offenders.shard(SHARD).clock or None
-        return OffenderTracker(self.offenders, lambda i: SHARD, lambda i: event_time(objects[i], stream))
+
+        def time_of(i: int) -> float:
+            return event_time(objects[i], stream if objects[i].get("published_at") is None else None)
+
+        return OffenderTracker(self.offenders, lambda i: SHARD, time_of)
 
     def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
                batch: Batch) -> list[dict[str, Any]]:
