@@ -15,7 +15,7 @@ class _Given(Tracker):
     def __init__(self, blacklisted: bool) -> None:
         self._blacklisted = blacklisted
 
-    def blacklisted(self, index: int, account_id: Any) -> bool:
+    def blacklisted(self, index: int, account_id: Any, post_id: Any = None) -> bool:
         return self._blacklisted
 
 

@@ -84,7 +84,7 @@ class Tracker:
     The default knows nothing and remembers nothing: no account is blacklisted.
     """
 
-    def blacklisted(self, index: int, account_id: Any) -> bool:
+    def blacklisted(self, index: int, account_id: Any, post_id: Any = None) -> bool:
         return False
 
     def violation(self, index: int, account_id: Any, post_id: Any, action: str) -> None:
@@ -192,7 +192,7 @@ class Engine:
         seen = account
         if "blacklisted" in account:
             seen = {k: v for k, v in account.items() if k != "blacklisted"}
-        if "id" in account and tracker.blacklisted(index, account["id"]):
+        if "id" in account and tracker.blacklisted(index, account["id"], obj.get("id")):
             seen = {**seen, "blacklisted": True}
         return account, seen
 

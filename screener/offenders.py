@@ -314,27 +314,31 @@ class Offenders:
         s = self.shards.get(shard)
         return s is not None and bool(s.blacklisted) and _lookup(account_id) in s.blacklisted
 
-    def is_blacklisted(self, shard: Hashable, account_id: Any, t: float | None = None) -> bool:
+    def is_blacklisted(self, shard: Hashable, account_id: Any, t: float | None = None, post_id: Any = None) -> bool:
         """Whether a post of ``account_id`` published at ``t`` is a
         blacklisted account's: published after the violation that
-        blacklisted it and, with ``clear``, while the account still had
-        ``threshold`` violations within the window before ``t``. A post's
-        answer so depends on the account's own violations and the post's
-        time, not on when it is screened: a post screened again (a replay,
-        an at-least-once redelivery) is judged as it was the first time,
-        where it had turned into an escalated recall with a new event id
-        (found by a policy probe). Without ``t``: blacklisted now."""
+        blacklisted it, or at the same instant but not that post itself
+        (Kafka record times have a millisecond: a burst shares one), and,
+        with ``clear``, while the account still had ``threshold``
+        violations within the window before ``t``. A post's answer so
+        depends on the account's own violations and the post's time, not
+        on when it is screened: a post screened again (a replay, an
+        at-least-once redelivery) is judged as it was the first time, where
+        it had turned into an escalated recall with a new event id (found
+        by a policy probe). Without ``t``: blacklisted now."""
         s = self.shards.get(shard)
         if s is None or not s.blacklisted:
             return False
         since = s.blacklisted.get(_lookup(account_id))
         if since is None or t is None:
             return since is not None
-        if t <= since:
+        if t < since:
+            return False
+        record = s.accounts[jsonio.dumps(account_id)]
+        if t == since and (post_id is None or jsonio.dumps(post_id).decode() == record.trigger):
             return False
         if not self.config.clear:
             return True
-        record = s.accounts[jsonio.dumps(account_id)]
         horizon = t - self.config.window_s
         return sum(1 for v in record.violations.values() if horizon < v <= t) >= self.config.threshold
 
@@ -507,11 +511,11 @@ class OffenderTracker(Tracker):
         self.events: list[dict[str, Any]] = []
         self.touched: set[Hashable] = set()
 
-    def blacklisted(self, index: int, account_id: Any) -> bool:
+    def blacklisted(self, index: int, account_id: Any, post_id: Any = None) -> bool:
         shard = self.shard_of(index)
         # The post's time only for a listed account: parsing it for every post cost more.
         return self.offenders.listed(shard, account_id) and \
-            self.offenders.is_blacklisted(shard, account_id, self.time_of(index))
+            self.offenders.is_blacklisted(shard, account_id, self.time_of(index), post_id)
 
     def violation(self, index: int, account_id: Any, post_id: Any, action: str) -> None:
         if action in self.offenders.config.count:

@@ -70,7 +70,7 @@ class Blacklisted(Tracker):
     def __init__(self, ids: set[str]) -> None:
         self.ids = ids
 
-    def blacklisted(self, index, account_id):
+    def blacklisted(self, index, account_id, post_id=None):
         return account_id in self.ids
 
 
