@@ -9,6 +9,7 @@ Offender state lives in one shard (``scan``), in memory or in a SQLite file
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import stat
@@ -100,12 +101,17 @@ class ScanState:
         # archived ones (found by a policy probe). None: processing time.
         # Only for a post without one: a published_at that is no time ("x")
         # gets processing time, as the audit record's note says (a review).
-        stream = clock_of(objects) or self.offenders.shard(SHARD).clock or None
+        # The clock only for such a post: a batch of dated posts never needs it.
+        offenders = self.offenders
+
+        @functools.cache
+        def stream() -> float | None:
+            return clock_of(objects) or offenders.shard(SHARD).clock or None
 
         def time_of(i: int) -> float:
-            return event_time(objects[i], stream if objects[i].get("published_at") is None else None)
+            return event_time(objects[i], stream() if objects[i].get("published_at") is None else None)
 
-        return OffenderTracker(self.offenders, lambda i: SHARD, time_of)
+        return OffenderTracker(offenders, lambda i: SHARD, time_of)
 
     def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
                batch: Batch) -> list[dict[str, Any]]:

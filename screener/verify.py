@@ -306,24 +306,26 @@ class Verifier:
         # separated in every gap is not checked there at all (module docstring).
         if norm.separated(start, end):
             return None
-        marks = [k for k in range(start, end - 1) if norm.clauses[k]]
-        if marks:  # each edge is read within its own clause (_clause_bounds)
-            left, right = text[:marks[0] + 1], text[marks[-1] + 1:]
-            at = marks[-1] + 1
-            check_start = first == "cjk" and bool(before) and self.segmenter.spanned(left, start)
-            check_end = last == "cjk" and bool(after) and self.segmenter.spanned(right, end - at)
-            why = None
-            if check_start:
-                why = _cut_by(self.segmenter.tokens(left, start, len(left)), start, len(left), True, False)
-            if why is None and check_end:
-                tokens = [(w, s + at, e + at) for w, s, e in self.segmenter.tokens(right, 0, end - at)]
-                why = _cut_by(tokens, at, end, False, True)
-            return why
-        check_start = first == "cjk" and bool(before) and self.segmenter.spanned(text, start)
-        check_end = last == "cjk" and bool(after) and self.segmenter.spanned(text, end)
-        if check_start or check_end:
+        # Each edge is read within its own clause (_clause_bounds): the start
+        # edge in the text up to the first clause mark inside, the end edge
+        # from the last one; without a mark, both in the whole text.
+        marks = norm.marked_gaps(start, end)
+        left = text[:start + marks[0] + 1] if marks else text
+        at = start + marks[-1] + 1 if marks else 0
+        right = text[at:]
+        check_start = first == "cjk" and bool(before) and self.segmenter.spanned(left, start)
+        check_end = last == "cjk" and bool(after) and self.segmenter.spanned(right, end - at)
+        if not (check_start or check_end):
+            return None
+        if not marks:
             return _cut_by(self.segmenter.tokens(text, start, end), start, end, check_start, check_end)
-        return None
+        why = None
+        if check_start:
+            why = _cut_by(self.segmenter.tokens(left, start, len(left)), start, len(left), True, False)
+        if why is None and check_end:
+            tokens = [(w, s + at, e + at) for w, s, e in self.segmenter.tokens(right, 0, end - at)]
+            why = _cut_by(tokens, at, end, False, True)
+        return why
 
     def _cuts(self, posts: Refolded, found: Sequence[Sequence[Candidate]]) -> dict[tuple[int, int, int], str | None]:
         """:meth:`_cut` of every word-mode candidate of every post, keyed
@@ -400,6 +402,7 @@ def _extends(ch: str) -> bool:
     return ch == "\u200d" or "\U0001f3fb" <= ch <= "\U0001f3ff" or unicodedata.category(ch) in ("Mn", "Me")
 
 
+@functools.lru_cache(maxsize=256)  # asked once per candidate of a post
 def _barriers(original: str) -> frozenset[int]:
     """Where the block tags of ``original`` start (:data:`~screener.normalise.BLOCK_TAG`)."""
     return frozenset(m.start() for m in BLOCK_TAG.finditer(original))
