@@ -22,8 +22,8 @@ from .cache import Cache
 from .compiled import encode_compiled, load_compiled, store_compiled
 from .decide import Verdict, strictest
 from .decode import account_of
-from .lexicon import load_lexicons
-from .matchers import build_matcher, resolve
+from .lexicon import LexiconSet, load_lexicons
+from .matchers import Matcher, Staged, build_matcher, resolve, start_matcher
 from .pipeline import Screener, Screening
 from .policy import EMPTY_POLICY, Policy, PolicyRule, load_policy
 from .segment import DEFAULT_SEGMENTER
@@ -116,24 +116,7 @@ class Engine:
             full, compiled = found
             checked = load_policy(policy, full.categories)
         else:
-            # The matcher compiles in a thread while the loader makes the
-            # pinyin spellings: Hyperscan's compile releases the GIL, so the
-            # two share the machine's cores (at 50k terms 2.5 s and 1.4 s,
-            # measured). The policy is checked first, as soon as the
-            # categories are known: a bad policy costs no compile.
-            background = Background(lambda texts, table: build_matcher(matcher, texts, table), "matcher-compile")
-            policies: list[Policy] = []
-
-            def start(texts: Sequence[str], table: Any, categories: Any) -> None:
-                policies.append(load_policy(policy, categories))
-                background.start(texts, table)
-
-            full = load_lexicons(lexicons, cache, on_patterns=start)
-            checked = policies[0] if policies else load_policy(policy, full.categories)
-            encoded = encode_compiled(full, resolve(matcher), cache)  # while the matcher compiles
-            compiled = background.result() if background.started else build_matcher(
-                matcher, full.patterns.texts, full.normaliser.table)
-            store_compiled(full, compiled, cache, encoded)
+            full, compiled, checked = _cold_build(lexicons, policy, matcher, cache)
         if cache.usable:
             DEFAULT_SEGMENTER.use_cache(cache.directory)
         posts = Screener(full, compiled=compiled)
@@ -243,3 +226,33 @@ class Engine:
             out.setdefault(index, []).append((name, screening))
         return out
 
+
+def _cold_build(lexicons: str | Path, policy: str | Path | None, matcher: str,
+                cache: Cache) -> tuple[LexiconSet, Matcher, Policy]:
+    """Load, check the policy and compile, then put the result in the cache."""
+    # The matcher compiles in threads while the loader works on:
+    # Hyperscan's compile releases the GIL, so they share the
+    # machine's cores. A large lexicon's first databases start from
+    # the terms as written, while the loader makes their variants
+    # (at 100k terms, a second before the rest is known); the last
+    # compiles with the variants while the loader makes the pinyin
+    # spellings. The policy is checked first, as soon as the
+    # categories are known: a bad policy costs no compile.
+    background = Background(lambda texts, staged: staged.finish(texts), "matcher-compile")
+    policies: list[Policy] = []
+    staged: list[Staged] = []
+
+    def begin(texts: Sequence[str], table: Any, categories: Any) -> None:
+        policies.append(load_policy(policy, categories))
+        staged.append(start_matcher(matcher, texts, table))
+
+    def start(texts: Sequence[str], table: Any, categories: Any) -> None:
+        background.start(texts, staged[0])
+
+    full = load_lexicons(lexicons, cache, on_patterns=start, on_literals=begin)
+    checked = policies[0] if policies else load_policy(policy, full.categories)
+    encoded = encode_compiled(full, resolve(matcher), cache)  # while the matcher compiles
+    compiled = background.result() if background.started else build_matcher(
+        matcher, full.patterns.texts, full.normaliser.table)
+    store_compiled(full, compiled, cache, encoded)
+    return full, compiled, checked

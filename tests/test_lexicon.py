@@ -185,10 +185,12 @@ def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path
     from screener.judge import Engine
     from screener.policy import PolicyError
 
-    root = make_lexicon({"gambling": "赌博\n网赌\n"})
+    root = make_lexicon({"gambling": "赌博\n网赌\n赌博软件\n"})
     seen = []
-    full = load_lexicons(root, on_patterns=lambda texts, table, categories: seen.append(list(texts)))
-    assert seen == [list(full.patterns.texts)]
+    full = load_lexicons(root, on_patterns=lambda texts, table, categories: seen.append(list(texts)),
+                         on_literals=lambda texts, table, categories: seen.append(list(texts)))
+    # the literals, then every pattern: the literals first, the regional variants after
+    assert seen == [["赌博", "网赌", "赌博软件"], ["赌博", "网赌", "赌博软件", "赌博软体"]] == [seen[0], list(full.patterns.texts)]
     engine = Engine.build(root, None, "auto", "off")
     assert [h.matched for h in engine.posts.screen(["他在网赌"])[0].hits] == ["网赌"]
     with pytest.raises(MatcherUnavailable):  # raised in the compile thread, re-raised here
@@ -197,6 +199,7 @@ def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path
     bad.write_text("this is not a policy\n", encoding="utf-8")
     compiles = []
     monkeypatch.setattr(judge, "build_matcher", lambda *args: compiles.append(args))
+    monkeypatch.setattr(judge, "start_matcher", lambda *args: compiles.append(args))
     with pytest.raises(PolicyError):
         Engine.build(root, bad, "auto", "off")
     assert compiles == []  # the policy is checked before the compile starts

@@ -209,3 +209,45 @@ def test_backends_agree_with_oracle(patterns, texts):
     expected = _scan(_build("oracle", patterns), texts)
     for backend in ALL:
         assert _scan(_build(backend, patterns), texts) == expected, backend
+
+
+def test_a_staged_build_matches_as_a_one_step_build(monkeypatch):
+    """Engine.build starts compiling a large lexicon's first databases from
+    its literal patterns; the last one gets every variant, and variant
+    characters no literal uses get later slots. It must find what a
+    one-step build of the same patterns finds."""
+    if "hyperscan" not in available():
+        pytest.skip("hyperscan does not import here")
+    from screener.matchers import hyperscan_backend, start_matcher
+    from screener.matchers.hyperscan_backend import StagedBuild
+
+    monkeypatch.setattr(hyperscan_backend, "SPLIT_FROM", 2)
+    monkeypatch.setattr(hyperscan_backend, "SHARD_PATTERNS", 3)  # three databases: two start early
+    literals = ["赌博", "博彩", "网站", "大麻", "我的世界", "软件", "出租车"]
+    variants = ["软体", "计程车", "资讯", "𠀀𠀁"]  # 体, 计, 程, 资, 讯 and the astral pair are new characters
+    patterns = literals + variants
+    texts = ["网上赌博彩票网站", "大麻我的世界", "下载软体，坐计程车", "资讯𠀀𠀁", "软件出租车"]
+    staged = start_matcher("hyperscan", literals, NORMALISER.table)
+    assert isinstance(staged, StagedBuild) and len(staged._early) == 2
+    built = staged.finish(patterns)
+    assert len(built._dbs) == 3 and built.dense
+    expected = _scan(_build("oracle", patterns), texts)
+    assert {pid for pid, *_ in expected} >= {7, 8, 9, 10}  # the variants are found
+    assert _scan(built, texts) == _scan(HyperscanMatcher(patterns, NORMALISER.table), texts) == expected
+    meta, buffers = built.state()  # and it goes through the cache like any other
+    loaded = HyperscanMatcher.from_state(meta, buffers, NORMALISER.table)
+    assert _scan(loaded, texts) == expected
+    # an alphabet the variants push past two-byte codes: the one-step (wide) build
+    monkeypatch.setattr(hyperscan_backend, "_MAX_DENSE", len(hyperscan_backend._slots_by_use(literals)))
+    wide = start_matcher("hyperscan", literals, NORMALISER.table).finish(patterns)
+    assert not wide.dense and _scan(wide, texts) == expected
+    with pytest.raises(ValueError, match="begin with its literals"):
+        start_matcher("hyperscan", literals, NORMALISER.table).finish(variants + literals)
+
+
+@pytest.mark.parametrize("backend", ["aho", "oracle"])
+def test_other_backends_build_in_one_step(backend):
+    from screener.matchers import start_matcher
+
+    staged = start_matcher(backend, ["赌博"], NORMALISER.table)
+    assert _scan(staged.finish(["赌博", "网赌"]), ["网赌博"]) == [(0, 0, 1, 3), (1, 0, 0, 2)]

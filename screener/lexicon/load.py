@@ -7,13 +7,14 @@ and no lexicon set exists. A caller that already serves a set simply keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
 from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -119,32 +120,47 @@ OnPatterns = Callable[[Sequence[str], np.ndarray, Mapping[str, Category]], None]
 
 
 def load_lexicons(directory: str | Path, cache: "Cache | None" = None,
-                  on_patterns: OnPatterns | None = None) -> LexiconSet:
+                  on_patterns: OnPatterns | None = None, on_literals: OnPatterns | None = None) -> LexiconSet:
     """Load ``directory`` or raise :class:`LexiconError` with every problem.
 
     ``cache``: where the fold table may come from (and goes to); the set
     itself is cached by :func:`screener.compiled.load_compiled`.
-    ``on_patterns(texts, fold_table, categories)``: called as soon as the
-    set is valid and its pattern texts are known, before the pinyin
-    spellings are made, so a caller can check its policy against the
-    categories and start compiling its matcher beside that work
-    (:meth:`screener.judge.Engine.build`); what it raises, this raises.
+    ``on_literals(texts, fold_table, categories)``: called as soon as the
+    set is valid, with the texts of its literal patterns (each term and
+    part as written, folded), which begin the set's patterns; so a caller
+    can check its policy against the categories and start compiling its
+    matcher while the variants are made (:meth:`screener.judge.Engine.build`).
+    ``on_patterns(texts, fold_table, categories)``: called once every
+    pattern text is known, before the pinyin spellings are made.
+    What either raises, this raises.
     """
-    # Hundreds of thousands of objects are made here and kept: at 100k terms
-    # the cyclic collector ran 7 full passes over them, found 5 objects to
-    # free and cost ~0.3 s of a 2 s load (measured). Paused for the load only;
-    # reference counting still frees everything that is not in a cycle.
+    with collector_paused():
+        return _load(Path(directory), cache, on_patterns, on_literals)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a build, and back on after.
+
+    Hundreds of thousands of objects are made in a load and kept: at 100k
+    terms the collector ran 7 full passes over them, found 5 objects to free
+    and cost ~0.3 s of a 2 s load (measured). Reference counting still
+    frees everything that is not in a cycle. A caller that keeps the result
+    for good (Engine.build, whose front ends then freeze it) pauses for its
+    whole build: the first collection after the pause walks every object
+    made in it (0.13 s at 100k terms, measured), which ``gc.freeze`` spares.
+    """
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(directory), cache, on_patterns)
+        yield
     finally:
         if paused:
             gc.enable()
 
 
 def _load(root: Path, cache: "Cache | None",
-          on_patterns: OnPatterns | None = None) -> LexiconSet:
+          on_patterns: OnPatterns | None = None, on_literals: OnPatterns | None = None) -> LexiconSet:
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
     try:
@@ -187,9 +203,12 @@ def _load(root: Path, cache: "Cache | None",
         problems.append(Problem(str(root), 0, "no terms: every post would pass"))
     if problems:
         raise LexiconError(sorted(problems, key=lambda p: (p.path, p.line)))
-    patterns, summary, warned = _patterns(rules, kinds, normaliser)
+    literals = _literal_patterns(rules)
+    if on_literals is not None:
+        on_literals([p.text for p in literals], normaliser.table, categories)
+    variants, summary, warned = _variant_patterns(rules, kinds, normaliser)
     warnings += warned
-    table = PatternTable.of(patterns)
+    table = PatternTable.of(literals + variants)
     if on_patterns is not None:
         on_patterns(table.texts, normaliser.table, categories)
     pinyin = compile_pinyin(rules)
@@ -248,7 +267,7 @@ def _compile_rules(
     in_category: dict[tuple[str, str, tuple[str, ...]], Rule] = {}  # (category, kind, parts) → rule
     first: dict[tuple[str, tuple[str, ...]], Rule] = {}  # (kind, parts) → first rule, any category
     # One batch, not 100k calls; runs kept: a rule is the term as the lexicon
-    # spells it (时时彩), its patterns are collapsed (_patterns).
+    # spells it (时时彩), its patterns are collapsed (_collapsed).
     folded = iter(normaliser.fold_many([p for _, entry in entries for p in entry.parts], collapse=False))
     for key, entry in entries:
         parts = tuple(next(folded) for _ in entry.parts)
@@ -344,17 +363,23 @@ def _allow_warnings(rules: list[Rule]) -> list[Problem]:
     ]
 
 
-def _patterns(
+def _literal_patterns(rules: list[Rule]) -> list[Pattern]:
+    """Each part as the lexicon spells it: the set's first patterns, known
+    before their variants (a cold build starts compiling them)."""
+    return [_collapsed(Pattern(part, index, part_no)) for index, rule in enumerate(rules)
+            for part_no, part in enumerate(rule.parts)]
+
+
+def _variant_patterns(
     rules: list[Rule], kinds: list[frozenset[str]], normaliser: Normaliser
 ) -> tuple[list[Pattern], LookalikeSummary | None, list[Problem]]:
-    """Each part, its regional aliases and, where opted in, its look-alike
+    """Each part's regional aliases and, where opted in, its look-alike
     spellings; every one a pattern of the part's rule."""
     parts = [(index, part_no, part) for index, rule in enumerate(rules) for part_no, part in enumerate(rule.parts)]
     variants = regional_variants([p for _, _, p in parts], lambda t: normaliser.fold_many(t, collapse=False))
     lookalikes, summary, warnings = _lookalikes(rules, kinds, parts, normaliser)
     patterns: list[Pattern] = []
-    for (index, part_no, part), alts, looks in zip(parts, variants, lookalikes):
-        patterns.append(Pattern(part, index, part_no))
+    for (index, part_no, _), alts, looks in zip(parts, variants, lookalikes):
         patterns += [Pattern(v, index, part_no, "regional") for v in alts]
         patterns += [Pattern(v, index, part_no, kind) for v, kind in looks if v not in alts]
     return [_collapsed(p) for p in patterns], summary, warnings

@@ -9,7 +9,7 @@ backend, whose ``name`` says what was picked.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -62,9 +62,37 @@ def build_matcher(name: str, patterns: Sequence[str], fold_table: np.ndarray) ->
     return _load(resolve(name))(patterns, fold_table)
 
 
+class Staged(Protocol):
+    """A matcher being built: :meth:`finish` returns it."""
+
+    def finish(self, patterns: Sequence[str]) -> Matcher: ...
+
+
+class _OneStep:
+    """A backend with nothing to do before every pattern is known."""
+
+    def __init__(self, backend: type, fold_table: np.ndarray) -> None:
+        self._backend, self._fold_table = backend, fold_table
+
+    def finish(self, patterns: Sequence[str]) -> Matcher:
+        return self._backend(patterns, self._fold_table)
+
+
+def start_matcher(name: str, literals: Sequence[str], fold_table: np.ndarray) -> Staged:
+    """Begin building a matcher from the patterns a lexicon knows first (its
+    terms as written); ``finish(patterns)`` completes it with all of them,
+    which must begin with ``literals``. Hyperscan starts compiling a large
+    lexicon's databases at once (:class:`~.hyperscan_backend.StagedBuild`);
+    other backends build in ``finish``."""
+    backend = _load(resolve(name))
+    staged = getattr(backend, "staged", None)
+    return staged(literals, fold_table) if staged is not None else _OneStep(backend, fold_table)
+
+
 def matcher_from_state(name: str, meta: dict[str, Any], buffers: dict[str, Any], fold_table: np.ndarray) -> Matcher:
     """A matcher ``name`` (concrete, not ``auto``) from its :meth:`Matcher.state`."""
     return _load(name).from_state(meta, buffers, fold_table)  # type: ignore[attr-defined]
 
 
-__all__ = ["Matcher", "MatcherName", "BACKENDS", "available", "resolve", "build_matcher", "matcher_from_state"]
+__all__ = ["Matcher", "MatcherName", "BACKENDS", "Staged", "available", "resolve", "build_matcher", "start_matcher",
+           "matcher_from_state"]

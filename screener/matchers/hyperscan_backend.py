@@ -160,14 +160,21 @@ class HyperscanMatcher:
     def _dense_alphabet(
         patterns: Sequence[str], chars: list[str], fold_table: np.ndarray
     ) -> tuple[Alphabet, list[bytes]]:
-        slots = np.arange(1, len(chars) + 1, dtype=np.int64)
-        by_char = np.zeros(N_CODEPOINTS, dtype=np.int64)
-        by_char[np.array([ord(c) for c in chars], dtype=np.int64)] = slots
-        code_of_char = _slot_codes(by_char)
-        live = fold_table != DELETE
-        table = np.full(len(fold_table), _DELETE_CODE, dtype=np.uint16)
-        table[live] = code_of_char[fold_table[live]]
-        return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0])), _encode_each(patterns, code_of_char)
+        code_of_char = _code_of_char(chars)
+        return _alphabet(code_of_char, fold_table), _encode_each(patterns, code_of_char)
+
+    @classmethod
+    def _assembled(cls, alphabet: Alphabet, lengths: np.ndarray, dbs: list[hyperscan.Database]) -> "HyperscanMatcher":
+        """A dense matcher from parts compiled elsewhere (:class:`StagedBuild`)."""
+        self = cls.__new__(cls)
+        self.dense, self._unit, self.alphabet, self._lengths, self._dbs = True, 2, alphabet, lengths, dbs
+        self._local = threading.local()
+        return self
+
+    @classmethod
+    def staged(cls, literals: Sequence[str], fold_table: np.ndarray) -> "StagedBuild":
+        """Begin compiling from the patterns known first (:class:`StagedBuild`)."""
+        return StagedBuild(literals, fold_table)
 
     def _scratches(self) -> list[Any]:
         """This thread's scratch space, one per database. A scratch serves
@@ -223,14 +230,87 @@ def _shard_ids(patterns: Sequence[str], shards: int) -> list[list[int]]:
     return [sorted(ids) for ids in out if ids]
 
 
+def _compile(expressions: list[bytes], ids: list[int], *, literal: bool) -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=expressions, ids=ids, elements=len(ids), flags=0, literal=literal)
+    return db
+
+
 def _compile_shards(encoded: Sequence[bytes], shards: list[list[int]], *, literal: bool) -> list[hyperscan.Database]:
     """One database per shard, compiled in threads: the compile releases the GIL."""
 
     def compile_one(ids: list[int]) -> hyperscan.Database:
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(expressions=[encoded[i] for i in ids], ids=ids, elements=len(ids), flags=0, literal=literal)
-        return db
+        return _compile([encoded[i] for i in ids], ids, literal=literal)
 
     others = [Background(compile_one, f"hyperscan-compile-{k}").start(ids) for k, ids in enumerate(shards[1:], 1)]
     first = [compile_one(shards[0])] if shards else []
     return first + [job.result() for job in others]
+
+
+def _code_of_char(chars: Sequence[str]) -> np.ndarray:
+    """Code point → two-byte code: ``chars[i]`` gets slot ``i + 1``, the rest slot 0."""
+    by_char = np.zeros(N_CODEPOINTS, dtype=np.int64)
+    by_char[np.array([ord(c) for c in chars], dtype=np.int64)] = np.arange(1, len(chars) + 1, dtype=np.int64)
+    return _slot_codes(by_char)
+
+
+def _alphabet(code_of_char: np.ndarray, fold_table: np.ndarray) -> Alphabet:
+    live = fold_table != DELETE
+    table = np.full(len(fold_table), _DELETE_CODE, dtype=np.uint16)
+    table[live] = code_of_char[fold_table[live]]
+    return Alphabet(table, _DELETE_CODE, int(_slot_codes(np.array([0]))[0]))
+
+
+class StagedBuild:
+    """A large lexicon's databases, compiled from its literal patterns before
+    the rest are known.
+
+    A cold build knows the terms as written (the literal patterns) about a
+    second before their regional and look-alike variants (OpenCC over every
+    term), and the compile used to wait for those; meanwhile the machine's
+    second core sat idle. So the databases of all shards but the last start
+    compiling from the literals at once, and :meth:`finish` compiles the last
+    shard with every variant added. Variant characters no literal uses get
+    the slots after the literals' (only speed depends on slots). The shards
+    stay split by last character but for the variants, a few percent of the
+    patterns. Where that cannot work (one database, an alphabet too large for
+    two-byte codes), :meth:`finish` builds the matcher the one-step way.
+    """
+
+    def __init__(self, literals: Sequence[str], fold_table: np.ndarray) -> None:
+        check_patterns(literals)
+        self._literals = list(literals)
+        self._fold_table = fold_table
+        self._early: list[Background] = []
+        self._chars = _slots_by_use(self._literals)
+        shards = _shard_count(len(self._literals))
+        if shards < 2 or len(self._chars) > _MAX_DENSE:
+            return
+        self._encoded = _encode_each(self._literals, _code_of_char(self._chars))
+        ids = _shard_ids(self._literals, shards)
+        self._late = ids[-1]
+        self._early = [Background(self._compile_ids, f"hyperscan-compile-{k}").start(shard)
+                       for k, shard in enumerate(ids[:-1])]
+
+    def _compile_ids(self, ids: list[int]) -> hyperscan.Database:
+        return _compile([self._encoded[i] for i in ids], ids, literal=True)
+
+    def finish(self, patterns: Sequence[str]) -> HyperscanMatcher:
+        """The matcher of ``patterns``, whose first patterns are the literals."""
+        n = len(self._literals)
+        if list(patterns[:n]) != self._literals:
+            raise ValueError("a staged build's patterns must begin with its literals")
+        known = set(self._chars)
+        chars = self._chars + [c for c in _slots_by_use(patterns[n:]) if c not in known]
+        if not self._early or len(chars) > _MAX_DENSE:
+            for job in self._early:  # a database of the wrong encoding: wait for it, drop it
+                job.result()
+            return HyperscanMatcher(patterns, self._fold_table)
+        check_patterns(patterns[n:])
+        code_of_char = _code_of_char(chars)
+        late = self._late + list(range(n, len(patterns)))
+        last = _compile([self._encoded[i] for i in self._late] + _encode_each(patterns[n:], code_of_char), late,
+                        literal=True)
+        lengths = np.fromiter(map(len, patterns), dtype=MATCH_DTYPE, count=len(patterns))
+        return HyperscanMatcher._assembled(_alphabet(code_of_char, self._fold_table), lengths,
+                                           [job.result() for job in self._early] + [last])
