@@ -243,6 +243,12 @@ def test_a_staged_build_matches_as_a_one_step_build(monkeypatch):
     assert not wide.dense and _scan(wide, texts) == expected
     with pytest.raises(ValueError, match="begin with its literals"):
         start_matcher("hyperscan", literals, NORMALISER.table).finish(variants + literals)
+    # nothing to start early: literals beyond two-byte codes, or too few for two databases
+    monkeypatch.setattr(hyperscan_backend, "_MAX_DENSE", 3)
+    for staged in (start_matcher("hyperscan", literals, NORMALISER.table),
+                   start_matcher("hyperscan", literals[:1], NORMALISER.table)):
+        assert staged._early == []
+    assert _scan(start_matcher("hyperscan", literals, NORMALISER.table).finish(patterns), texts) == expected
 
 
 @pytest.mark.parametrize("backend", ["aho", "oracle"])
