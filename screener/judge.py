@@ -13,6 +13,7 @@ post of the batch; the closing benchmark reports the cost of both.
 
 from __future__ import annotations
 
+import contextlib
 from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,10 +250,20 @@ def _cold_build(lexicons: str | Path, policy: str | Path | None, matcher: str,
     def start(texts: Sequence[str], table: Any, categories: Any) -> None:
         background.start(texts, staged[0])
 
-    full = load_lexicons(lexicons, cache, on_patterns=start, on_literals=begin)
-    checked = policies[0] if policies else load_policy(policy, full.categories)
-    encoded = encode_compiled(full, resolve(matcher), cache)  # while the matcher compiles
-    compiled = background.result() if background.started else build_matcher(
-        matcher, full.patterns.texts, full.normaliser.table)
+    try:
+        full = load_lexicons(lexicons, cache, on_patterns=start, on_literals=begin)
+        checked = policies[0] if policies else load_policy(policy, full.categories)
+        encoded = encode_compiled(full, resolve(matcher), cache)  # while the matcher compiles
+        compiled = background.result() if background.started else build_matcher(
+            matcher, full.patterns.texts, full.normaliser.table)
+    except Exception:  # not on Ctrl-C: the process is ending, and its daemon threads with it
+        # Nothing started here may go on compiling unowned: in the worker it
+        # would take a core from screening after a rejected reload.
+        if background.started:
+            with contextlib.suppress(Exception):
+                background.result()
+        for build in staged:
+            build.abandon()
+        raise
     store_compiled(full, compiled, cache, encoded)
     return full, compiled, checked

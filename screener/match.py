@@ -89,8 +89,8 @@ def group_by_post(
         return {}
     posts = batch.post_of(matches[:, 1])
     local = matches[:, 1:] - batch.starts[posts][:, None]
-    order = np.lexsort((matches[:, 0], local[:, 0], posts))
     patterns = lexicons.patterns
+    order = np.lexsort((patterns.ranks()[matches[:, 0]], local[:, 0], posts))
     grouped: dict[int, list[Candidate]] = {}
     for post, pid, (start, end) in zip(posts[order].tolist(), matches[order, 0].tolist(), local[order].tolist()):
         p = patterns[pid]

@@ -193,7 +193,7 @@ def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path
     assert seen == [["赌博", "网赌", "赌博软件"], ["赌博", "网赌", "赌博软件", "赌博软体"]] == [seen[0], list(full.patterns.texts)]
     engine = Engine.build(root, None, "auto", "off")
     assert [h.matched for h in engine.posts.screen(["他在网赌"])[0].hits] == ["网赌"]
-    with pytest.raises(MatcherUnavailable):  # raised in the compile thread, re-raised here
+    with pytest.raises(MatcherUnavailable):  # raised as the compile is to start, before any thread
         Engine.build(root, None, "no-such-matcher", "off")
     bad = tmp_path / "bad.policy"
     bad.write_text("this is not a policy\n", encoding="utf-8")
@@ -203,3 +203,72 @@ def test_the_matcher_compiles_beside_the_pinyin_spellings(make_lexicon, tmp_path
     with pytest.raises(PolicyError):
         Engine.build(root, bad, "auto", "off")
     assert compiles == []  # the policy is checked before the compile starts
+
+
+def _compile_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith(("hyperscan-compile", "matcher-compile"))]
+
+
+@pytest.mark.parametrize("fails", ["compile", "variants"])
+def test_a_failed_staged_build_raises_and_leaves_no_compile_running(make_lexicon, monkeypatch, fails):
+    """A large lexicon's first databases start compiling before its variants
+    are made. Whether a compile fails or the load fails after that start,
+    Engine.build raises that error, and no compile thread outlives it (in
+    the worker it would take a core from screening after a rejected
+    reload; found by a review)."""
+    pytest.importorskip("hyperscan")
+    import threading
+
+    from screener.judge import Engine
+    from screener.lexicon import load as loader
+    from screener.matchers import hyperscan_backend
+
+    monkeypatch.setattr(hyperscan_backend, "SPLIT_FROM", 2)
+    monkeypatch.setattr(hyperscan_backend, "SHARD_PATTERNS", 2)  # three early databases
+    root = make_lexicon({"gambling": "赌博\n网赌\n赌博软件\n六合彩\n百家乐\n时时彩\n"})
+    release = threading.Event()
+    compile_ = hyperscan_backend._compile
+
+    def slow_compile(*args, **kwargs):
+        release.wait(5)  # still compiling when the load fails
+        if fails == "compile":
+            raise RuntimeError("compile failed")
+        return compile_(*args, **kwargs)
+
+    def failing_variants(*args):
+        release.set()
+        raise RuntimeError("variants failed")
+
+    monkeypatch.setattr(hyperscan_backend, "_compile", slow_compile)
+    if fails == "variants":
+        monkeypatch.setattr(loader, "_variant_patterns", failing_variants)
+    else:
+        release.set()
+    with pytest.raises(RuntimeError, match=f"{fails} failed"):
+        Engine.build(root, None, "hyperscan", "off")
+    assert _compile_threads() == []
+
+
+@pytest.mark.parametrize("matcher", ["aho", "hyperscan"])
+def test_ties_at_one_position_are_broken_as_the_lexicon_orders_its_terms(make_lexicon, tmp_path, matcher):
+    """Where several candidates start at one position, the first in lexicon
+    order answers: a combination reports the variant its part was written in
+    (the regional 软体, not a repeat of the literal 软件), and the allow entry
+    named is the first that covers the hit. The pattern table lists every
+    literal before any variant (a cold build compiles them first); ties
+    must not follow that order (found by a review). Fresh and from the cache."""
+    if matcher == "hyperscan":
+        pytest.importorskip("hyperscan")
+    from screener.judge import Engine
+
+    combo = make_lexicon({"spam": "软件 + 软体育 ; within=10\n"})
+    allow = make_lexicon({"spam": "软体\nallow: 软件下载\nallow: 软体下载\n"})
+    cache = str(tmp_path / "cache")
+    for _ in ("fresh", "cached"):
+        hits = Engine.build(combo, None, matcher, cache).posts.screen(["软软体育"])[0].hits
+        assert [(h.rule.label, h.variant) for h in hits] == [("软件+软体育", "regional")]
+        screening = Engine.build(allow, None, matcher, cache).posts.screen(["软体下载"])[0]
+        assert screening.action == "pass"
+        assert [d.reason for d in screening.decisions] == [f"inside allow entry '软件下载' ({allow / 'spam.txt'}:2)"]

@@ -140,15 +140,12 @@ def load_lexicons(directory: str | Path, cache: "Cache | None" = None,
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a build, and back on after.
+    """The cyclic garbage collector off for a load, and back on after.
 
     Hundreds of thousands of objects are made in a load and kept: at 100k
     terms the collector ran 7 full passes over them, found 5 objects to free
     and cost ~0.3 s of a 2 s load (measured). Reference counting still
-    frees everything that is not in a cycle. A caller that keeps the result
-    for good (Engine.build, whose front ends then freeze it) pauses for its
-    whole build: the first collection after the pause walks every object
-    made in it (0.13 s at 100k terms, measured), which ``gc.freeze`` spares.
+    frees everything that is not in a cycle.
     """
     paused = gc.isenabled()
     gc.disable()

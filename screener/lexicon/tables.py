@@ -252,7 +252,7 @@ class _Rows:
 class PatternTable(_Table, Sequence[Pattern]):
     """A set's patterns; :attr:`texts` is what a matcher is built from."""
 
-    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant", "_runs", "_run_columns")
+    __slots__ = ("_texts", "_raw", "_offsets", "_rule", "_part", "_variant", "_runs", "_run_columns", "_ranks")
 
     def __init__(self, n: int, items: Sequence[Pattern] | None = None) -> None:
         super().__init__(n, items)
@@ -260,6 +260,7 @@ class PatternTable(_Table, Sequence[Pattern]):
         self._raw: memoryview | None = None
         self._offsets = self._rule = self._part = self._variant = self._runs = np.empty(0, dtype=np.int64)
         self._run_columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._ranks: np.ndarray | None = None
 
     @classmethod
     def of(cls, patterns: Sequence[Pattern]) -> "PatternTable":
@@ -298,6 +299,27 @@ class PatternTable(_Table, Sequence[Pattern]):
             spells = np.maximum.reduceat(runs, offsets[:-1]) > 1 if len(runs) else np.zeros(self._n, dtype=bool)
             self._run_columns = (spells, offsets, runs)
         return self._run_columns
+
+    def ranks(self) -> np.ndarray:
+        """Per pattern, its place in the order (rule, part, the literal before
+        its variants, table order): how a post's candidates at one position are
+        ordered (:func:`screener.match.group_by_post`), and so which of them
+        answers first where several could (the variant a combination
+        reports, the allow entry named). The table lists every literal before
+        any variant (a cold build compiles them first); this keeps the order
+        a part's variants following it gave."""
+        if self._ranks is None:
+            if len(self._rule) or not self._n:  # decoded from the cache: the stored columns
+                rule, part, variant = self._rule, self._part, self._variant != _KIND_CODE["literal"]
+            else:
+                items = list(self)
+                rule = np.fromiter((p.rule for p in items), dtype=np.int64, count=self._n)
+                part = np.fromiter((p.part for p in items), dtype=np.int64, count=self._n)
+                variant = np.fromiter((p.variant != "literal" for p in items), dtype=bool, count=self._n)
+            ranks = np.empty(self._n, dtype=np.int64)
+            ranks[np.lexsort((np.arange(self._n), variant, part, rule))] = np.arange(self._n)
+            self._ranks = ranks
+        return self._ranks
 
     def _make(self, index: int) -> Pattern:
         runs: tuple[int, ...] = ()

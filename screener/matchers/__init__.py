@@ -63,9 +63,12 @@ def build_matcher(name: str, patterns: Sequence[str], fold_table: np.ndarray) ->
 
 
 class Staged(Protocol):
-    """A matcher being built: :meth:`finish` returns it."""
+    """A matcher being built: :meth:`finish` returns it; :meth:`abandon`
+    waits for what was started, when the build failed before ``finish``."""
 
     def finish(self, patterns: Sequence[str]) -> Matcher: ...
+
+    def abandon(self) -> None: ...
 
 
 class _OneStep:
@@ -76,6 +79,9 @@ class _OneStep:
 
     def finish(self, patterns: Sequence[str]) -> Matcher:
         return self._backend(patterns, self._fold_table)
+
+    def abandon(self) -> None:
+        pass
 
 
 def start_matcher(name: str, literals: Sequence[str], fold_table: np.ndarray) -> Staged:
