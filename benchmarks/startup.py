@@ -14,7 +14,9 @@ interleaved within each repetition:
 * ``cached``: the cache filled by an earlier run;
 * ``before`` (with ``--baseline REV``): that revision's code, exported with
   ``git archive``, with the default cache directory: a revision that has the
-  cache starts from it (after the untimed run), one without builds every time.
+  cache starts from it (after the untimed run), one without builds every time;
+* ``before cold`` (with ``--baseline REV``): that revision's code with an
+  empty ``SCREENER_CACHE_DIR``, as ``cold``: the cold build before and after.
 
 Python's bytecode and numba's compiled loop are warm in every contender (one
 untimed run each first), as on a machine where screener has run before. The
@@ -123,6 +125,10 @@ def measure(sizes: list[int], reps: int, baseline: str | None, work: Path) -> li
         }
         if before is not None:
             contenders["before"] = lambda rep: run_scan(before, lexdir, post, None)
+            # That revision's cold build, where it has a cache to point at an empty directory
+            # (one without the cache builds every time: its "before" column is cold already).
+            contenders["before cold"] = lambda rep: run_scan(before, lexdir, post,
+                                                             work / f"cold{size}-before-{rep}-{time.monotonic_ns()}")
         # Untimed: bytecode, numba's cache, and the cached contender's entry.
         run_scan(ROOT, lexdir, post, cached_dir)
         if before is not None:
@@ -253,15 +259,22 @@ def run_stages(sizes: list[int], work: Path) -> dict[int, dict]:
 
 def _table(title: str, rows: list[dict], baseline: str | None) -> list[str]:
     has_before = any("before" in r for r in rows)
-    head = ["terms", *(["before: " + str(baseline)] if has_before else []), "cold (empty cache)", "cached"]
+    has_cold = any("before cold" in r for r in rows)
+    head = ["terms", *([f"before: {baseline}"] if has_before else []),
+            *([f"before: {baseline}, cold"] if has_cold else []), "cold (empty cache)", "cached"]
     if has_before:
         head += ["before ÷ cached"]
+    if has_cold:
+        head += ["cold ÷ before cold"]
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for r in rows:
         label = f"{r['terms']} (shipped)" if r["terms"] == SHIPPED else f"{r['terms']:,}"
-        cells = [label, *([f"{r['before']:.2f}"] if has_before else []), f"{r['cold']:.2f}", f"{r['cached']:.2f}"]
+        cells = [label, *([f"{r['before']:.2f}"] if has_before else []),
+                 *([f"{r['before cold']:.2f}"] if has_cold else []), f"{r['cold']:.2f}", f"{r['cached']:.2f}"]
         if has_before:
             cells.append(f"{r['before'] / r['cached']:.1f}×")
+        if has_cold:
+            cells.append(f"{r['cold'] / r['before cold']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
