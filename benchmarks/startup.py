@@ -25,7 +25,10 @@ and its punctuation spares jieba (whose dictionary load, 0.5-1 s, comes with
 the first hit that needs a word-boundary check; see the README).
 
 ``--stages`` also breaks one cold build per size into its parts, in one
-process: what dominates the cold build. ``--worker`` also times ``screener
+process: what dominates the cold build; and times ``Engine.build`` with an
+empty cache directory in fresh processes, ``--reps`` times, this code and
+(with ``--baseline``) that revision's interleaved: the cold build before and
+after, without process start and imports. ``--worker`` also times ``screener
 run`` from process start to ``/readyz`` answering 200 (partitions assigned),
 the same contenders, against a Tansu broker (as ``stream.py``), each start
 in a fresh consumer group. Results: ``results/startup.md``,
@@ -244,6 +247,53 @@ def stages(lexdir: Path) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
+#: A child that times Engine.build with an empty cache directory (built, then stored), as a cold start does.
+_BUILD = ("import sys, tempfile, time\nfrom screener.judge import Engine\nt = time.perf_counter()\n"
+          "Engine.build(sys.argv[1], None, 'auto', tempfile.mkdtemp(dir=sys.argv[2]))\nprint(time.perf_counter() - t)")
+
+
+def run_builds(sizes: list[int], reps: int, baseline: str | None, work: Path) -> list[dict]:
+    """``Engine.build`` with an empty cache, each in a fresh process, this
+    code and (with ``--baseline``) that revision's interleaved, per size:
+    the cold build before and after, without process start and imports."""
+    lexicons = lexicon_dirs(sizes, work)
+    codes = {"build": ROOT, **({"before build": export(baseline, work)} if baseline else {})}
+    rows = []
+    for size in sizes:
+        times: dict[str, list[float]] = {name: [] for name in codes}
+        names = list(codes)
+        for rep in range(reps):
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
+                proc = subprocess.run([sys.executable, "-c", _BUILD, str(lexicons[size][0]), str(work)],
+                                      capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                                      env={**os.environ, "PYTHONPATH": str(codes[name])})
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr[-2000:])
+                times[name].append(float(proc.stdout.strip().splitlines()[-1]))
+        row = {"terms": size, **{name: round(statistics.median(t), 3) for name, t in times.items()},
+               "all": {name: [round(x, 3) for x in t] for name, t in times.items()}}
+        rows.append(row)
+        print(f"  builds {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
+    return rows
+
+
+def _build_table(rows: list[dict], reps: int, baseline: str | None) -> list[str]:
+    before = any("before build" in r for r in rows)
+    head = ["terms", *([f"before: {baseline}"] if before else []), "now", *(["now ÷ before"] if before else [])]
+    lines = [f"`Engine.build` with an empty cache directory (built and stored), a fresh process each, "
+             f"seconds, median of {reps} (every repetition below)", "",
+             "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for r in rows:
+        label = f"{r['terms']} (shipped)" if r["terms"] == SHIPPED else f"{r['terms']:,}"
+        cells = [label, *([f"{r['before build']:.2f}"] if before else []), f"{r['build']:.2f}",
+                 *([f"{r['build'] / r['before build']:.2f}"] if before else [])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for r in rows:
+        lines.append(f"- {r['terms']:,}: " + "; ".join(f"{n}: {', '.join(f'{x:.2f}' for x in t)}" for n, t in r["all"].items()))
+    return lines
+
+
 def run_stages(sizes: list[int], work: Path) -> dict[int, dict]:
     lexicons = lexicon_dirs(sizes, work)
     found = {}
@@ -280,12 +330,14 @@ def _table(title: str, rows: list[dict], baseline: str | None) -> list[str]:
 
 
 def report(rows: list[dict], stage_rows: dict[int, dict], worker_rows: list[dict], info: dict, reps: int,
-           baseline: str | None, out: Path) -> str:
+           baseline: str | None, out: Path, build_rows: list[dict] | None = None) -> str:
     lines = [f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}", ""]
     lines += _table(f"`screener scan` of one post, process start to exit, seconds, median of {reps}", rows, baseline)
     if worker_rows:
         lines += [""] + _table(f"`screener run`, process start to /readyz 200 (Kafka group join included), "
                                f"seconds, median of {reps}", worker_rows, baseline)
+    if build_rows:
+        lines += [""] + _build_table(build_rows, reps, baseline)
     if stage_rows:
         names = list(next(iter(stage_rows.values())))
         lines += ["", "Cold build by part (one process, seconds):", "",
@@ -297,7 +349,8 @@ def report(rows: list[dict], stage_rows: dict[int, dict], worker_rows: list[dict
     out.mkdir(parents=True, exist_ok=True)
     (out / "startup.md").write_text(table + "\n", encoding="utf-8")
     (out / "startup.json").write_text(json.dumps({"machine": info, "rows": rows, "stages": stage_rows,
-                                                  "worker": worker_rows}, indent=2), encoding="utf-8")
+                                                  "builds": build_rows or [], "worker": worker_rows}, indent=2),
+                                      encoding="utf-8")
     return table
 
 
@@ -322,10 +375,11 @@ def main() -> int:
     try:
         rows = measure(sizes, args.reps, args.baseline, work)
         stage_rows = run_stages(sizes, work) if args.stages else {}
+        build_rows = run_builds(sizes, args.reps, args.baseline, work) if args.stages else []
         worker_rows = measure_worker(sizes, args.reps, args.baseline, work) if args.worker else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(report(rows, stage_rows, worker_rows, machine(), args.reps, args.baseline, args.out))
+    print(report(rows, stage_rows, worker_rows, machine(), args.reps, args.baseline, args.out, build_rows))
     return 0
 
 
