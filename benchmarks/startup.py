@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +103,20 @@ def run_scan(code: Path, lexdir: Path, post: Path, cache_dir: Path | None) -> fl
     return seconds
 
 
+def interleaved(size: int, reps: int, contenders: dict[str, Callable[[int], float]], label: str = "") -> dict:
+    """Each contender ``reps`` times, their order rotated between repetitions:
+    the row of medians and every repetition."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for rep in range(reps):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            times[name].append(contenders[name](rep))
+    row = {"terms": size, **{name: round(statistics.median(t), 3) for name, t in times.items()},
+           "all": {name: [round(x, 3) for x in t] for name, t in times.items()}}
+    print(f"  {label}{size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
+    return row
+
+
 def export(revision: str, work: Path) -> Path:
     target = work / f"baseline-{revision.replace('/', '_')}"
     if target.exists():
@@ -136,17 +151,9 @@ def measure(sizes: list[int], reps: int, baseline: str | None, work: Path) -> li
         run_scan(ROOT, lexdir, post, cached_dir)
         if before is not None:
             run_scan(before, lexdir, post, None)
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        names = list(contenders)
-        for rep in range(reps):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:  # rotate the order
-                times[name].append(contenders[name](rep))
+        rows.append(interleaved(size, reps, contenders))
         for path in work.glob(f"cold{size}-*"):
             shutil.rmtree(path, ignore_errors=True)
-        row = {"terms": size, **{name: round(statistics.median(t), 3) for name, t in times.items()},
-               "all": {name: [round(x, 3) for x in t] for name, t in times.items()}}
-        rows.append(row)
-        print(f"  {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
     return rows
 
 
@@ -188,15 +195,7 @@ def measure_worker(sizes: list[int], reps: int, baseline: str | None, work: Path
                 contenders["before"] = lambda rep: worker_ready(before, lexdir, None, broker, work)
             for name in contenders:  # untimed: bytecode, numba's cache, the cached entry
                 contenders[name](-1)
-            times: dict[str, list[float]] = {name: [] for name in contenders}
-            names = list(contenders)
-            for rep in range(reps):
-                for name in names[rep % len(names):] + names[:rep % len(names)]:
-                    times[name].append(contenders[name](rep))
-            row = {"terms": size, **{n: round(statistics.median(t), 3) for n, t in times.items()},
-                   "all": {n: [round(x, 3) for x in t] for n, t in times.items()}}
-            rows.append(row)
-            print(f"  worker {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
+            rows.append(interleaved(size, reps, contenders, "worker "))
     finally:
         broker.stop()
     return rows
@@ -258,23 +257,17 @@ def run_builds(sizes: list[int], reps: int, baseline: str | None, work: Path) ->
     the cold build before and after, without process start and imports."""
     lexicons = lexicon_dirs(sizes, work)
     codes = {"build": ROOT, **({"before build": export(baseline, work)} if baseline else {})}
-    rows = []
-    for size in sizes:
-        times: dict[str, list[float]] = {name: [] for name in codes}
-        names = list(codes)
-        for rep in range(reps):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:
-                proc = subprocess.run([sys.executable, "-c", _BUILD, str(lexicons[size][0]), str(work)],
-                                      capture_output=True, text=True, cwd=tempfile.gettempdir(),
-                                      env={**os.environ, "PYTHONPATH": str(codes[name])})
-                if proc.returncode != 0:
-                    raise RuntimeError(proc.stderr[-2000:])
-                times[name].append(float(proc.stdout.strip().splitlines()[-1]))
-        row = {"terms": size, **{name: round(statistics.median(t), 3) for name, t in times.items()},
-               "all": {name: [round(x, 3) for x in t] for name, t in times.items()}}
-        rows.append(row)
-        print(f"  builds {size:>6} terms: " + ", ".join(f"{n} {row[n]:.2f} s" for n in names), file=sys.stderr)
-    return rows
+
+    def build(code: Path, lexdir: Path) -> float:
+        proc = subprocess.run([sys.executable, "-c", _BUILD, str(lexdir), str(work)], capture_output=True, text=True,
+                              cwd=tempfile.gettempdir(), env={**os.environ, "PYTHONPATH": str(code)})
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        return float(proc.stdout.strip().splitlines()[-1])
+
+    return [interleaved(size, reps, {name: lambda rep, code=code, lexdir=lexicons[size][0]: build(code, lexdir)
+                                     for name, code in codes.items()}, "builds ")
+            for size in sizes]
 
 
 def _build_table(rows: list[dict], reps: int, baseline: str | None) -> list[str]:
