@@ -22,7 +22,7 @@ from . import __version__, jsonio
 from .errors import BrokerError, ConfigError, InputError, OutputError, ScreenerError, report
 from .judge import Engine
 from .lexicon import load_lexicons
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, unknown_variables
 from .sinks import ClosedStderr
 
 if TYPE_CHECKING:
@@ -153,7 +153,11 @@ _NOT_SETTINGS = ("command", "files", "text", "json", "config", "account", "black
 
 def _settings(args: argparse.Namespace) -> Settings:
     cli = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
-    return load_settings(cli, config_file=args.config)
+    settings = load_settings(cli, config_file=args.config)
+    if not os.environ.get("SCREENER_WORKER_CHILD"):  # the supervisor said it once already
+        for warning in unknown_variables():
+            print(f"screener: {warning} [warning]", file=sys.stderr)
+    return settings
 
 
 def _engine(settings: Settings) -> Engine:

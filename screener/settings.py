@@ -11,6 +11,7 @@ or command-line string must parse as one. Errors read ``setting: reason``.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.resources
 import os
@@ -314,6 +315,39 @@ def load_settings(
             given = isinstance(value, str) and kinds[name] is not str
             merged[name] = from_text(name, value, kinds[name], "the command line") if given else value
     return Settings(**merged)
+
+
+#: SCREENER_* variables read outside the settings (debugging and tuning
+#: switches, the supervisor's mark on its children).
+OTHER_VARIABLES = frozenset({"CONFIG", "DEBUG", "COMPACT", "PINYIN", "SEGMENT", "WORKER_CHILD"})
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """What to say about each ``SCREENER_*`` variable that nothing reads.
+
+    A TOML file with an unknown key is refused; an environment holds
+    variables of other programs too, so an unknown variable is a warning.
+    It is still worth one: ``SCREENER_MATCHR=aho`` (a typo) used to be
+    ignored without a word, and the run went on with the default.
+
+    >>> unknown_variables({"SCREENER_MATCHR": "aho", "SCREENER_MATCHER": "aho", "SCREENER_KAFKA_ACKS": "all"})
+    ['SCREENER_MATCHR is not a setting and was ignored (did you mean SCREENER_MATCHER?)']
+    """
+    env = os.environ if env is None else env
+    known = {ENV_PREFIX + name.upper() for name in field_kinds()} | {ENV_PREFIX + name for name in OTHER_VARIABLES}
+    kafka = ENV_PREFIX + "KAFKA_"
+    out = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        if variable.startswith((kafka + "CONSUMER", kafka + "PRODUCER")):
+            out.append(f"{variable} was ignored: options for only the consumer or the producer are set in "
+                       f"the TOML file ([kafka_consumer], [kafka_producer]); {kafka}<OPTION> sets both")
+        elif not variable.startswith(kafka):  # any other SCREENER_KAFKA_* is a client option
+            close = difflib.get_close_matches(variable, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            out.append(f"{variable} is not a setting and was ignored{hint}")
+    return out
 
 
 def _read_toml(path: str, kinds: Mapping[str, type]) -> dict[str, Any]:

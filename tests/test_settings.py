@@ -164,3 +164,30 @@ def test_shipped_data_in_a_source_checkout_is_the_top_level_directories():
 
     assert Path(shipped_lexicons()) == ROOT / "lexicons"
     assert Path(shipped_policy()) == ROOT / "policy" / "default.policy"
+
+
+@pytest.mark.parametrize("env,said", [
+    ({"SCREENER_MATCHR": "aho"}, ["SCREENER_MATCHR is not a setting and was ignored (did you mean SCREENER_MATCHER?)"]),
+    ({"SCREENER_KAFKA_CONSUMER_FETCH_MIN_BYTES": "1"},
+     ["SCREENER_KAFKA_CONSUMER_FETCH_MIN_BYTES was ignored: options for only the consumer or the producer are set "
+      "in the TOML file ([kafka_consumer], [kafka_producer]); SCREENER_KAFKA_<OPTION> sets both"]),
+    # every setting, the client options and the switches read elsewhere: nothing to say
+    ({**{f"SCREENER_{name.upper()}": "x" for name in Settings.__dataclass_fields__},
+      "SCREENER_KAFKA_SECURITY_PROTOCOL": "SSL", "SCREENER_DEBUG": "1", "SCREENER_COMPACT": "numpy",
+      "SCREENER_PINYIN": "off", "SCREENER_SEGMENT": "jieba", "SCREENER_CONFIG": "f.toml", "HOME": "/root"}, []),
+])
+def test_unknown_screener_variables_are_named(env, said):
+    from screener.settings import unknown_variables
+
+    assert unknown_variables(env) == said
+
+
+def test_a_command_warns_of_an_unknown_variable_and_runs_on(monkeypatch, capsys, tmp_path):
+    from screener.cli import main
+
+    monkeypatch.setenv("SCREENER_MATCHR", "aho")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "ok"}\n', encoding="utf-8")
+    assert main(["scan", str(posts), "--progress", "off"]) == 0
+    err = capsys.readouterr().err
+    assert "screener: SCREENER_MATCHR is not a setting and was ignored (did you mean SCREENER_MATCHER?) [warning]" in err
