@@ -112,10 +112,12 @@ def child(contender: str, posts_file: Path, lexdir: Path, reps: int) -> dict:
         result["occurrences"] = run()
         result["seconds"] = _median_time(run, reps)
     else:
-        from screener import Screener, compact, load_lexicons
+        from screener import compact
+        from screener.judge import Engine
 
-        lexicons = load_lexicons(lexdir)
-        screener = Screener(lexicons, "auto" if contender.startswith("scan") else contender)
+        # The build a front end does (staged compile, no cache, no policy), not a one-step Screener().
+        screener = Engine.build(lexdir, None, "auto" if contender.startswith("scan") else contender, "off").posts
+        lexicons = screener.lexicons
         compact.load()  # numba, as a long-running process has it (a short scan folds with numpy: compact.py)
         screener.verifier.warm()  # jieba's dictionary (and its trie) load is start-up, not screening
         screener.pinyin.warm()  # so are the pinyin pass's tables
