@@ -123,6 +123,7 @@ class Settings:
     rescan_window_s: int = 0
     #: Prometheus metrics, /healthz and /readyz; 0 turns the server off (SCREENER_METRICS_PORT).
     metrics_port: int = 9108
+    #: Address the metrics server listens on; 127.0.0.1 keeps it local (SCREENER_METRICS_HOST).
     metrics_host: str = "0.0.0.0"
     #: Worker processes in this consumer group on this machine (SCREENER_WORKERS).
     workers: int = 1
