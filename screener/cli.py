@@ -154,9 +154,8 @@ _NOT_SETTINGS = ("command", "files", "text", "json", "config", "account", "black
 def _settings(args: argparse.Namespace) -> Settings:
     cli = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
     settings = load_settings(cli, config_file=args.config)
-    if not os.environ.get("SCREENER_WORKER_CHILD"):  # the supervisor said it once already
-        for warning in unknown_variables():
-            print(f"screener: {warning} [warning]", file=sys.stderr)
+    for warning in unknown_variables():
+        print(f"screener: {warning} [warning]", file=sys.stderr)
     return settings
 
 
