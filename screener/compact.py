@@ -257,7 +257,7 @@ def _nonzero(values: np.ndarray) -> np.ndarray:
 
 def _compile_seeds(numba: Any, cache: bool) -> Callable[..., int]:
     def seeds(points, letters, first, last, pair, single, max_letters, markup, out):  # pragma: no cover - compiled
-        # Words of letters (side by side, or with markup between), each
+        # Words of letters (side by side, or with only markup between), each
         # judged when the next letter does not follow it: see
         # screener.pinyin.PinyinPass.gated, whose numpy passes this fuses.
         n = 0
@@ -267,11 +267,14 @@ def _compile_seeds(numba: Any, cache: bool) -> Callable[..., int]:
         head = 0  # its first letter's code
         prev = -1  # the previous letter's position
         code = 0  # ... and code
+        clean = True  # nothing but markup since the previous letter
         for i in range(points.shape[0] + 1):
             c = letters[points[i]] if i < points.shape[0] else 0
             if c == 0 and i < points.shape[0]:
+                if points[i] != markup:
+                    clean = False
                 continue
-            if c != 0 and prev >= 0 and (i == prev + 1 or (points[prev + 1] == markup and points[i - 1] == markup)):
+            if c != 0 and prev >= 0 and clean:
                 ok = ok and pair[code, c]
                 length += 1
             else:
@@ -285,7 +288,7 @@ def _compile_seeds(numba: Any, cache: bool) -> Callable[..., int]:
                             out[n] = start
                             n += 1
                 start, length, ok, head = i, 1, True, c
-            prev, code = i, c
+            prev, code, clean = i, c, True
         return n
 
     t = numba.types

@@ -274,7 +274,7 @@ def test_the_pass_never_loads_pypinyin(tmp_path):
 
 # -- properties -----------------------------------------------------------------------
 _PIECES = ["赌", "博", "银", "行", "卡", "阿", "姨", "打", "彩", "杜", "du", "bo", "DU", "yin", "hang", "xing",
-           "ka", "a", "yi", "da", "dǔ", "bó", " ", "-", "(", ")", "x", "iPhone", "，", "3", "&#100;"]
+           "ka", "a", "yi", "da", "dǔ", "bó", " ", "-", "(", ")", "x", "iPhone", "，", "3", "&#100;", "<b>", "</p>"]
 _POSTS = st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), min_size=1, max_size=6)
 
 
@@ -294,6 +294,24 @@ def test_batches_and_verification_agree_on_pinyin(screeners, texts):
     for i, candidates in found.items():
         assert screener.verifier.verify(texts[i], candidates) == bulk[i]
         assert all(h.matched == texts[i][h.start:h.end] for h in bulk[i][0])
+
+
+@pytest.mark.parametrize("before,post,hit", [
+    ("<p>see</p>", "赌<b>bo</b>", "赌<b>bo"),
+    ("<b>OK</b>", "来<b>du</b>bo", "du</b>bo"),
+    ("&#107;", "&#20320;dubo", "dubo"),
+    ("x</i>", "来<i>dubo", "dubo"),
+])
+def test_a_pinyin_hit_does_not_depend_on_the_post_before(screeners, before, post, hit):
+    """Letters joined by markup are one word only when nothing but markup is
+    between them: "see</p>" and the next post's "<b>bo" were read as one
+    word "seebo" across the post boundary, and the second post's pinyin was
+    missed (found by a hostile-input probe; in the worker too, where two
+    posts of one author often share a poll batch)."""
+    for screener in screeners.values():
+        for texts in ([post], [before, post], [before, "一", post]):
+            [result] = [r for i, r in enumerate(screener.screen(texts)) if i == len(texts) - 1]
+            assert [(h.rule.label, h.matched, h.variant) for h in result.hits] == [("赌博", hit, "pinyin")], texts
 
 
 _GATE_PIECES = [*_PIECES, "zhuang", "lol", "OK", "wifi", "b", "ǔ", "&amp;", "<b>", "\x00", "ü", "ａ", "Ｄｕ", "q",
