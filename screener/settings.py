@@ -183,6 +183,9 @@ class Settings:
         for name, least in _MINIMUM.items():
             if getattr(self, name) < least:
                 raise ConfigError(f"{name}: must be at least {least}, not {getattr(self, name)}")
+        for name, most in _MAXIMUM.items():
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name}: must be at most {most:,}, not {getattr(self, name):,}")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics_port: must be 0 (off) to 65535, not {self.metrics_port}")
         if not self.dead_letter:  # "cannot open --dead-letter : No such file" said it less clearly
@@ -220,6 +223,17 @@ _MINIMUM = {
     # saying it was shortened) next to some content.
     "max_record_bytes": 4096,
     "rescan_window_s": 0, "poll_timeout_ms": 0,
+}
+#: Upper bounds, where a larger value fails or runs wild rather than doing
+#: more of the same: a read buffer that large (batch_bytes: MemoryError),
+#: confluent-kafka's most records per consume (poll_max_records: a worker
+#: that raised on every poll, crash-looping), a fork per worker, and waits
+#: a thread cannot sleep (OverflowError: the reloader stopped for good).
+#: Found by a hostile-input probe.
+_MAXIMUM = {
+    "batch_bytes": 1 << 30, "poll_max_records": 1_000_000, "workers": 1024,
+    "reload_interval_s": 86_400, "poll_timeout_ms": 60_000, "broker_timeout_s": 86_400,
+    "shutdown_timeout_s": 86_400, "rescan_window_s": 366 * 86_400,
 }
 _KIND_NAMES = {int: "a whole number", bool: "true or false", str: "a string", MappingABC: "a table"}
 #: An int from text: ASCII digits (int() also takes '٣' and '1_000'), and few
@@ -262,7 +276,9 @@ def from_text(name: str, text: str, kind: type, source: str) -> Any:
     """A setting given as text (environment, command line) as its kind."""
     if kind is int:
         if not _INT_TEXT.fullmatch(text.strip()):
-            raise ConfigError(f"{name}: must be a whole number, not {text!r} (from {source})")
+            too_long = re.fullmatch(r"[+-]?[0-9]+", text.strip()) is not None
+            raise ConfigError(f"{name}: must be a whole number{' of at most 18 digits' if too_long else ''}, "
+                              f"not {text!r} (from {source})")
         return int(text.strip())
     if kind is bool:
         if text.strip().lower() not in _BOOL_TEXT:

@@ -56,6 +56,13 @@ def test_optional_topics_may_be_empty_and_names_may_use_every_legal_character():
     assert len(settings.input_topic) == 249
 
 
+def test_a_whole_number_too_long_to_read_says_so():
+    with pytest.raises(ConfigError, match="batch_bytes: must be a whole number of at most 18 digits, not '1099511627776000000'"):
+        load_settings({}, env={"SCREENER_BATCH_BYTES": "1099511627776000000"})
+    with pytest.raises(ConfigError, match="batch_bytes: must be at most 1,073,741,824, not 1,099,511,627,776"):
+        load_settings({}, env={"SCREENER_BATCH_BYTES": "1099511627776"})
+
+
 @pytest.mark.parametrize("env,message", BAD_ENV)
 def test_invalid_environment(env, message):
     with pytest.raises(ConfigError, match=message):
@@ -74,6 +81,12 @@ BAD_TOML = [
     ("kafka = 5", "kafka: must be a table, not 5"),
     ("kafka_consumer = 'x'", "kafka_consumer: must be a table, not 'x'"),
     ("max_record_bytes = 100", "max_record_bytes: must be at least 4096, not 100"),
+    # bounds above, where a larger value failed or ran wild (found by a hostile-input probe)
+    ("batch_bytes = 9223372036854775807", "batch_bytes: must be at most 1,073,741,824, not 9,223,372,036,854,775,807"),
+    ("poll_max_records = 1000001", "poll_max_records: must be at most 1,000,000, not 1,000,001"),
+    ("workers = 100000", "workers: must be at most 1,024, not 100,000"),
+    ("reload_interval_s = 1000000000000", "reload_interval_s: must be at most 86,400"),
+    ("poll_timeout_ms = 100000000", "poll_timeout_ms: must be at most 60,000"),
 ]
 
 
