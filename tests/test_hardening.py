@@ -105,6 +105,33 @@ def test_a_kafka_dead_letter_is_within_the_record_limit():
         assert key is None or key.startswith(out.key)
 
 
+def test_an_id_too_long_to_carry_is_left_out_of_the_dead_letter(tmp_path, capsys):
+    """Found by a hostile-input probe: ``{"id": <20,000 x>, "text": 5}`` made a
+    20 KB dead letter under ``--max-record-bytes 4096`` (only ``raw`` was
+    cut). The id is left out, with its length; a short one stays."""
+    from screener.batch import DeadLetter
+    from screener.stream.clients import Record
+    from screener.stream.outgoing import dead_letter
+
+    long_id = "x" * 20_000
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": long_id, "text": 5, "account_id": "u1"}, {"id": 2, "text": 5}])
+    dead = tmp_path / "dead.jsonl"
+    assert main(["scan", "--progress", "off", "--max-record-bytes", "4096", "--dead-letter", str(dead), str(source)]) == 0
+    capsys.readouterr()
+    lines = dead.read_bytes().splitlines(keepends=True)
+    assert [len(line) <= 4096 for line in lines] == [True, True]
+    first, second = map(orjson.loads, lines)
+    assert "post_id" not in first and first["omitted"] == {"post_id": 20_002} and first["account_id"] == "u1"
+    assert second["post_id"] == 2 and "omitted" not in second
+    raw = orjson.dumps({"id": long_id, "text": 5})
+    out = dead_letter(Record("posts", 0, 7, 1, None, raw, []), "bad", "dead",
+                      DeadLetter(0, "bad", long_id, "u1"), max_bytes=4096)
+    headers = dict(out.headers)
+    assert len(out.value) + sum(len(k) + len(v) for k, v in out.headers) <= 4096
+    assert "screener.post_id" not in headers and orjson.loads(headers["screener.omitted"]) == {"post_id": 20_002}
+    assert headers["screener.account_id"] == b'"u1"'
+
+
 def test_meta_nested_too_deep_to_write_is_dropped_not_the_post(tmp_path, capsys):
     """The decoder takes nesting orjson cannot write (255 levels): a flagged
     post with such a ``meta`` was dead-lettered as "screening failed" (found

@@ -16,6 +16,7 @@ from .. import audit, jsonio
 from ..batch import BatchResult, DeadLetter
 from ..emit import now_iso
 from ..settings import Settings
+from ..sinks import short_ids
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ cost 4x (three per violating post)
@@ -54,10 +55,14 @@ def dead_letter(record: Any, reason: str, topic: str, letter: DeadLetter | None 
         ("screener.source.timestamp", str(record.timestamp).encode()),
         ("screener.dead_lettered_at", now_iso().encode()),
     ]
-    if letter is not None and letter.post_id is not None:
-        headers.append(("screener.post_id", jsonio.dumps(letter.post_id)))
-    if letter is not None and letter.account_id is not None:
-        headers.append(("screener.account_id", jsonio.dumps(letter.account_id)))
+    if letter is not None:  # ids too long to carry are left out, with their length (as in the file sink)
+        post_id, account_id, omitted = short_ids(letter.post_id, letter.account_id, max_bytes // 4)
+        if post_id is not None:
+            headers.append(("screener.post_id", jsonio.dumps(post_id)))
+        if account_id is not None:
+            headers.append(("screener.account_id", jsonio.dumps(account_id)))
+        if omitted:
+            headers.append(("screener.omitted", jsonio.dumps(omitted)))
     key, value = record.key, record.value if record.value is not None else b""
     budget = max(0, max_bytes - sum(len(k) + len(v) for k, v in headers) - _TRUNCATED_HEADER)
     if len(key or b"") + len(value) > budget:
