@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
 
 import orjson
@@ -193,9 +195,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     summary = Summary()
     try:
         run_scan(settings, engine, args.files, out, summary)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(summary.line(engine.matcher_name, engine.lexicon_version) + " interrupted=true", file=sys.stderr)
-        return 130
+        return _interrupted(exc)
     except ScreenerError:
         # The counts so far, then the error (main prints it): what was
         # written is complete up to the batch that failed.
@@ -271,10 +273,10 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         previous.load_files(args.previous)
         try:
             summary = rescan_files(settings, engine, args.files, previous, _stdout(), args.checkpoint)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             again = " (run it again with the same --checkpoint to resume)" if args.checkpoint else ""
             print(f"screener rescan: interrupted{again}", file=sys.stderr)
-            return 130
+            return _interrupted(exc)
     print(summary.line(engine), file=sys.stderr)
     return 0
 
@@ -351,21 +353,42 @@ def cmd_lexicon_check(args: argparse.Namespace) -> int:
     return 1 if args.strict and warnings else 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, met as Ctrl-C is: ``scan`` ended by ``kill`` or a container
+    stop printed no summary and lost what it had counted (found by a
+    hostile-input probe); it now stops as on Ctrl-C, with exit 143."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(exc: BaseException) -> int:
+    """The exit status of a run stopped by a signal: 128 + its number."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ClosedStderr.install()
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
+    previous = None
+    if args.command != "run" and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)  # the worker has its own: it finishes the batch
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("screener: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(exc)
     except BrokenPipeError:  # e.g. `screener scan | head`: the reader has all it wanted
         _silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - ours or the user's: errors.report says which, in one line
         return report(exc, args.command)
+    finally:
+        if previous is not None:  # main() may be called again in one process (the tests do)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _silence_stdout() -> None:

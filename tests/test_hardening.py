@@ -452,8 +452,10 @@ def test_a_busy_metrics_port_is_a_clear_error(tmp_path):
     _one_line_error(proc, 2, f"screener: metrics_port: cannot serve on 127.0.0.1:{port}")
 
 
-def test_sigint_prints_the_summary_so_far_and_exits_130(tmp_path):
-    """Finding: SIGINT printed a traceback and lost the summary."""
+@pytest.mark.parametrize("sent,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_prints_the_summary_so_far(tmp_path, sent, code):
+    """Findings: SIGINT printed a traceback and lost the summary; SIGTERM (a
+    container stop, ``kill``) ended the run with no summary at all."""
     reader, writer = os.pipe()
     proc = subprocess.Popen([str(EXE), "scan", "--progress", "off"], stdin=reader,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -463,11 +465,11 @@ def test_sigint_prints_the_summary_so_far_and_exits_130(tmp_path):
         assert proc.stderr is not None
         assert proc.stderr.readline().startswith(b"screener: matcher")  # built; now reading
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         _, err = proc.communicate(timeout=60)
     finally:
         os.close(writer)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     text = err.decode()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     assert "screener scan: posts=" in text and "interrupted=true" in text
