@@ -337,6 +337,9 @@ def load_settings(
 #: SCREENER_* variables read outside the settings (debugging and tuning
 #: switches, the supervisor's mark on its children).
 OTHER_VARIABLES = frozenset({"CONFIG", "DEBUG", "COMPACT", "PINYIN", "SEGMENT", "WORKER_CHILD"})
+#: The values the switches among them understand (any other reads as the
+#: default: worth a word, as SCREENER_PINYIN=of would leave the pass on).
+SWITCHES = {"COMPACT": ("numpy", "numba"), "PINYIN": ("on", "off"), "SEGMENT": ("jieba",)}
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
@@ -355,6 +358,9 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     kafka = ENV_PREFIX + "KAFKA_"
     out = []
     for variable in sorted(env):
+        switch = SWITCHES.get(variable[len(ENV_PREFIX):]) if variable.startswith(ENV_PREFIX) else None
+        if switch and env[variable].strip().lower() not in ("", *switch):
+            out.append(f"{variable}={env[variable]!r} is not one of {', '.join(switch)}: the default applies")
         if not variable.startswith(ENV_PREFIX) or variable in known:
             continue
         if variable.startswith((kafka + "CONSUMER", kafka + "PRODUCER")):

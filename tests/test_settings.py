@@ -184,6 +184,9 @@ def test_shipped_data_in_a_source_checkout_is_the_top_level_directories():
     ({"SCREENER_KAFKA_CONSUMER_FETCH_MIN_BYTES": "1"},
      ["SCREENER_KAFKA_CONSUMER_FETCH_MIN_BYTES was ignored: options for only the consumer or the producer are set "
       "in the TOML file ([kafka_consumer], [kafka_producer]); SCREENER_KAFKA_<OPTION> sets both"]),
+    ({"SCREENER_PINYIN": "of", "SCREENER_COMPACT": "Numba", "SCREENER_SEGMENT": "hanlp"},
+     ["SCREENER_PINYIN='of' is not one of on, off: the default applies",
+      "SCREENER_SEGMENT='hanlp' is not one of jieba: the default applies"]),
     # every setting, the client options and the switches read elsewhere: nothing to say
     ({**{f"SCREENER_{name.upper()}": "x" for name in Settings.__dataclass_fields__},
       "SCREENER_KAFKA_SECURITY_PROTOCOL": "SSL", "SCREENER_DEBUG": "1", "SCREENER_COMPACT": "numpy",
