@@ -272,3 +272,18 @@ def test_ties_at_one_position_are_broken_as_the_lexicon_orders_its_terms(make_le
         screening = Engine.build(allow, None, matcher, cache).posts.screen(["软体下载"])[0]
         assert screening.action == "pass"
         assert [d.reason for d in screening.decisions] == [f"inside allow entry '软件下载' ({allow / 'spam.txt'}:2)"]
+
+
+def test_hidden_files_are_not_categories(make_lexicon):
+    """pathlib's glob matches ``.x.txt``: an editor's lock file (a dangling
+    link) or a copy's AppleDouble file (binary) rejected the whole set, and
+    a stray ``.hidden.txt`` became a category (found by a hostile-input probe)."""
+    from screener.lexicon.load import content_version
+
+    root = make_lexicon({"drugs": "冰毒\n"})
+    before = content_version(root)
+    (root / ".#drugs.txt").symlink_to("root@host.1234:1700000000")  # emacs' lock: a link to nowhere
+    (root / "._drugs.txt").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (root / ".hidden.txt").write_text("赌博\n", encoding="utf-8")
+    lexicons = load_lexicons(root)
+    assert sorted(lexicons.categories) == ["drugs"] and content_version(root) == before

@@ -161,7 +161,7 @@ def _load(root: Path, cache: "Cache | None",
     if not root.is_dir():
         raise LexiconError([Problem(str(root), 0, "not a directory")])
     try:
-        files = sorted(root.glob("*.txt"))
+        files = category_files(root)
     except OSError as exc:
         raise LexiconError([Problem(str(root), 0, f"cannot list the directory: {os_reason(exc)}")]) from None
     problems: list[Problem] = []
@@ -442,12 +442,21 @@ def _collapse_notes(rules: list[Rule]) -> list[Problem]:
     return notes
 
 
+def category_files(root: Path) -> list[Path]:
+    """The set's lexicon files: ``*.txt``, but not hidden ones. pathlib's
+    glob matches ``.x.txt``, so an editor's lock file (``.#drugs.txt``, a
+    dangling link) or a copy's AppleDouble file (``._drugs.txt``, binary)
+    was read as a category, and rejected the whole set (found by a
+    hostile-input probe)."""
+    return sorted(path for path in root.glob("*.txt") if not path.name.startswith("."))
+
+
 def content_version(root: Path) -> str:
     """Content hash of the set: file names and bytes, plus the engine revision
     and the look-alike data (a new shape group changes what an opted-in set
     matches without its files changing)."""
     digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}/{data_digest()}\n".encode())
-    for path in sorted([*root.glob("*.txt"), root / MANIFEST]):
+    for path in [*category_files(root), root / MANIFEST]:
         if not _present(path):
             continue
         try:
