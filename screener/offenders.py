@@ -473,6 +473,13 @@ class SqliteStore:
             # exclusive locking mode SQLite keeps the lock its first write
             # takes until the connection closes, on every platform.
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # Another program's database (found by a probe: it was used, and
+            # an offenders table added to it) is not ours to write in.
+            others = sorted(name for (name,) in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                if name != "offenders")
+            if others:
+                raise sqlite3.DatabaseError(f"it holds other tables: {', '.join(others[:5])}")
             self.db.execute("CREATE TABLE IF NOT EXISTS offenders (shard TEXT, account BLOB, state BLOB NOT NULL,"
                             " PRIMARY KEY (shard, account))")
             self.db.commit()

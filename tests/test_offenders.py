@@ -203,6 +203,22 @@ def test_a_state_file_refused_after_it_opened_is_closed_again(tmp_path, capsys):
     assert _scan_with_state(db, tmp_path, capsys)[0] == 0
 
 
+def test_another_programs_database_is_refused_and_left_alone(tmp_path, capsys):
+    """Found by a hostile-input probe: ``--state other_app.db`` was used, and
+    an offenders table added to it."""
+    import sqlite3
+
+    db = tmp_path / "other_app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    code, out, err = _scan_with_state(db, tmp_path, capsys)
+    assert (code, out) == (2, "") and "not a usable screener state file (it holds other tables: users)" in err
+    with sqlite3.connect(db) as conn:
+        assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["users"]
+    conn.close()
+
+
 def test_a_state_file_locked_or_not_a_file_is_refused_before_screening(tmp_path, capsys):
     import sqlite3
 
