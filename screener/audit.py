@@ -182,20 +182,43 @@ def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
                     yield {"kind": "unreadable", "at": None, "reason": f"{path}:{number}: not a JSON object"}
 
 
-def _same(value: Any, wanted: str) -> bool:
+_NOT_JSON = object()
+
+
+def _as_json(wanted: str | None) -> Any:
     try:
-        return value is not None and (value == wanted or str(value) == wanted)
+        return jsonio.loads(wanted) if wanted is not None else _NOT_JSON
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _same(value: Any, wanted: str, exact: Any) -> bool:
+    """An id as typed (``5`` finds the post 5 and the post "5"), or as JSON
+    (``'"5"'`` finds only the string, ``'{"x": 1}'`` an object id, which
+    only Python's spelling of it used to find: found by a hostile-input probe)."""
+    try:
+        if value is None:
+            return False
+        if exact is not _NOT_JSON and type(value) is type(exact) and value == exact:
+            return True
+        return not wanted.startswith('"') and (value == wanted or str(value) == wanted)
     except RecursionError:  # an id nested ~1000 deep: no id we wrote (found by a hostile-input probe)
         return False
 
 
 def select(records: Iterable[dict[str, Any]], post: str | None = None, account: str | None = None) -> list[dict[str, Any]]:
-    """Records about a post (by id) or an account (its posts, profile and status)."""
+    """Records about a post (by id) or an account (its posts, profile and status).
+
+    >>> rows = [{"post_id": 5}, {"post_id": "5"}, {"post_id": {"x": 1}}]
+    >>> [select(rows, post=p) for p in ("5", '"5"', '{"x": 1}')]
+    [[{'post_id': 5}, {'post_id': '5'}], [{'post_id': '5'}], [{'post_id': {'x': 1}}]]
+    """
+    post_json, account_json = _as_json(post), _as_json(account)
     out = []
     for r in records:
-        if post is not None and _same(r.get("post_id"), post):
+        if post is not None and _same(r.get("post_id"), post, post_json):
             out.append(r)
-        elif account is not None and _same(r.get("account_id"), account):
+        elif account is not None and _same(r.get("account_id"), account, account_json):
             out.append(r)
     return out
 
