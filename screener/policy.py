@@ -396,6 +396,12 @@ def _condition(scope: str, token: str, lists: Mapping[str, frozenset[str]]) -> t
         values = lists[value[1:]]
     else:
         values = frozenset(v for v in value.split(",") if v)
+    # A condition that can never hold, written by mistake, was accepted
+    # without a word (found by a hostile-input probe).
+    if not values and not value.startswith("@"):
+        return None, f"condition {token!r}: no value to compare with"
+    if key == "account.blacklisted" and not values <= {"true", "false"}:
+        return None, f"condition {token!r}: account.blacklisted is true or false"
     if key == "action" and not values <= {"flag", "recall"}:
         return None, f"condition {token!r}: action is flag or recall"
     if key == "field" and not values <= {"name", "bio"}:

@@ -181,6 +181,8 @@ BAD_POLICIES = [
     ("offenders: window=1d", 1, "threshold=N is required"),
     ("list a: @no-such-file.txt", 1, "cannot read"),
     ("hit a: action=pass -> flag", 1, "action is flag or recall"),
+    ("hit a: account.blacklisted=maybe -> flag", 1, "account.blacklisted is true or false"),  # found by a probe
+    ("hit a: category=,, -> flag", 1, "condition 'category=,,': no value to compare with"),
 ]
 
 
