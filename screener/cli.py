@@ -198,6 +198,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         print(summary.line(engine.matcher_name, engine.lexicon_version) + " interrupted=true", file=sys.stderr)
         return _interrupted(exc)
+    except BrokenPipeError:
+        # `screener scan | head`: the reader has what it wanted; the rest was
+        # not screened, and the counts say how far it got (they were lost).
+        print(summary.line(engine.matcher_name, engine.lexicon_version) + " output_closed=true", file=sys.stderr)
+        raise
     except ScreenerError:
         # The counts so far, then the error (main prints it): what was
         # written is complete up to the batch that failed.

@@ -475,6 +475,23 @@ def test_a_stop_signal_prints_the_summary_so_far(tmp_path, sent, code):
     assert "screener scan: posts=" in text and "interrupted=true" in text
 
 
+def test_a_reader_that_stops_early_ends_the_scan_quietly_with_the_counts(tmp_path):
+    """``screener scan | head -1``: no traceback, exit 0 (the reader has what
+    it wanted), and the summary says the output closed, so nobody takes the
+    rest for screened (found by a hostile-input probe: no summary at all)."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": i, "text": f"赌博 {i}"} for i in range(20_000)])
+    proc = subprocess.Popen([str(EXE), "scan", "--progress", "off", str(source)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does once it has its line
+    _, err = proc.communicate(timeout=120)
+    assert orjson.loads(first)["action"] == "recall"
+    text = err.decode()
+    assert proc.returncode == 0 and "Traceback" not in text and "Exception ignored" not in text, text
+    assert re.search(r"screener scan: posts=\d+ .* output_closed=true", text), text
+
+
 def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys, tmp_path):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
     import screener.scan
