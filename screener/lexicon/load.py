@@ -456,7 +456,7 @@ def content_version(root: Path) -> str:
     and the look-alike data (a new shape group changes what an opted-in set
     matches without its files changing)."""
     digest = hashlib.sha256(f"screener-lexicon/{ENGINE_REVISION}/{data_digest()}\n".encode())
-    for path in [*category_files(root), root / MANIFEST]:
+    for path in sorted([*category_files(root), root / MANIFEST]):  # the order every version so far was hashed in
         if not _present(path):
             continue
         try:
