@@ -201,7 +201,7 @@ def _same(value: Any, wanted: str, exact: Any) -> bool:
             return False
         if exact is not _NOT_JSON and type(value) is type(exact) and value == exact:
             return True
-        return not wanted.startswith('"') and (value == wanted or str(value) == wanted)
+        return not isinstance(exact, str) and (value == wanted or str(value) == wanted)
     except RecursionError:  # an id nested ~1000 deep: no id we wrote (found by a hostile-input probe)
         return False
 
@@ -209,9 +209,9 @@ def _same(value: Any, wanted: str, exact: Any) -> bool:
 def select(records: Iterable[dict[str, Any]], post: str | None = None, account: str | None = None) -> list[dict[str, Any]]:
     """Records about a post (by id) or an account (its posts, profile and status).
 
-    >>> rows = [{"post_id": 5}, {"post_id": "5"}, {"post_id": {"x": 1}}]
-    >>> [select(rows, post=p) for p in ("5", '"5"', '{"x": 1}')]
-    [[{'post_id': 5}, {'post_id': '5'}], [{'post_id': '5'}], [{'post_id': {'x': 1}}]]
+    >>> rows = [{"post_id": 5}, {"post_id": "5"}, {"post_id": {"x": 1}}, {"post_id": '"5'}]
+    >>> [select(rows, post=p) for p in ("5", '"5"', '{"x": 1}', '"5')]
+    [[{'post_id': 5}, {'post_id': '5'}], [{'post_id': '5'}], [{'post_id': {'x': 1}}], [{'post_id': '"5'}]]
     """
     post_json, account_json = _as_json(post), _as_json(account)
     out = []

@@ -378,9 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
-    previous = None
-    if args.command != "run" and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)  # the worker has its own: it finishes the batch
+    installed = args.command != "run" and threading.current_thread() is threading.main_thread()
+    if installed:  # the worker has its own: it finishes the batch
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)
     except KeyboardInterrupt as exc:
@@ -392,8 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - ours or the user's: errors.report says which, in one line
         return report(exc, args.command)
     finally:
-        if previous is not None:  # main() may be called again in one process (the tests do)
-            signal.signal(signal.SIGTERM, previous)
+        if installed:  # main() may be called again in one process (the tests do)
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _silence_stdout() -> None:

@@ -206,8 +206,12 @@ class PinyinPass:
         # markup after it). Only markup: "see</p>" and the next post's
         # "<b>bo" were one word "seebo", across the post boundary, and the
         # later post's pinyin went unseen (found by a hostile-input probe).
-        text = np.cumsum(points != MARKUP)  # non-markup points up to each position
-        follows[1:] = text[at[1:] - 1] == text[at[:-1]]
+        adjacent = at[1:] == at[:-1] + 1
+        follows[1:] = adjacent
+        maybe = np.flatnonzero(~adjacent & (points[at[:-1] + 1] == MARKUP) & (points[at[1:] - 1] == MARKUP))
+        if len(maybe):  # a pass over the batch only when some letters have markup between them
+            text = np.cumsum(points != MARKUP, dtype=np.int32)  # non-markup points up to each position
+            follows[maybe + 1] = text[at[maybe + 1] - 1] == text[at[maybe]]
         first = np.flatnonzero(~follows)
         last = np.concatenate((first[1:], [len(at)])) - 1
         length = last - first + 1

@@ -354,12 +354,14 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     ['SCREENER_MATCHR is not a setting and was ignored (did you mean SCREENER_MATCHER?)']
     """
     env = os.environ if env is None else env
-    known = {ENV_PREFIX + name.upper() for name in field_kinds()} | {ENV_PREFIX + name for name in OTHER_VARIABLES}
+    # The tables ([kafka], [kafka_consumer], [kafka_producer]) are TOML only: SCREENER_KAFKA is no variable.
+    known = ({ENV_PREFIX + name.upper() for name, kind in field_kinds().items() if kind is not MappingABC}
+             | {ENV_PREFIX + name for name in OTHER_VARIABLES})
     kafka = ENV_PREFIX + "KAFKA_"
     out = []
     for variable in sorted(env):
         switch = SWITCHES.get(variable[len(ENV_PREFIX):]) if variable.startswith(ENV_PREFIX) else None
-        if switch and env[variable].strip().lower() not in ("", *switch):
+        if switch and env[variable].lower() not in ("", *switch):  # as their readers read them: no strip
             out.append(f"{variable}={env[variable]!r} is not one of {', '.join(switch)}: the default applies")
         if not variable.startswith(ENV_PREFIX) or variable in known:
             continue

@@ -492,6 +492,27 @@ def test_a_reader_that_stops_early_ends_the_scan_quietly_with_the_counts(tmp_pat
     assert re.search(r"screener scan: posts=\d+ .* output_closed=true", text), text
 
 
+def test_only_the_events_pipe_ending_is_a_reader_that_stopped():
+    """A dead-letter or audit FIFO whose reader went away lost records: an
+    output error, not the quiet end of ``scan | head`` (found in review)."""
+    from screener.errors import OutputError
+    from screener.scan import _writing
+
+    with pytest.raises(BrokenPipeError):
+        with _writing("events to", "stdout"):
+            raise BrokenPipeError(32, "Broken pipe")
+    with pytest.raises(OutputError, match="cannot write --audit audit.fifo: Broken pipe"):
+        with _writing("--audit", "audit.fifo"):
+            raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_main_leaves_the_sigterm_handler_as_it_found_it(capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["explain", "今天天气不错"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    capsys.readouterr()
+
+
 def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys, tmp_path):
     good = _jsonl(tmp_path / "good.jsonl", [{"id": 1, "text": "赌博"}])
     import screener.scan

@@ -302,12 +302,20 @@ def test_batches_and_verification_agree_on_pinyin(screeners, texts):
     ("&#107;", "&#20320;dubo", "dubo"),
     ("x</i>", "来<i>dubo", "dubo"),
 ])
-def test_a_pinyin_hit_does_not_depend_on_the_post_before(screeners, before, post, hit):
+@pytest.mark.parametrize("gate", ["numpy", "compiled"])
+def test_a_pinyin_hit_does_not_depend_on_the_post_before(screeners, before, post, hit, gate, monkeypatch):
     """Letters joined by markup are one word only when nothing but markup is
     between them: "see</p>" and the next post's "<b>bo" were read as one
     word "seebo" across the post boundary, and the second post's pinyin was
     missed (found by a hostile-input probe; in the worker too, where two
-    posts of one author often share a poll batch)."""
+    posts of one author often share a poll batch). Both gates: the compiled
+    one once numba folds."""
+    from screener import compact
+
+    if gate == "numpy":
+        monkeypatch.setattr(compact, "letter_word_seeds", lambda *args: None)
+    elif compact.load() != "numba":
+        pytest.skip("numba does not import here")
     for screener in screeners.values():
         for texts in ([post], [before, post], [before, "一", post]):
             [result] = [r for i, r in enumerate(screener.screen(texts)) if i == len(texts) - 1]

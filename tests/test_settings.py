@@ -188,7 +188,11 @@ def test_shipped_data_in_a_source_checkout_is_the_top_level_directories():
      ["SCREENER_PINYIN='of' is not one of on, off: the default applies",
       "SCREENER_SEGMENT='hanlp' is not one of jieba: the default applies"]),
     # every setting, the client options and the switches read elsewhere: nothing to say
-    ({**{f"SCREENER_{name.upper()}": "x" for name in Settings.__dataclass_fields__},
+    ({"SCREENER_KAFKA": "x", "SCREENER_PINYIN": "off "},
+     ["SCREENER_KAFKA is not a setting and was ignored (did you mean SCREENER_KAFKA_CLIENT?)",
+      "SCREENER_PINYIN='off ' is not one of on, off: the default applies"]),
+    ({**{f"SCREENER_{name.upper()}": "x" for name in Settings.__dataclass_fields__
+         if name not in ("kafka", "kafka_consumer", "kafka_producer")},
       "SCREENER_KAFKA_SECURITY_PROTOCOL": "SSL", "SCREENER_DEBUG": "1", "SCREENER_COMPACT": "numpy",
       "SCREENER_PINYIN": "off", "SCREENER_SEGMENT": "jieba", "SCREENER_CONFIG": "f.toml", "HOME": "/root"}, []),
 ])

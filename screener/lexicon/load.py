@@ -45,6 +45,8 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
+# 8: letters are one word for the pinyin pass only with nothing but markup
+# between them (a post's pinyin no longer missed after a neighbour's tag);
 # 7: [normalise] aliases, a clause mark in one gap of a term splits it,
 # Greek capitals fold by their own look, variant characters OpenCC leaves
 # alone fold (screener/data/variant_chars.tsv), private-use and unassigned
@@ -52,7 +54,7 @@ MAX_TERM_CHARS = 256
 # Cyrillic/Greek letters drawn like Latin ones (х, ν) fold to Latin; 5:
 # default-ignorable characters (Hangul fillers) are noise; 4: runs of a
 # repeated CJK character fold to one, pinyin patterns (issue 10); 2: HTML rule of issue 9
-ENGINE_REVISION = "7"
+ENGINE_REVISION = "8"
 
 
 @dataclass(frozen=True)
