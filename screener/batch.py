@@ -27,7 +27,6 @@ never leaves an event whose audit record was lost.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol, Sequence
@@ -35,6 +34,7 @@ from typing import Any, Callable, Protocol, Sequence
 from . import audit, jsonio
 from .decode import accepted, decode_batch, valid_id
 from .emit import Emitted, Limits, emit
+from .errors import debugging
 from .judge import NO_TRACKER, Engine, Judgement, Tracker
 from .offenders import event_time_checked
 from .settings import Settings
@@ -160,7 +160,7 @@ def screen_batch(step: Step, batch: Batch, accounts: Accounts = NO_ACCOUNTS,
             raise
         if len(batch.raws) == 1:
             log.error("screening failed on one record (dead-lettered): %s: %s", type(exc).__name__, exc,
-                      exc_info=bool(os.environ.get("SCREENER_DEBUG")))
+                      exc_info=debugging())
             reason = f"screening failed: {type(exc).__name__}: {exc}"
             return _alone_dead(step, batch, dead_letter_of(batch.raws[0], 0, reason))
     half = len(batch.raws) // 2

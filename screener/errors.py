@@ -69,6 +69,12 @@ class BrokerError(ScreenerError):
     """A command that reads or writes Kafka could not (broker unreachable, ...)."""
 
 
+def debugging() -> bool:
+    """``SCREENER_DEBUG`` set to anything but empty, 0, false, no or off
+    (``SCREENER_DEBUG=0`` had turned tracebacks on: found by a hostile-input probe)."""
+    return os.environ.get("SCREENER_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def report(exc: Exception, command: str) -> int:
     """Write ``exc`` to stderr as ``screener COMMAND`` reports errors, and
     return the exit status: :data:`USAGE` for what the user can fix (one
@@ -91,7 +97,7 @@ def report(exc: Exception, command: str) -> int:
         print(f"screener {command}: needs the stream extra ({exc.name} does not import here): "
               "pip install 'screener[stream]'", file=sys.stderr)
         return USAGE
-    if os.environ.get("SCREENER_DEBUG"):
+    if debugging():
         traceback.print_exception(exc)
     print(f"screener: internal error: {type(exc).__name__}: {exc} (SCREENER_DEBUG=1 shows the traceback; "
           "please report it)", file=sys.stderr)

@@ -521,10 +521,17 @@ def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys, tmp
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(screener.scan, "run_scan", broken)
-    monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+    for debug in (None, "0", "off"):  # SCREENER_DEBUG=0 had turned tracebacks on (found by a probe)
+        if debug is None:
+            monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+        else:
+            monkeypatch.setenv("SCREENER_DEBUG", debug)
+        assert main(["scan", str(good)]) == 70
+        err = capsys.readouterr().err
+        assert "screener: internal error: RuntimeError: a bug" in err and "Traceback" not in err
+    monkeypatch.setenv("SCREENER_DEBUG", "1")
     assert main(["scan", str(good)]) == 70
-    err = capsys.readouterr().err
-    assert "screener: internal error: RuntimeError: a bug" in err and "Traceback" not in err
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_run_without_the_stream_extra_says_what_to_install():
