@@ -193,22 +193,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"screener: --state {settings.state} is not used: the policy counts no offenders "
               "(it has no 'offenders:' line) [warning]", file=sys.stderr)
     summary = Summary()
+
+    def said(mark: str = "") -> None:
+        print(summary.line(engine.matcher_name, engine.lexicon_version) + mark, file=sys.stderr)
+
     try:
         run_scan(settings, engine, args.files, out, summary)
     except KeyboardInterrupt as exc:
-        print(summary.line(engine.matcher_name, engine.lexicon_version) + " interrupted=true", file=sys.stderr)
+        said(" interrupted=true")
         return _interrupted(exc)
     except BrokenPipeError:
         # `screener scan | head`: the reader has what it wanted; the rest was
         # not screened, and the counts say how far it got (they were lost).
-        print(summary.line(engine.matcher_name, engine.lexicon_version) + " output_closed=true", file=sys.stderr)
+        said(" output_closed=true")
         raise
     except ScreenerError:
         # The counts so far, then the error (main prints it): what was
         # written is complete up to the batch that failed.
-        print(summary.line(engine.matcher_name, engine.lexicon_version) + " stopped=true", file=sys.stderr)
+        said(" stopped=true")
         raise
-    print(summary.line(engine.matcher_name, engine.lexicon_version), file=sys.stderr)
+    said()
     return 0
 
 

@@ -194,12 +194,11 @@ def _opened(option: str, path: str | None, make: Callable[[], T]) -> T:
 def _writing(option: str, path: str | None) -> Iterator[None]:
     try:
         yield
-    except BrokenPipeError as exc:
-        if option == "events to":  # `scan | head`: the reader has what it wanted (cli.py)
-            raise
-        # A dead-letter or audit FIFO whose reader went away lost records: an error, not the end of a pipe.
-        raise OutputError(f"cannot write {option} {path or '-'}: {exc.strerror or exc}") from None
     except (OSError, ValueError) as exc:  # ValueError: a closed stream
+        # `scan | head`: the reader has what it wanted (cli.py). A dead-letter or audit FIFO whose
+        # reader went away lost records: an error, not the end of a pipe.
+        if isinstance(exc, BrokenPipeError) and option == "events to":
+            raise
         raise OutputError(f"cannot write {option} {path or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
 
 

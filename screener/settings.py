@@ -360,10 +360,12 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     kafka = ENV_PREFIX + "KAFKA_"
     out = []
     for variable in sorted(env):
-        switch = SWITCHES.get(variable[len(ENV_PREFIX):]) if variable.startswith(ENV_PREFIX) else None
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        switch = SWITCHES.get(variable[len(ENV_PREFIX):])
         if switch and env[variable].lower() not in ("", *switch):  # as their readers read them: no strip
             out.append(f"{variable}={env[variable]!r} is not one of {', '.join(switch)}: the default applies")
-        if not variable.startswith(ENV_PREFIX) or variable in known:
+        if variable in known:
             continue
         if variable.startswith((kafka + "CONSUMER", kafka + "PRODUCER")):
             out.append(f"{variable} was ignored: options for only the consumer or the producer are set in "
