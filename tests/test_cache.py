@@ -549,7 +549,9 @@ def test_a_lexicon_over_the_split_threshold_is_cached_and_screens_alike(lexdir, 
     monkeypatch.setattr(hyperscan_backend, "SHARD_PATTERNS", 4)  # several databases, not just two
     directory = str(tmp_path / "cache")
     fresh = Engine.build(lexdir, None, "hyperscan", directory)
+    before = stats()
     cached = Engine.build(lexdir, None, "hyperscan", directory)
+    assert delta(before) == {"hit:lexicon": 1}  # loaded, not rebuilt (a review: the test did not look)
     assert len(fresh.posts.matcher._dbs) >= 3
     assert len(cached.posts.matcher._dbs) == len(fresh.posts.matcher._dbs)
     assert outcome(cached) == outcome(fresh) == outcome(Engine.build(lexdir, None, "aho"))

@@ -67,11 +67,17 @@ def engine_for(make_lexicon, tmp_path):
 
 
 class Blacklisted(Tracker):
+    """Blacklists ``ids``, and records every violation the judge reports."""
+
     def __init__(self, ids: set[str]) -> None:
         self.ids = ids
+        self.violations: list[tuple[str, str]] = []
 
     def blacklisted(self, index, account_id, post_id=None):
         return account_id in self.ids
+
+    def violation(self, index, account_id, post_id, action):
+        self.violations.append((account_id, action))
 
 
 # (text, account object, blacklisted?, verdict, policy rules that decided)
@@ -92,6 +98,8 @@ POST_CASES = [
     # blacklisted accounts meet the stricter policy
     ("你是坏蛋", {"id": "b1"}, True, "recall", ["escalate-blacklisted"]),
     ("今天天气不错", {"id": "b1"}, True, "pass", []),
+    # only the offender state blacklists: a post saying so of its own account is not believed
+    ("你是坏蛋", {"id": "u1", "blacklisted": True}, False, "flag", []),
     # the strictest counted hit decides; a policy pass removes only its hit
     ("转发示例时政词，卖大麻", {"id": "n1", "news_license": True}, False, "recall", ["news-licensed"]),
 ]
@@ -104,6 +112,9 @@ def test_post_policy(engine_for, backend, text, account, blacklisted, verdict, r
     judged = engine.judge([{"id": 1, "text": text, "account": account}], [text], tracker)
     assert (judged[0].action if judged else "pass") == verdict
     assert (judged[0].policy_rules if judged else []) == rules
+    # What the offender state counts: every post the policy did not pass (a
+    # post rule's verdict too), and nothing else (a review: no test looked).
+    assert tracker.violations == ([] if verdict == "pass" else [(account["id"], verdict)])
 
 
 def test_account_id_field_is_the_account_when_no_account_object(engine_for, backend):
