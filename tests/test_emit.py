@@ -1,4 +1,4 @@
-"""Ids and timestamps of events and audit records: the fast forms write what the uuid module and datetime write."""
+"""Events: ids and timestamps (the fast forms write what the uuid module and datetime write), and the fields and keys of each kind."""
 
 from __future__ import annotations
 
@@ -47,3 +47,29 @@ def test_now_iso_is_utc_to_the_millisecond_and_moves_on():
     assert before <= stamp <= datetime.now(timezone.utc)
     time.sleep(0.003)
     assert now_iso() > first  # the cached text is for one millisecond only
+
+
+def test_emit_fills_the_fields_and_keys_of_every_kind_of_event(make_lexicon, backend):
+    """What a consumer keys and routes on, per kind: a post's event carries
+    its account, is keyed by the post id; a profile's by the profile id; an
+    account's status change by the account id, with its own action (a review
+    found no test that looked at any of these)."""
+    from screener.emit import emit
+    from screener.judge import Engine
+
+    engine = Engine.build(make_lexicon({"drugs": "冰毒\n"}), None, backend)
+    objects = [{"id": 7, "text": "卖冰毒", "account_id": "u1"},
+               {"id": "u2", "kind": "profile", "name": "冰毒小店", "text": ""}]
+    judged = engine.judge(objects, ["卖冰毒", ""])
+    changes = [{"kind": "account_blacklist", "account_id": "u3", "post_ids": [1, 2]},
+               {"kind": "account_cleared", "account_id": 4, "post_ids": [1, 2]}]
+    out, unfit = emit(engine, objects, judged, changes)
+    assert unfit == []
+    assert [(e.kind, e.action, e.key) for e in out] == [
+        ("post", "flag", b"7"), ("profile_flag", "flag", b'"u2"'),
+        ("account_blacklist", "blacklist", b'"u3"'), ("account_cleared", "cleared", b"4")]
+    post, profile = (jsonio.loads(e.value) for e in out[:2])
+    assert (post["post_id"], post["account_id"], post["categories"]) == (7, "u1", ["drugs"])
+    assert (profile["profile_id"], profile["account_id"], "post_id" in profile) == ("u2", "u2", False)
+    for e in out[2:]:
+        assert jsonio.loads(e.value)["lexicon_version"] == engine.lexicon_version
