@@ -9,6 +9,7 @@ Every case runs through screener in the equivalent configuration:
   IllegalWordsSearch, flashtext), ``substring`` otherwise; CJK terms in
   ``substring`` mode, because no peer segments Chinese (our jieba check is an
   addition, tested in test_screening.py);
+* every matcher backend answers alike (each case runs on each);
 * all overlapping hits are reported; for a peer's "first hit" API the first
   of ours is compared. screener does not mask text, so ``expected_masked`` is
   not compared; the hits behind a mask are.
@@ -88,7 +89,7 @@ def _line(term: str, english: bool) -> str:
     return f"{term} ; mode={'word' if english and latin else 'substring'}"
 
 
-def run_case(case: dict, tmp_path: Path) -> dict:
+def run_case(case: dict, tmp_path: Path, backend: str = "auto") -> dict:
     root = tmp_path / "lex"
     root.mkdir(exist_ok=True)
     english = _english_boundaries(case)
@@ -97,7 +98,7 @@ def run_case(case: dict, tmp_path: Path) -> dict:
     manifest = "[normalise]\nnoise_categories = []\n" if _noise_off(case) else ""
     (root / "categories.toml").write_text(manifest + "[categories.peer]\naction = 'flag'\n", encoding="utf-8")
     lexicons = load_lexicons(root)
-    hits = list(Screener(lexicons).screen([case["text"]])[0].hits)
+    hits = list(Screener(lexicons, backend).screen([case["text"]])[0].hits)
     if str(case.get("config", {}).get("method", "")).startswith("Validate"):
         hits = hits[:1]
     # A term is reported as the lexicon spells it (runs kept: 二二, not 二).
@@ -122,9 +123,9 @@ def _agrees(case: dict, got: dict) -> bool:
 
 @pytest.mark.skipif(not CASES, reason="../shared/conformance not present")
 @pytest.mark.parametrize("line", range(1, len(CASES) + 1))
-def test_peer_case(line, tmp_path):
+def test_peer_case(line, tmp_path, backend):
     case = CASES[line - 1]
-    got = run_case(case, tmp_path)
+    got = run_case(case, tmp_path, backend)
     if line in DIVERGENCES:
         assert not _agrees(case, got), f"case {line} now agrees with the peer; remove it from DIVERGENCES"
     else:
