@@ -264,6 +264,8 @@ def test_lexicon_terms_in_global_jieba_do_not_defeat_the_check(backend, make_lex
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+#: Screeners of the property tests, built once per test and backend.
+_PROPERTY_SCREENERS: dict[str, dict[str, Screener]] = {}
 _NOISE = st.sampled_from(["", "", "*", " ", "\u200b", "😀", "<b>", "&nbsp;", "，", "\ufe0f"])
 _FILLER = st.text(alphabet="今天天气不错我们去公园散步吧ａＢ1 ，。", max_size=12)
 _TERMS = ["赌博", "冰毒", "fuck", "加微信"]
@@ -276,9 +278,11 @@ def test_hits_map_back_to_the_original(data, make_lexicon):
     clause mark sits in one gap of a CJK term and nothing in another: two
     clauses), and every hit's ``text[start:end]`` re-normalises to its term."""
     lexicon = {"x": "\n".join(f"{t} ; mode=substring" for t in _TERMS) + "\n"}
-    if not hasattr(test_hits_map_back_to_the_original, "screener"):
-        test_hits_map_back_to_the_original.screener = screener_for(lexicon, "auto", make_lexicon)
-    screener = test_hits_map_back_to_the_original.screener
+    backend = data.draw(st.sampled_from(BACKENDS))  # every backend, within the same examples
+    screeners = _PROPERTY_SCREENERS.setdefault("map_back", {})
+    if backend not in screeners:
+        screeners[backend] = screener_for(lexicon, backend, make_lexicon)
+    screener = screeners[backend]
     term = data.draw(st.sampled_from(_TERMS))
     noise = [data.draw(_NOISE) for _ in term[:-1]]
     planted = "".join(c + n for c, n in zip(term, noise)) + term[-1]
