@@ -60,3 +60,15 @@ def test_the_summary_fields_in_the_readme_are_the_code_s():
     documented = re.search(r"\(`screener scan: (.*?)`", README, re.S)
     assert documented is not None
     assert [f.rstrip("=") for f in documented.group(1).split()] == fields
+
+
+def test_the_category_file_example_in_the_lexicon_readme_loads(make_lexicon):
+    """An operator pastes it: it must be a valid file (its inline notes were
+    five errors, and it gave one term twice: found by a walk-through)."""
+    from screener.lexicon import load_lexicons
+
+    text = (ROOT / "lexicons" / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Lines of a category file", 1)[1].split("```", 2)[1]
+    lexicons = load_lexicons(make_lexicon({"example": block.lstrip("\n")}))
+    labels = {rule.label for rule in lexicons.rules}
+    assert {"赌博", "加微信", "代开发票", "代开+发票", "赌球", "参加微信"} <= labels, labels

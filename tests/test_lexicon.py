@@ -35,6 +35,12 @@ ERRORS = [
     ("bad manifest toml on line 3", {"a": "赌博\n"}, "[categories.a]\naction = 'flag'\nseverity = \n",
      [("categories.toml", 3, "not valid TOML")]),
     ("unknown normalise setting", {"a": "赌博\n"}, "[normalise]\nfold_everything = true\n", [("categories.toml", 2, "unknown setting 'fold_everything'")]),
+    # '#' and spaces are noise: the term was 赌博gambling, matched nowhere, without an error
+    ("trailing comment on a term", {"a": "赌博  # gambling\n"}, None, [("a.txt", 1, "a comment must have a line of its own")]),
+    ("trailing comment on an allow entry", {"a": "赌博\nallow: 参加微信\t# course\n"}, None,
+     [("a.txt", 2, "a comment must have a line of its own")]),
+    ("trailing comment after options", {"a": "赌博 ; action=recall # why\n"}, None,
+     [("a.txt", 1, "a comment must have a line of its own")]),
     ("several problems at once", {"a": "***\n赌博 ; x=1\n"}, None, [("a.txt", 1, "empty"), ("a.txt", 2, "unknown option")]),
 ]
 
