@@ -127,3 +127,38 @@ def test_the_deployments_sasl_options_are_librdkafka_options():
     settings = load_settings({}, env={**env, "SCREENER_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     config = clients._confluent_config(settings, clients.CONFLUENT_PRODUCER, settings.kafka_producer)
     confluent_kafka.Producer(config).flush(0)  # raises on an option librdkafka does not know
+
+
+def test_librdkafka_lines_that_differ_only_in_numbers_are_logged_once_a_minute(caplog):
+    now = [0.0]
+    logger = __import__("logging").getLogger("screener.test-librdkafka")
+    limited = clients.RepeatLimitedLog(logger, every_s=60.0, clock=lambda: now[0])
+    fail = "%s [%s] %s"
+    with caplog.at_level("DEBUG", logger="screener.test-librdkafka"):
+        for k in range(50):
+            now[0] = k * 0.5
+            limited.log(40, fail, "FAIL", f"rdkafka#consumer-{k % 3}", f"Connect to 127.0.0.1:{k} failed (after {k}ms)")
+        limited.log(40, fail, "FAIL", "rdkafka#consumer-1", "SASL authentication error: Authentication failed")
+        now[0] = 61.0
+        limited.log(40, fail, "FAIL", "rdkafka#consumer-1", "Connect to 127.0.0.1:9 failed (after 0ms)")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "librdkafka: FAIL [rdkafka#consumer-0] Connect to 127.0.0.1:0 failed (after 0ms)",
+        "librdkafka: FAIL [rdkafka#consumer-1] SASL authentication error: Authentication failed",
+        "librdkafka: FAIL [rdkafka#consumer-1] Connect to 127.0.0.1:9 failed (after 0ms) (49 more like it in the last 61 s)",
+    ]
+    assert [r.levelno for r in caplog.records] == [40, 40, 40]
+
+
+def test_no_broker_logs_a_line_or_two_through_logging_not_dozens_to_stderr(caplog, capfd):
+    """A walk-through of the docs: ``screener audit`` with no broker printed
+    40 raw librdkafka lines before its one-line error; a worker, 300 in 12 s."""
+    if "confluent" not in HAVE:
+        pytest.skip("confluent-kafka does not import here")
+    settings = Settings(bootstrap_servers="127.0.0.1:1", kafka_client="confluent")
+    with caplog.at_level("INFO", logger="screener.librdkafka"):
+        with pytest.raises(clients.BrokerFailure):
+            clients.consumer(settings)
+    lines = [r.getMessage() for r in caplog.records if r.name == "screener.librdkafka"]
+    assert 1 <= len(lines) <= 2 and "Connection refused" in lines[0], lines
+    assert "rdkafka" not in capfd.readouterr().err  # nothing written around logging

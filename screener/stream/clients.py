@@ -26,6 +26,7 @@ Nothing outside this module imports a Kafka library.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -306,7 +307,53 @@ def _dotted(options: dict[str, Any]) -> dict[str, Any]:
 
 def _confluent_config(settings: Settings, defaults: dict[str, Any], own: Any) -> dict[str, Any]:
     return {"bootstrap.servers": settings.bootstrap_servers, **defaults, **_dotted(dict(settings.kafka)),
-            **_dotted(dict(own))}
+            **_dotted(dict(own)), "logger": LIBRDKAFKA_LOG}
+
+
+class RepeatLimitedLog:
+    """librdkafka's log lines, through Python logging, each kind at most once
+    per ``every_s`` seconds, with how many like it were held back.
+
+    librdkafka writes to stderr on its own: with the broker down, a worker
+    logged ~25 "Connect ... failed: Connection refused" lines a second (300 in
+    12 s), and ``screener audit`` printed 40 before its one-line error (found
+    by a walk-through of the docs). Its other lines (a failed SASL handshake,
+    a certificate refused) must still be seen, so nothing is dropped by kind:
+    a line is held back only if one that differs from it only in its numbers
+    was logged less than ``every_s`` ago. confluent-kafka calls :meth:`log`
+    as it would a ``logging.Logger`` (from poll, consume and flush).
+    """
+
+    _NUMBERS = re.compile(r"[0-9]+")
+    _MOST_KINDS = 1000  # a kind is its text without numbers: few in practice; bounded anyway
+
+    def __init__(self, logger: logging.Logger, every_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger, self._every, self._clock = logger, every_s, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        kind = self._NUMBERS.sub("#", text)
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._every:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return
+            if len(self._last) >= self._MOST_KINDS:
+                self._last.clear()
+                self._held.clear()
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        if held:
+            text += f" ({held} more like it in the last {now - last:.0f} s)"  # type: ignore[operator]
+        self._logger.log(level, "librdkafka: %s", text)
+
+
+LIBRDKAFKA_LOG = RepeatLimitedLog(logging.getLogger("screener.librdkafka"))
 
 
 def _ck() -> Any:
@@ -353,6 +400,9 @@ class _ConfluentConsumer:
         try:
             self._metadata()
         except BrokerFailure:
+            # librdkafka's log lines reach LIBRDKAFKA_LOG only from poll: the
+            # reason behind "cannot reach" (a refused SASL handshake) is among them.
+            self._c.poll(0)
             self._c.close()
             raise
         self._timeout = 5.0

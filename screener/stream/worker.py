@@ -171,7 +171,7 @@ class Worker:
                 log.warning("producer close: %s", exc)
         metrics.UP.set(0)
         done = clean and self.commits.settled and not self.abandoned
-        log.info("stopped %s", "cleanly, offsets committed" if done else "with work to redo after restart")
+        log.info("stopped %s", "cleanly, every record processed is committed" if done else "with work to redo after restart")
         return 0 if done else 1
 
     # -- one batch -----------------------------------------------------------------------
