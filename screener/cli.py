@@ -209,8 +209,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise
     except ScreenerError:
         # The counts so far, then the error (main prints it): what was
-        # written is complete up to the batch that failed.
-        said(" stopped=true")
+        # written is complete up to the batch that failed. A run refused
+        # before it read anything (an output that is an input, a locked
+        # --state, a missing first file) has no counts: only the error.
+        if summary.started:
+            said(" stopped=true")
         raise
     said()
     return 0

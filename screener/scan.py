@@ -38,6 +38,8 @@ class Summary(Counts):
 
     input_bytes: int = 0
     seconds: float = 0.0
+    #: Whether any input was read: a run refused before that has no summary to give.
+    started: bool = False
 
     def line(self, matcher: str, version: str, command: str = "scan") -> str:
         rate = self.input_bytes / 1e6 / self.seconds if self.seconds else 0.0
@@ -295,6 +297,7 @@ def run_scan(settings: Settings, engine: Engine, paths: Sequence[str], out: Bina
         outputs = Outputs(settings, out)
         try:
             for chunk in chunks:
+                summary.started = True
                 batch = Batch(chunk.lines, origin_of(chunk))
                 result = screen_batch(step, batch, state)
                 outputs.write(result, chunk.source, chunk.first_line, chunk.lines)

@@ -348,7 +348,12 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, args, text):
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"\x00\xffnot a state, checkpoint or policy\n" * 10)
     names = {"tmp": str(tmp_path), "good": str(good), "garbage": str(garbage)}
-    _one_line_error(_cli(*[a.format(**names) for a in args]), 2, text.format(**names))
+    proc = _cli(*[a.format(**names) for a in args])
+    _one_line_error(proc, 2, text.format(**names))
+    # A refusal had printed "screener scan: posts=0 ... stopped=true" first: a
+    # run that never started (found by a walk-through of the docs). A run cut
+    # short after reading still prints it (the /dev/full test above).
+    assert "screener scan: posts=" not in proc.stderr.decode()
 
 
 def test_scan_reads_a_pipe_named_on_the_command_line(tmp_path):
