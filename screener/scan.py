@@ -92,7 +92,7 @@ class ScanState:
                 self.offenders.restore(SHARD, self.store.load(SHARD))
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
                 self.close()  # the file stays locked while its connection is open
-                raise ConfigError(f"--state {path}: {_state_problem(exc)}") from None
+                raise ConfigError(f"--state {path}: {_state_problem(exc, path)}") from None
 
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if self.offenders is None:
@@ -134,9 +134,12 @@ class ScanState:
             self.store.close()
 
 
-def _state_problem(exc: Exception) -> str:
+def _state_problem(exc: Exception, path: str) -> str:
     """Why a state file cannot serve this run, as the operator can act on it."""
     text = str(exc)
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):  # SQLite says "read-only" (found by a walk-through of the docs)
+        return f"no directory {parent}"
     if "database is locked" in text:
         return "locked by another process (another scan using it, or another program); each run needs its own state file"
     if "readonly database" in text:

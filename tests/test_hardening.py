@@ -328,6 +328,9 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["scan", "--dead-letter", "{tmp}/no/dir/dead", "{good}"], "screener: cannot open --dead-letter {tmp}/no/dir/dead"),
     (["scan", "--audit", "{tmp}/no/dir/audit", "{good}"], "screener: cannot open --audit {tmp}/no/dir/audit"),
     (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
+    # the cause an operator can act on (found by a walk-through of the docs: "read-only", "not a directory")
+    (["scan", "--state", "{tmp}/no/dir/x.db", "{good}"], "screener: --state {tmp}/no/dir/x.db: no directory {tmp}/no/dir"),
+    (["scan", "--lexicons", "{tmp}/nolex", "{good}"], "{tmp}/nolex:0: no such directory"),
     (["rescan", "--previous", "{tmp}/missing", "{good}"], "screener: cannot read --previous {tmp}/missing"),
     (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),
     # rescan ranges Kafka cannot serve (found by a hostile-input probe: one an internal error, one read as 0)

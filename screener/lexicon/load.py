@@ -161,7 +161,7 @@ def collector_paused() -> Iterator[None]:
 def _load(root: Path, cache: "Cache | None",
           on_patterns: OnPatterns | None = None, on_literals: OnPatterns | None = None) -> LexiconSet:
     if not root.is_dir():
-        raise LexiconError([Problem(str(root), 0, "not a directory")])
+        raise LexiconError([Problem(str(root), 0, "not a directory" if root.exists() else "no such directory")])
     try:
         files = category_files(root)
     except OSError as exc:
