@@ -243,7 +243,8 @@ def _render(r: dict[str, Any]) -> list[str]:
     versions = f"lexicon {r.get('lexicon_version')} policy {r.get('policy_version')}"
     head = f"{r.get('at')}  {r['kind']}"
     if r["kind"] == "decision":
-        what = f"{r['subject']} {r['post_id']!r} of account {r.get('account_id')!r}: {r['action'].upper()}"
+        account = f" of account {_shown(r['account_id'])}" if r.get("account_id") is not None else " (no account)"
+        what = f"{r['subject']} {_shown(r['post_id'])}{account}: {r['action'].upper()}"
         lines.append(f"{head}  {what}  ({versions}; worker {r.get('worker')})")
         if r.get("rescan"):
             lines.append(f"    rescan: was {r['rescan'].get('previous_action')}")
@@ -258,9 +259,16 @@ def _render(r: dict[str, Any]) -> list[str]:
             lines.append(f"    note: {note}")
         lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
     elif r["kind"] in ("account_blacklist", "account_cleared"):
-        lines.append(f"{head}  account {r['account_id']!r}: {r['violations']} violations in "
+        lines.append(f"{head}  account {_shown(r['account_id'])}: {r['violations']} violations in "
                      f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
     else:
         detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
         lines.append(f"{head}  {jsonio.dumps(detail).decode()}  ({versions})")
     return lines
+
+
+def _shown(value: Any) -> str:
+    """An id as JSON, the way ``--post`` and ``--account`` take it: 5, "5" and
+    {"shard": 1}, where Python's repr showed '5' and {'shard': 1} (found by
+    a walk-through of the docs, as was "of account None")."""
+    return jsonio.dumps(value).decode()

@@ -188,7 +188,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     print(f"screener: matcher {engine.matcher_name} ({settings.matcher}), lexicon {settings.lexicons} "
           f"version {engine.lexicon_version}, {engine.posts.lexicons.term_count} terms, "
-          f"policy {settings.policy_path} version {engine.policy_version}", file=sys.stderr)
+          f"policy {settings.policy_path or 'none'} version {engine.policy_version}", file=sys.stderr)
     if settings.state and not engine.policy.offenders.enabled:  # it was ignored without a word (found by a probe)
         print(f"screener: --state {settings.state} is not used: the policy counts no offenders "
               "(it has no 'offenders:' line) [warning]", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import jsonio
 from .judge import Engine, JudgedHit, Tracker
 from .policy import describe
 
@@ -88,7 +89,9 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"lexicon    {report['lexicon_dir']} (version {report['lexicon_version']}, matcher {report['matcher']})",
         f"policy     {report['policy_file'] or 'none'} (version {report['policy_version']})",
-        f"account    {report['account']}" if report["account"].keys() - {"id"} else "account    (no attributes)",
+        # as JSON, the way --account takes it (Python's repr showed True, 'explain')
+        f"account    {jsonio.dumps(report['account']).decode()}" if report["account"].keys() - {"id"}
+        else "account    (no attributes)",
         f"{'profile' if report['kind'] == 'profile' else 'text':<10} {report['text']}",
         f"normalised {report['normalised']}",
         f"candidates {len(report['candidates']) or 'none'}",

@@ -196,7 +196,7 @@ class Checkpoint:
                     raise ConfigError(f"checkpoint {path}: an input changed since it was written (size or "
                                       "modification time); remove it to start afresh")
                 raise ConfigError(
-                    f"checkpoint {path} belongs to another rescan ({was}); "
+                    f"checkpoint {path} belongs to another rescan ({jsonio.dumps(was).decode()}); "
                     "remove it to start afresh")
             self.state = saved.get("state", {})
             problem = _state_problem(self.state)

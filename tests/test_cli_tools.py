@@ -63,3 +63,17 @@ def test_readme_explain_example_is_current(capsys):
     assert main(["explain", "这是个大麻烦，有事加 微 信"]) == 0
     out = capsys.readouterr().out.replace(str(LEXICONS), "/…/lexicons").replace(str(LEXICONS.parent / "policy"), "/…/policy")
     assert out.replace("/…/lexicons/", "…/") == block.replace("/…/lexicons/", "…/")
+
+
+def test_audit_shows_ids_as_the_json_it_takes_them_as():
+    """5 and "5" are different posts, and --post takes ids as JSON: Python's
+    repr showed '5', {'shard': 1} and "of account None" (found by a walk-through)."""
+    from screener.audit import render
+
+    def decision(post_id, account_id):
+        return {"kind": "decision", "at": "t", "subject": "post", "post_id": post_id, "account_id": account_id,
+                "action": "flag", "source": {"file": "-", "line": 1}}
+
+    lines = render([decision(5, "5"), decision("5", {"shard": 1}), decision("x", None)]).splitlines()
+    heads = [line.split("  ")[2] for line in lines if "decision" in line]
+    assert heads == ['post 5 of account "5": FLAG', 'post "5" of account {"shard":1}: FLAG', 'post "x" (no account): FLAG']

@@ -582,7 +582,7 @@ def test_audit_answers_what_when_which_versions_why(make_lexicon, tmp_path, caps
 
     assert main(["audit", "--audit", str(audit_log), "--post", "2"]) == 0
     out = capsys.readouterr().out
-    assert "post 2 of account 'a': PASS" in out and "suppressed '坏蛋' = '坏蛋' (abuse): inside allow entry '坏蛋糕'" in out
+    assert 'post 2 of account "a": PASS' in out and "suppressed '坏蛋' = '坏蛋' (abuse): inside allow entry '坏蛋糕'" in out
     assert main(["audit", "--audit", str(audit_log), "--post", "1"]) == 0
     out = capsys.readouterr().out
     assert "FLAG" in out and "rule abuse/" in out and '"line":1' in out

@@ -52,7 +52,7 @@ def run_worker(settings: Settings, worker_id: str = "", on_built: Callable[[], N
     engine.posts.pinyin.warm()  # and the pinyin pass's tables (~0.1 s at 50k terms)
     log.info("worker %s: %s, matcher %s, lexicon %s version %s (%d terms), policy %s version %s, input %s, group %s",
              worker_id or settings.worker_id, client_of(settings), engine.matcher_name, settings.lexicons, engine.lexicon_version,
-             engine.posts.lexicons.term_count, settings.policy_path, engine.policy_version,
+             engine.posts.lexicons.term_count, settings.policy_path or "none", engine.policy_version,
              settings.input_topic, settings.group_id)
     for warning in engine.policy.warnings:
         log.warning("policy: %s", warning)

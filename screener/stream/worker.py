@@ -367,8 +367,8 @@ class Worker:
         gc.freeze()  # the new lexicon is as long-lived as the first (see run.py)
         metrics.RELOADS.inc()
         metrics.set_lexicon(fresh.lexicon_version, fresh.posts.lexicons.term_count, previous["lexicon_version"])
-        log.info("lexicon version %s, policy version %s now serving (was %s)", fresh.lexicon_version,
-                 fresh.policy_version, previous)
+        log.info("lexicon version %s, policy version %s now serving (was lexicon %s, policy %s)", fresh.lexicon_version,
+                 fresh.policy_version, previous["lexicon_version"], previous["policy_version"])
         self.pending_audit.append(audit.reload(self.settings.worker_id, fresh, previous, "loaded"))
         if self.settings.rescan_window_s:
             self._start_rescan(fresh)

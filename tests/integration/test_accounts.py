@@ -140,7 +140,7 @@ def test_audit_topic_and_the_audit_command(topics, workers, tmp_path, kafka_clie
     out = subprocess.run([*SCREENER, "audit", "--bootstrap-servers", topics.bootstrap, "--audit-topic", topics.audit,
                           "--post", "1", "--kafka-client", kafka_client], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "post 1 of account 'x': FLAG" in out.stdout and "(abuse, rule abuse/" in out.stdout
+    assert 'post 1 of account "x": FLAG' in out.stdout and "(abuse, rule abuse/" in out.stdout
     out = subprocess.run([*SCREENER, "audit", "--bootstrap-servers", topics.bootstrap, "--audit-topic", topics.audit,
                           "--account", "x", "--json", "--kafka-client", kafka_client], capture_output=True, text=True, timeout=60)
     assert sorted(orjson.loads(line)["subject"] for line in out.stdout.splitlines()) == ["post", "profile"]
