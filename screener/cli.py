@@ -47,6 +47,15 @@ def _limits(parser: argparse.ArgumentParser) -> None:
                         help="largest event, audit record or dead letter; larger ones are shortened (default 900000)")
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose, for its usage in an error."""
+    for action in parser._actions:  # argparse keeps no public map from a command to its parser
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            return _command_parser(chosen, args) if chosen is not None else parser
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="screener", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -382,7 +391,10 @@ def _interrupted(exc: BaseException) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ClosedStderr.install()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's usage, not the top level's (scan --dead-leter printed `screener {scan,...}`)
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = {"scan": cmd_scan, "explain": cmd_explain, "run": cmd_run, "lexicon": cmd_lexicon_check,
                "audit": cmd_audit, "rescan": cmd_rescan}[args.command]
     installed = args.command != "run" and threading.current_thread() is threading.main_thread()

@@ -787,3 +787,16 @@ def _wait_for(log: Path, seen: Callable[[str], bool], what: str, timeout_s: floa
         if time.monotonic() > deadline:
             pytest.fail(f"not seen in {timeout_s:.0f} s: {what}\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("argv,usage", [
+    (["scan", "--dead-leter", "x"], "usage: screener scan "),
+    (["lexicon", "check", "--strictt", "lexicons"], "usage: screener lexicon check "),
+])
+def test_a_mistyped_option_shows_the_command_s_usage(capsys, argv, usage):
+    """Found by a walk-through of the docs: the top-level usage came instead."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(usage), err
+    assert f"unrecognized arguments: {argv[-2]}" in err
