@@ -292,6 +292,9 @@ def cmd_rescan(args: argparse.Namespace) -> int:
             raise ConfigError("--from-offset, --from-timestamp and --previous-topic need --topic")
         previous = Previous()
         previous.load_files(args.previous)
+        if not args.previous:  # the flag is easily forgotten, and then every earlier recall goes out again
+            print("screener rescan: no --previous: every post counts as published under pass, so each one "
+                  "flagged or recalled now gets an event [warning]", file=sys.stderr)
         try:
             summary = rescan_files(settings, engine, args.files, previous, _stdout(), args.checkpoint)
         except KeyboardInterrupt as exc:

@@ -62,3 +62,11 @@ def make_lexicon(tmp_path: Path) -> LexiconMaker:
 
 def screener_for(files: dict[str, str], backend: str, make: LexiconMaker, manifest: str | None = None) -> Screener:
     return Screener(load_lexicons(make(files, manifest)), backend)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Said at the top, not only in -rs: a checkout without ../shared beside
+    it skips the peer conformance cases and the corpus and seed tests."""
+    if SHARED.is_dir():
+        return None
+    return f"{SHARED} not found: the peer conformance, corpus and seed tests skip"

@@ -255,7 +255,12 @@ def test_rescan_cli(make_lexicon, tmp_path, capsys):
     assert main(["rescan", "--lexicons", str(new), "--policy", "none", "--previous", str(events), str(archive)]) == 0
     out, err = capsys.readouterr()
     assert [e["post_id"] for e in _lines(out.encode())] == [2, 4, 6]
-    assert "stricter=3" in err and "posts/s=" in err
+    assert "stricter=3" in err and "posts/s=" in err and "no --previous" not in err
+    # forgotten --previous: every earlier flag and recall again, said (found by a walk-through of the docs)
+    assert main(["rescan", "--lexicons", str(new), "--policy", "none", str(archive)]) == 0
+    out, err = capsys.readouterr()
+    assert "no --previous: every post counts as published under pass" in err
+    assert len(_lines(out.encode())) > 3
     assert main(["rescan", "--from-offset", "3", str(archive)]) == 2
 
 
