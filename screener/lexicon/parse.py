@@ -4,7 +4,7 @@ Parsing never raises on content: it returns entries and problems, so the
 loader can report every problem of every file at once. Syntax (documented in
 ``lexicons/README.md``)::
 
-    # comment (a line of its own)
+    # comment (also after an entry and a space: 赌博  # gambling)
     赌博                         a term with its category's defaults
     加微信 ; mode=substring       options after ';'
     赌博 ; variants=homophone+split   opt-in look-alike spellings (lookalike.py)
@@ -42,7 +42,7 @@ _OPTIONS = ("action", "mode", "within", "variants")
 #: ASCII digits only: str.isdigit() accepts '²', which int() then rejects.
 #: Nine digits at most, so int() never sees a huge string.
 _WHOLE = re.compile(r"[0-9]{1,9}")
-#: A '#' after white space: what a trailing comment looks like.
+#: A '#' after white space starts a comment.
 _TRAILING_COMMENT = re.compile(r"\s#")
 #: Unicode general categories (``noise_categories`` must name real ones).
 GENERAL_CATEGORIES = frozenset(
@@ -66,12 +66,14 @@ def parse_line(raw: str, path: str, line: int) -> tuple[Entry | None, list[Probl
     text = raw.strip()
     if not text or text.startswith("#"):
         return None, []
-    if "#" in text and _TRAILING_COMMENT.search(text):
+    if "#" in text:
+        # A comment also follows a space, as in the policy's list files:
         # '赌博  # gambling' was read as the term 赌博gambling ('#' and spaces
         # are noise) and never matched, without an error (found by a
-        # walk-through of the docs): a comment has a line of its own.
-        return None, [Problem(path, line, "a comment must have a line of its own: '#' after a space "
-                              "would be read as part of the entry", text)]
+        # walk-through of the docs). '#' inside a word stays: it is noise.
+        found = _TRAILING_COMMENT.search(text)
+        if found is not None:
+            text = text[:found.start()].rstrip()
     if ";" not in text and "+" not in text and not text.lower().startswith(ALLOW_PREFIX):
         return Entry(path, line, "term", [text], {}), []  # the common line: one term, no options
     body, *option_texts = [piece.strip() for piece in text.split(";")]
