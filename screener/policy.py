@@ -282,7 +282,8 @@ def _list(name: str, body: str, base: Path, where: tuple[str, int],
             # never match (found by a probe); "u1  # ticket 42" stays u1.
             values = [_uncommented(line) for line in data.decode("utf-8-sig").splitlines()]
         except (OSError, UnicodeDecodeError) as exc:
-            return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {exc}")], b""
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            return frozenset(), [*problems, Problem(*where, f"list {name!r}: cannot read {target}: {reason}")], b""
         return frozenset(v for v in values if v), problems, b"\0" + name.encode() + b"\0" + data
     return frozenset(v.strip() for v in body.split(",") if v.strip()), problems, b""
 

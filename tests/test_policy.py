@@ -190,7 +190,7 @@ BAD_POLICIES = [
     ("offenders: threshold=5 window=1w", 1, "window=Ns|Nm|Nh|Nd (1s-366d)"),
     ("offenders: threshold=5 window=30", 1, "bad option 'window=30'"),
     ("offenders: window=1d", 1, "threshold=N is required"),
-    ("list a: @no-such-file.txt", 1, "cannot read"),
+    ("list a: @no-such-file.txt", 1, "no-such-file.txt: No such file or directory"),  # the reason, not [Errno 2]
     ("hit a: action=pass -> flag", 1, "action is flag or recall"),
     ("hit a: account.blacklisted=maybe -> flag", 1, "account.blacklisted is true or false"),  # found by a probe
     ("hit a: category=,, -> flag", 1, "condition 'category=,,': no value to compare with"),
