@@ -58,10 +58,13 @@ def test_a_comment_may_follow_an_entry_after_a_space(make_lexicon):
     """'赌博  # gambling' was the term 赌博gambling ('#' and spaces are noise),
     which matched nothing (found by a walk-through of the docs); the policy's
     list files already read a comment so."""
-    files = {"a": "赌博  # gambling\nallow: 参加微信\t# course\n加微信 ; action=recall # why ; mode=bad\n冰#毒\n"}
+    files = {"a": "赌博  # gambling\nallow: 参加微信\t# course\n加微信 ; action=recall # why ; mode=bad\n冰#毒\n"
+                  "话题 #赌球\nallow: #热门话题#\n代开 + #发票 #\n"}
     lex = load_lexicons(make_lexicon(files))
     rules = {r.label: r for r in lex.rules}
-    assert set(rules) == {"赌博", "参加微信", "加微信", "冰毒"}  # '#' inside a word is noise, as before
+    # '#' inside a word is noise, as before, and so is one before a word: a
+    # hashtag (话题 #赌球 was cut to 话题 by a first version: found by a review)
+    assert set(rules) == {"赌博", "参加微信", "加微信", "冰毒", "话题赌球", "热门话题", "代开+发票"}
     assert rules["参加微信"].kind == "allow" and rules["加微信"].action == "recall" and rules["加微信"].mode == "word"
     assert Screener(lex).screen(["网上赌博"])[0].action == "flag"
 

@@ -45,6 +45,7 @@ MAX_TERM_CHARS = 256
 
 #: Bump when the meaning of a lexicon changes without its files changing
 #: (normalisation rules, variant expansion), so versions stay honest.
+# 9: ' # ' after an entry starts a comment ('赌博  # gambling' had been the term 赌博gambling);
 # 8: letters are one word for the pinyin pass only with nothing but markup
 # between them (a post's pinyin no longer missed after a neighbour's tag);
 # 7: [normalise] aliases, a clause mark in one gap of a term splits it,
@@ -54,7 +55,7 @@ MAX_TERM_CHARS = 256
 # Cyrillic/Greek letters drawn like Latin ones (х, ν) fold to Latin; 5:
 # default-ignorable characters (Hangul fillers) are noise; 4: runs of a
 # repeated CJK character fold to one, pinyin patterns (issue 10); 2: HTML rule of issue 9
-ENGINE_REVISION = "8"
+ENGINE_REVISION = "9"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Parsing never raises on content: it returns entries and problems, so the
 loader can report every problem of every file at once. Syntax (documented in
 ``lexicons/README.md``)::
 
-    # comment (also after an entry and a space: 赌博  # gambling)
+    # comment (also after an entry, as ' # ': 赌博  # gambling)
     赌博                         a term with its category's defaults
     加微信 ; mode=substring       options after ';'
     赌博 ; variants=homophone+split   opt-in look-alike spellings (lookalike.py)
@@ -42,8 +42,8 @@ _OPTIONS = ("action", "mode", "within", "variants")
 #: ASCII digits only: str.isdigit() accepts '²', which int() then rejects.
 #: Nine digits at most, so int() never sees a huge string.
 _WHOLE = re.compile(r"[0-9]{1,9}")
-#: A '#' after white space starts a comment.
-_TRAILING_COMMENT = re.compile(r"\s#")
+#: A '#' between white space (or at the end) starts a comment.
+_TRAILING_COMMENT = re.compile(r"\s#(?:\s|$)")
 #: Unicode general categories (``noise_categories`` must name real ones).
 GENERAL_CATEGORIES = frozenset(
     "Lu Ll Lt Lm Lo Mn Mc Me Nd Nl No Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Zs Zl Zp Cc Cf Cs Co Cn".split()
@@ -67,10 +67,11 @@ def parse_line(raw: str, path: str, line: int) -> tuple[Entry | None, list[Probl
     if not text or text.startswith("#"):
         return None, []
     if "#" in text:
-        # A comment also follows a space, as in the policy's list files:
-        # '赌博  # gambling' was read as the term 赌博gambling ('#' and spaces
-        # are noise) and never matched, without an error (found by a
-        # walk-through of the docs). '#' inside a word stays: it is noise.
+        # A comment also follows an entry, as ' # ': '赌博  # gambling' was
+        # read as the term 赌博gambling ('#' and spaces are noise) and never
+        # matched, without an error (found by a walk-through of the docs).
+        # '#' before a word stays part of the entry: 话题 #赌博 and
+        # allow: #热门话题# are hashtags (found by a review).
         found = _TRAILING_COMMENT.search(text)
         if found is not None:
             text = text[:found.start()].rstrip()
