@@ -165,3 +165,19 @@ def test_no_broker_logs_a_line_or_two_through_logging_not_dozens_to_stderr(caplo
     lines = [r.getMessage() for r in caplog.records if r.name == "screener.librdkafka"]
     assert 1 <= len(lines) <= 2 and "Connection refused" in lines[0], lines
     assert "rdkafka" not in capfd.readouterr().err  # nothing written around logging
+
+
+def test_the_liveness_probe_serves_its_log_lines(caplog, monkeypatch):
+    """Its admin client only asked for metadata, which serves no log queue:
+    with the broker down the lines piled up unseen, ~1 MB a minute (found by
+    a review)."""
+    if "confluent" not in HAVE:
+        pytest.skip("confluent-kafka does not import here")
+    monkeypatch.setattr(clients, "LIBRDKAFKA_LOG", clients.RepeatLimitedLog(clients.LIBRDKAFKA_LOG._logger))
+    ask = clients.probe(Settings(bootstrap_servers="127.0.0.1:1", kafka_client="confluent"))
+    with caplog.at_level("INFO", logger="screener.librdkafka"):
+        for _ in range(2):
+            with pytest.raises(clients.BrokerFailure):
+                ask(1.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "screener.librdkafka"]
+    assert any("Connection refused" in line for line in lines), lines

@@ -201,6 +201,11 @@ def probe(settings: Settings) -> Callable[[float], object]:
             return admin[0].list_topics(timeout=timeout_s)
         except ck.KafkaException as exc:
             raise BrokerFailure(str(exc)) from None
+        finally:
+            # Its librdkafka log lines reach LIBRDKAFKA_LOG only from poll:
+            # unserved, they piled up (~1 MB a minute with the broker down)
+            # and their reasons were never seen (found by a review).
+            admin[0].poll(0)
 
     return ask
 
@@ -635,6 +640,7 @@ class _ConfluentTransactional(_ConfluentProducer):
             # Fences an earlier process with this id and aborts what it left open.
             self._p.init_transactions(BOOTSTRAP_TIMEOUT_S * 5)
         except ck.KafkaException as exc:
+            self._p.poll(0)  # the log lines behind the failure (see LIBRDKAFKA_LOG)
             raise BrokerFailure(f"init_transactions: {exc}") from None
 
     def _call(self, what: str, *args: Any) -> None:
