@@ -31,7 +31,7 @@ def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any] | str:
     if isinstance(raw, Truncated):  # the source kept only the head of a longer line
         # Its whole length, as the dead letter's "bytes" gives it (the head's
         # length had read "at least 1001" beside "bytes": 1822).
-        return f"record of {raw.size} bytes with its line end exceeds the limit of {max_bytes} bytes"
+        return f"line of {raw.size} bytes exceeds the limit of {max_bytes} bytes"
     if len(raw) > max_bytes:
         return f"record of {len(raw)} bytes exceeds the limit of {max_bytes} bytes"
     if not raw.strip():

@@ -139,7 +139,7 @@ def _state_problem(exc: Exception, path: str) -> str:
     text = str(exc)
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):  # SQLite says "read-only" (found by a walk-through of the docs)
-        return f"no directory {parent}"
+        return f"{parent} is not a directory" if os.path.exists(parent) else f"no directory {parent}"
     if "database is locked" in text:
         return "locked by another process (another scan using it, or another program); each run needs its own state file"
     if "readonly database" in text:

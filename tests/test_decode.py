@@ -197,7 +197,7 @@ POST = b'{"id": %d, "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "account_id": "u1", "pub
     (b'{"id": 1, "text": 3}\n', '"text" is int'),
     (b'{"id": 1, "text": "x", "kind": null}\n', "\"kind\" is None"),
     (b'{"id": 1, "text": "' + b"x" * 2000 + b'"}\n', "exceeds the limit"),
-    (Truncated(b'{"id": 1, "text": "x"}' + b" " * 979, 5000), "record of 5000 bytes with its line end exceeds the limit of 1000 bytes"),
+    (Truncated(b'{"id": 1, "text": "x"}' + b" " * 979, 5000), "line of 5000 bytes exceeds the limit of 1000 bytes"),
 ])
 def test_one_bad_record_is_the_only_one_decoded_again(bad, reason):
     """The batch's other records are taken from the one pass over the batch:

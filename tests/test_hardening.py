@@ -330,6 +330,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> 
     (["scan", "--state", "{garbage}", "{good}"], "screener: --state {garbage}: not a usable screener state file"),
     # the cause an operator can act on (found by a walk-through of the docs: "read-only", "not a directory")
     (["scan", "--state", "{tmp}/no/dir/x.db", "{good}"], "screener: --state {tmp}/no/dir/x.db: no directory {tmp}/no/dir"),
+    (["scan", "--state", "{good}/x.db", "{good}"], "screener: --state {good}/x.db: {good} is not a directory"),
     (["scan", "--lexicons", "{tmp}/nolex", "{good}"], "{tmp}/nolex:0: no such directory"),
     (["rescan", "--previous", "{tmp}/missing", "{good}"], "screener: cannot read --previous {tmp}/missing"),
     (["rescan", "--checkpoint", "{garbage}", "{good}"], "screener: checkpoint {garbage} is unreadable"),

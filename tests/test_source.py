@@ -170,7 +170,7 @@ def test_a_50_mb_line_is_held_only_up_to_the_limit(tmp_path):
     assert lines[1].size == size - len(lines[0]) - len(lines[2]) and sum(c.size for c in chunks) == size
     objects, texts, rejected = decode_batch(lines, limit)
     assert texts == ["before", "after"] and [o["id"] for o in objects] == [1, 3]
-    assert rejected == [(1, f"record of {lines[1].size} bytes with its line end exceeds the limit of {limit} bytes")]
+    assert rejected == [(1, f"line of {lines[1].size} bytes exceeds the limit of {limit} bytes")]
     letter = dead_letter_record(chunks[0].source, chunks[0].first_line + 1, strip_eol(lines[1]), rejected[0][1])
     assert letter["line"] == 2 and letter["truncated"] is True and letter["bytes"] == lines[1].size
     assert letter["raw"] == lines[1].decode() and letter["raw"].startswith('{"id": 2, "text": "yyy')
