@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from .. import audit
-from ..batch import Batch, BatchResult, Step, screen_batch
+from ..batch import Batch, BatchResult, Step, screen_parts
 from ..judge import NO_TRACKER, Engine, Tracker
 from ..offenders import OffenderTracker, Offenders, event_time, shard_clocks
 from ..settings import Settings
@@ -183,9 +183,11 @@ class Worker:
         if not batch:
             return
         started = time.perf_counter()
-        result = screen_batch(self.step, Batch([r.value or b"" for r in batch], lambda i: source_of(batch[i]),
+        settings = self.settings
+        result = screen_parts(self.step, Batch([r.value or b"" for r in batch], lambda i: source_of(batch[i]),
                                                lambda i: batch[i].timestamp / 1000),
-                              _PartitionAccounts(self.offenders, batch))
+                              _PartitionAccounts(self.offenders, batch), settings.batch_records,
+                              settings.batch_bytes, self.health.beat)
         sends = sends_of(result, batch, self.settings)
         if self.pending_audit and self.settings.audit_topic:
             sends.first += [audit_record(r, self.settings.audit_topic) for r in self.pending_audit]
@@ -431,17 +433,19 @@ class _PartitionAccounts:
     def tracker(self, objects: Sequence[dict[str, Any]], rows: Sequence[int], batch: Batch) -> Tracker:
         if not self.offenders.config.enabled:
             return NO_TRACKER
-        records = self.records
-        return OffenderTracker(self.offenders, lambda i: _tp(records[rows[i]]),
-                               lambda i: event_time(objects[i], records[rows[i]].timestamp / 1000))
+        # batch.start: a part of the poll batch (screen_parts, or the split
+        # that isolates a failing record) indexes from its own first record.
+        records, start = self.records, batch.start
+        return OffenderTracker(self.offenders, lambda i: _tp(records[start + rows[i]]),
+                               lambda i: event_time(objects[i], records[start + rows[i]].timestamp / 1000))
 
     def finish(self, tracker: Tracker, objects: Sequence[dict[str, Any]], rows: Sequence[int],
                batch: Batch) -> list[dict[str, Any]]:
         if not isinstance(tracker, OffenderTracker):
             return []
-        records = self.records
-        return tracker.finish(shard_clocks(objects, lambda i: _tp(records[rows[i]]),
-                                           lambda i: records[rows[i]].timestamp / 1000))
+        records, start = self.records, batch.start
+        return tracker.finish(shard_clocks(objects, lambda i: _tp(records[start + rows[i]]),
+                                           lambda i: records[start + rows[i]].timestamp / 1000))
 
 
 def _latencies(records: list[Record], now_ms: float) -> list[float]:
