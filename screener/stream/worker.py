@@ -40,6 +40,8 @@ from .outgoing import Outgoing, audit_record, sends_of, source_of
 from .reload import LexiconReloader
 
 log = logging.getLogger("screener.worker")
+#: Bytes of a poll batch screened at once, in batch_bytes (16 MiB by default): see Worker._within_budget.
+POLL_BUDGET_BATCHES = 16
 
 class Worker:
     def __init__(self, settings: Settings, engine: Engine, health: metrics.Health,
@@ -179,12 +181,18 @@ class Worker:
         assert self.consumer is not None
         owned = self.consumer.assignment()
         parts = {tp: rs for tp, rs in records.items() if tp in owned and rs}  # never a lost partition
+        settings = self.settings
         batch = [r for rs in parts.values() for r in rs]
         if not batch:
             return
+        raws = [r.value or b"" for r in batch]
+        budget = POLL_BUDGET_BATCHES * settings.batch_bytes
+        if sum(map(len, raws)) > budget:  # rare: sum at C speed first
+            parts = self._within_budget(parts, budget)
+            batch = [r for rs in parts.values() for r in rs]
+            raws = [r.value or b"" for r in batch]
         started = time.perf_counter()
-        settings = self.settings
-        result = screen_parts(self.step, Batch([r.value or b"" for r in batch], lambda i: source_of(batch[i]),
+        result = screen_parts(self.step, Batch(raws, lambda i: source_of(batch[i]),
                                                lambda i: batch[i].timestamp / 1000),
                               _PartitionAccounts(self.offenders, batch), settings.batch_records,
                               settings.batch_bytes, self.health.beat)
@@ -208,6 +216,45 @@ class Worker:
             high = self.consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - next_offset))
+
+    def _within_budget(self, parts: dict[TP, list[Record]], budget: int) -> dict[TP, list[Record]]:
+        """The records of a poll batch to screen now: in order, until they
+        hold ``budget`` bytes (at least one record); every partition is sought
+        back to its first record left, which the next polls bring again.
+
+        Screening in parts keeps the heartbeat (screen_parts), but librdkafka
+        takes a partition away from a consumer that has not polled for
+        ``max.poll.interval.ms`` (5 min): 2,048 hit-dense posts of 256 KiB
+        take ~25 min, so their partition would pass from worker to worker and
+        never get further. A budget of 16 MiB is ~45 s of the worst posts
+        measured, and an ordinary batch (2,048 posts of ~300 bytes) is far
+        below it.
+        """
+        held = 0
+        for tp, rs in parts.items():
+            for k, record in enumerate(rs):
+                held += len(record.value or b"")
+                if held > budget and (k or held > len(record.value or b"")):  # never cut before the first record
+                    return self._cut(parts, tp, k)
+        return parts
+
+    def _cut(self, parts: dict[TP, list[Record]], at_tp: TP, k: int) -> dict[TP, list[Record]]:
+        assert self.consumer is not None
+        kept: dict[TP, list[Record]] = {}
+        cutting = False
+        for tp, rs in parts.items():
+            if tp == at_tp:
+                cutting = True
+                if k:
+                    kept[tp] = rs[:k]
+                self.consumer.seek(tp, rs[k].offset)
+            elif cutting:
+                self.consumer.seek(tp, rs[0].offset)
+            else:
+                kept[tp] = rs
+        log.info("poll batch over %d bytes: screening %d records of it now, the rest at the next polls",
+                 POLL_BUDGET_BATCHES * self.settings.batch_bytes, sum(map(len, kept.values())))
+        return kept
 
     @staticmethod
     def _count(result: BatchResult) -> None:
