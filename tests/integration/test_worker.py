@@ -304,6 +304,24 @@ def test_hostile_posts_neither_stall_nor_crash_the_worker(topics, workers, tmp_p
     assert worker.terminate() == 0
 
 
+def test_a_poll_batch_over_its_byte_budget_is_screened_in_turns(topics, workers):
+    """The worker screens at most 16 x batch_bytes of a poll batch at once
+    and seeks back to the rest (hit-dense posts had made one batch outlast
+    max.poll.interval.ms): here 4 KiB, a budget of 64 KiB, for 40 posts of
+    ~12 KB. Every post comes out once and every offset is committed."""
+    worker = workers(topics, env={"SCREENER_BATCH_BYTES": "4096"}).start()
+    values = [orjson.dumps({"id": i, "text": "赌博，" * 1300, "account_id": f"a{i}"}) for i in range(40)]
+    produce(topics.bootstrap, topics.input, values)
+    events = consume(topics.bootstrap, topics.events, lambda r: len(r) >= len(values))
+    got = event_map(events)
+    assert sorted(got) == list(range(40)) and all(len(e) == 1 for e in got.values())
+    worker.wait_metric("screener_posts_consumed_total", lambda v: v == len(values))
+    wait_committed(topics, worker, len(values))
+    assert "screening" in worker.log() and "the rest at the next polls" in worker.log()
+    assert worker.metric('screener_posts_total{outcome="recalled"}') == len(values)
+    assert worker.terminate() == 0
+
+
 def test_input_record_near_the_size_limit_is_dead_lettered_not_wedged(topics, workers):
     """A record just under the 1 MB the producer allows: its dead letter,
     the record plus our headers, was over it, refused as too large for
