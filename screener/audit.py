@@ -233,7 +233,7 @@ def render(records: list[dict[str, Any]]) -> str:
             # Not a record this version writes (edited, or from elsewhere):
             # shown as it is, not a crash of the whole report (found by a
             # hostile-input probe).
-            lines.append(f"{r.get('at')}  unrecognised record  {jsonio.dumps(r).decode()}")
+            lines.append(f"{r.get('at')}  unrecognised record  {_shown(r)}")
     return "\n".join(lines)
 
 
@@ -257,18 +257,18 @@ def _render(r: dict[str, Any]) -> list[str]:
             lines.append(f"    post rule {r['post_rule']}")
         for note in r.get("notes") or []:  # how the message was read (a time not believed); the text had left it out
             lines.append(f"    note: {note}")
-        lines.append(f"    source {jsonio.dumps(r.get('source')).decode()}")
+        lines.append(f"    source {_shown(r.get('source'))}")
     elif r["kind"] in ("account_blacklist", "account_cleared"):
         lines.append(f"{head}  account {_shown(r['account_id'])}: {r['violations']} violations in "
                      f"{r['window_s']} s (threshold {r['threshold']}): posts {r['post_ids']}  ({versions})")
     else:
         detail = {k: v for k, v in r.items() if k not in ("audit_id", "kind", "at", "lexicon_version", "policy_version")}
-        lines.append(f"{head}  {jsonio.dumps(detail).decode()}  ({versions})")
+        lines.append(f"{head}  {_shown(detail)}  ({versions})")
     return lines
 
 
 def _shown(value: Any) -> str:
-    """An id as JSON, the way ``--post`` and ``--account`` take it: 5, "5" and
-    {"shard": 1}, where Python's repr showed '5' and {'shard': 1} (found by
-    a walk-through of the docs, as was "of account None")."""
+    """A value as JSON; ids so too, the way ``--post`` and ``--account`` take
+    them: 5, "5" and {"shard": 1}, where Python's repr showed '5' and
+    {'shard': 1} (found by a walk-through of the docs, as was "of account None")."""
     return jsonio.dumps(value).decode()

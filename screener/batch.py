@@ -189,7 +189,7 @@ def screen_parts(step: Step, batch: Batch, accounts: Accounts, max_records: int,
     without a heartbeat, so /healthz failed and the pod restarted into the
     same batch for ever. An ordinary batch is one part, as before.
     """
-    bounds = _bounds(batch.raws, max_records, max_bytes)
+    bounds = part_bounds(batch.raws, max_records, max_bytes)
     if len(bounds) == 1:
         result = screen_batch(step, batch, accounts)
         between()
@@ -201,10 +201,10 @@ def screen_parts(step: Step, batch: Batch, accounts: Accounts, max_records: int,
     return result
 
 
-def _bounds(raws: Sequence[bytes], max_records: int, max_bytes: int) -> list[tuple[int, int]]:
+def part_bounds(raws: Sequence[bytes], max_records: int, max_bytes: int) -> list[tuple[int, int]]:
     """``(lo, hi)`` of consecutive parts of ``raws`` within both limits.
 
-    >>> _bounds([b"a" * 4] * 5, 10, 8), _bounds([b"a" * 20, b"b"], 10, 8), _bounds([b"a"] * 5, 2, 100)
+    >>> part_bounds([b"a" * 4] * 5, 10, 8), part_bounds([b"a" * 20, b"b"], 10, 8), part_bounds([b"a"] * 5, 2, 100)
     ([(0, 2), (2, 4), (4, 5)], [(0, 1), (1, 2)], [(0, 2), (2, 4), (4, 5)])
     """
     sizes = list(map(len, raws))

@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from screener.batch import _bounds
+from screener.batch import part_bounds
 from screener.judge import Engine
 from screener.settings import Settings
 from screener.stream import metrics
@@ -78,7 +78,7 @@ def test_a_poll_batch_is_screened_in_parts_with_a_beat_between_and_the_same_outc
     parted, beats, sent_parted = _run(tmp_path, batch_bytes=8192, batch_records=5)
     whole, one_beat, sent_whole = _run(tmp_path, batch_bytes=1 << 20, batch_records=4096)
     raws = [r.value for rs in _posts().values() for r in rs]  # the worker's order: partition by partition
-    parts = len(_bounds(raws, 5, 8192))
+    parts = len(part_bounds(raws, 5, 8192))
     assert parts >= 5 and len(beats) - len(one_beat) == parts - 1, (parts, len(beats), len(one_beat))
     assert sorted(sent_parted) == sorted(sent_whole) and any(t == "events" for t, _ in sent_whole)
     shards = {tp: sorted(s.accounts) for tp, s in parted.offenders.shards.items()}

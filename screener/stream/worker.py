@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from .. import audit
-from ..batch import Batch, BatchResult, Step, screen_parts
+from ..batch import Batch, BatchResult, Step, part_bounds, screen_parts
 from ..judge import NO_TRACKER, Engine, Tracker
 from ..offenders import OffenderTracker, Offenders, event_time, shard_clocks
 from ..settings import Settings
@@ -40,7 +40,7 @@ from .outgoing import Outgoing, audit_record, sends_of, source_of
 from .reload import LexiconReloader
 
 log = logging.getLogger("screener.worker")
-#: Bytes of a poll batch screened at once, in batch_bytes (16 MiB by default): see Worker._within_budget.
+#: Bytes of a poll batch screened at once, in batch_bytes (16 MiB by default): see Worker._defer.
 POLL_BUDGET_BATCHES = 16
 
 class Worker:
@@ -186,11 +186,12 @@ class Worker:
         if not batch:
             return
         raws = [r.value or b"" for r in batch]
-        budget = POLL_BUDGET_BATCHES * settings.batch_bytes
-        if sum(map(len, raws)) > budget:  # rare: sum at C speed first
-            parts = self._within_budget(parts, budget)
-            batch = [r for rs in parts.values() for r in rs]
-            raws = [r.value or b"" for r in batch]
+        within = part_bounds(raws, len(raws), POLL_BUDGET_BATCHES * settings.batch_bytes)[0][1]
+        if within < len(batch):  # rare: over the byte budget (an ordinary batch is one C-speed sum)
+            batch, raws = self._defer(batch, within), raws[:within]
+            parts = {}
+            for r in batch:
+                parts.setdefault(TP(r.topic, r.partition), []).append(r)
         started = time.perf_counter()
         result = screen_parts(self.step, Batch(raws, lambda i: source_of(batch[i]),
                                                lambda i: batch[i].timestamp / 1000),
@@ -217,10 +218,10 @@ class Worker:
             if high is not None:
                 metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - next_offset))
 
-    def _within_budget(self, parts: dict[TP, list[Record]], budget: int) -> dict[TP, list[Record]]:
-        """The records of a poll batch to screen now: in order, until they
-        hold ``budget`` bytes (at least one record); every partition is sought
-        back to its first record left, which the next polls bring again.
+    def _defer(self, batch: list[Record], within: int) -> list[Record]:
+        """The first ``within`` records of a poll batch, to screen now; every
+        partition with records after them is sought back to its first one,
+        which the next polls bring again.
 
         Screening in parts keeps the heartbeat (screen_parts), but librdkafka
         takes a partition away from a consumer that has not polled for
@@ -230,31 +231,15 @@ class Worker:
         measured, and an ordinary batch (2,048 posts of ~300 bytes) is far
         below it.
         """
-        held = 0
-        for tp, rs in parts.items():
-            for k, record in enumerate(rs):
-                held += len(record.value or b"")
-                if held > budget and (k or held > len(record.value or b"")):  # never cut before the first record
-                    return self._cut(parts, tp, k)
-        return parts
-
-    def _cut(self, parts: dict[TP, list[Record]], at_tp: TP, k: int) -> dict[TP, list[Record]]:
         assert self.consumer is not None
-        kept: dict[TP, list[Record]] = {}
-        cutting = False
-        for tp, rs in parts.items():
-            if tp == at_tp:
-                cutting = True
-                if k:
-                    kept[tp] = rs[:k]
-                self.consumer.seek(tp, rs[k].offset)
-            elif cutting:
-                self.consumer.seek(tp, rs[0].offset)
-            else:
-                kept[tp] = rs
+        back: dict[TP, int] = {}
+        for r in batch[within:]:
+            back.setdefault(TP(r.topic, r.partition), r.offset)
+        for tp, offset in back.items():
+            self.consumer.seek(tp, offset)
         log.info("poll batch over %d bytes: screening %d records of it now, the rest at the next polls",
-                 POLL_BUDGET_BATCHES * self.settings.batch_bytes, sum(map(len, kept.values())))
-        return kept
+                 POLL_BUDGET_BATCHES * self.settings.batch_bytes, within)
+        return batch[:within]
 
     @staticmethod
     def _count(result: BatchResult) -> None:
